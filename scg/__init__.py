@@ -1,0 +1,52 @@
+"""scg: stochastic computation graphs on numpy.
+
+The core is a numpy-backed Tensor with reverse-mode automatic differentiation
+whose backward pass is itself differentiable. See the README for a tour.
+"""
+
+from .tensor import Tensor, tensor  # first: autodiff and ops build on it
+from . import autodiff, ops  # noqa: I001
+from .autodiff import detect_anomaly, enable_grad, grad, is_grad_enabled, no_grad
+from .gradcheck import GradcheckError, gradcheck
+from .ops import (
+    abs,
+    astype,
+    broadcast_to,
+    clip,
+    concatenate,
+    digamma,
+    exp,
+    expand_dims,
+    expm1,
+    lgamma,
+    log,
+    log1p,
+    log_softmax,
+    logsumexp,
+    matmul,
+    max,
+    maximum,
+    mean,
+    min,
+    minimum,
+    polygamma,
+    relu,
+    reshape,
+    sigmoid,
+    softmax,
+    softplus,
+    sqrt,
+    squeeze,
+    stack,
+    stop_gradient,
+    sum,
+    swapaxes,
+    tanh,
+    transpose,
+    where,
+)
+from .random import manual_seed
+
+from . import nn, optim  # noqa: E402  (built on the names above)
+
+__version__ = "0.1.0"

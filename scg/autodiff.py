@@ -1,0 +1,341 @@
+"""Reverse-mode automatic differentiation: recording primitives and the reverse pass.
+
+A primitive is a numpy ``forward`` plus one VJP per positional input. A VJP
+receives ``(g, ans, *inputs, **static)`` as Tensors and returns the gradient
+for its input as a Tensor (or ``None`` for zero), computed with differentiable
+operations, so running the reverse pass while recording (``create_graph``)
+yields a graph that can be differentiated again.
+
+The reverse pass is one topological sort (iterative, so a chain of any length
+works) and one loop over the nodes in reverse order.
+"""
+
+import numpy as np
+
+from .tensor import Tensor
+
+
+class _State:
+    grad_enabled = True
+    anomaly = False
+
+
+state = _State()
+
+
+class no_grad:
+    """Context manager (and decorator) in which no operation is recorded."""
+
+    def __enter__(self):
+        self._prev = state.grad_enabled
+        state.grad_enabled = False
+
+    def __exit__(self, *exc):
+        state.grad_enabled = self._prev
+
+    def __call__(self, fn):
+        def wrapper(*args, **kwargs):
+            with no_grad():
+                return fn(*args, **kwargs)
+
+        wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+        return wrapper
+
+
+class enable_grad(no_grad):
+    """Context manager that turns recording back on (e.g. inside ``no_grad``)."""
+
+    def __enter__(self):
+        self._prev = state.grad_enabled
+        state.grad_enabled = True
+
+
+class detect_anomaly:
+    """Context manager: raise ``FloatingPointError`` naming the primitive as soon as
+    a forward value or a gradient contains NaN or Inf."""
+
+    def __enter__(self):
+        self._prev = state.anomaly
+        state.anomaly = True
+
+    def __exit__(self, *exc):
+        state.anomaly = self._prev
+
+
+def is_grad_enabled():
+    return state.grad_enabled
+
+
+# ---- defining and recording primitives -------------------------------------------
+
+
+def _lift(args):
+    """Tensors pass through; anything else becomes a constant Tensor. Python
+    scalars take the floating dtype of the first floating Tensor argument."""
+    dtype = None
+    for a in args:
+        if isinstance(a, Tensor) and a.data.dtype.kind == "f":
+            dtype = a.data.dtype
+            break
+    out = []
+    for a in args:
+        if isinstance(a, Tensor):
+            out.append(a)
+        elif dtype is not None and type(a) in (float, int, bool):
+            out.append(Tensor(np.asarray(a, dtype=dtype)))
+        else:
+            out.append(Tensor(a))
+    return out
+
+
+def _shapes(xs):
+    return ", ".join(str(x.data.shape) for x in xs)
+
+
+def record(op, data, xs, static):
+    """Wrap ``data`` as the output of primitive ``op`` applied to Tensors ``xs``."""
+    if type(data) is not np.ndarray:
+        data = np.asarray(data)
+    t = Tensor.__new__(Tensor)
+    t.data = data
+    t.grad = None
+    t.requires_grad = False
+    t._parents = ()
+    t._op = None
+    t._static = None
+    if state.grad_enabled:
+        for x in xs:
+            if x.requires_grad:
+                t.requires_grad = True
+                t._parents = tuple(xs)
+                t._op = op
+                t._static = static
+                break
+    if state.anomaly and data.dtype.kind in "fc" and not np.isfinite(data).all():
+        raise FloatingPointError(
+            f"detect_anomaly: '{op.name}' produced NaN or Inf from inputs of shapes {_shapes(xs)}"
+        )
+    return t
+
+
+def primitive(name, forward, *vjps):
+    """Define a primitive: ``forward(*arrays, **static) -> array`` and one VJP per input.
+
+    The returned function accepts Tensors, arrays or scalars positionally and
+    static (non-differentiable) arguments as keywords.
+    """
+
+    def op(*args, **static):
+        xs = args
+        for a in args:
+            if not isinstance(a, Tensor):
+                xs = _lift(args)
+                break
+        try:
+            out = forward(*[x.data for x in xs], **static)
+        except (ValueError, IndexError, TypeError) as e:
+            raise type(e)(f"{name}: invalid input(s) of shapes {_shapes(xs)}: {e}") from None
+        return record(op, out, xs, static)
+
+    op.name = name
+    op.vjps = vjps
+    op.__name__ = name
+    op.__qualname__ = name
+    op.__doc__ = forward.__doc__
+    return op
+
+
+def _freed_vjp(*_args, **_kw):
+    raise RuntimeError(
+        "trying to differentiate through a graph a second time, but its records were freed "
+        "by the first backward pass; pass retain_graph=True the first time"
+    )
+
+
+class _Freed:
+    name = "freed"
+    vjps = (_freed_vjp,) * 64
+
+
+FREED = _Freed()
+
+
+def unbroadcast(g, shape):
+    """Sum ``g`` over the axes along which an input of ``shape`` was broadcast."""
+    if g.shape == shape:
+        return g
+    from . import ops
+
+    extra = g.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        i + extra for i, n in enumerate(shape) if n == 1 and g.shape[i + extra] != 1
+    )
+    if axes:
+        g = ops.sum(g, axis=axes, keepdims=True)
+    return ops.reshape(g, shape) if g.shape != shape else g
+
+
+# ---- the reverse pass ----------------------------------------------------------
+
+
+def _toposort(roots):
+    """Nodes that require grad, reachable from ``roots``, each after all of its inputs."""
+    order, seen = [], set()
+    stack = [(r, False) for r in roots]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        for p in node._parents:
+            if p.requires_grad and id(p) not in seen:
+                stack.append((p, False))
+    return order
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _seed_grads(outputs, grad_outputs):
+    grads = {}
+    for i, (o, go) in enumerate(zip(outputs, grad_outputs)):
+        if not isinstance(o, Tensor):
+            raise TypeError(f"outputs[{i}] is a {type(o).__name__}, not a Tensor")
+        if go is None:
+            if o.data.size != 1:
+                raise RuntimeError(
+                    f"gradient can only be implicitly created for a one-element output; "
+                    f"outputs[{i}] has shape {o.shape}, so pass grad (backward) or "
+                    f"grad_outputs (grad) of that shape"
+                )
+            go = Tensor(np.ones_like(o.data))
+        else:
+            go = go if isinstance(go, Tensor) else Tensor(np.asarray(go, dtype=o.data.dtype))
+            if go.shape != o.shape:
+                raise ValueError(
+                    f"grad for outputs[{i}] has shape {go.shape} but the output has shape {o.shape}"
+                )
+        if o.requires_grad:
+            grads[id(o)] = grads[id(o)] + go if id(o) in grads else go
+    return grads
+
+
+def _run(outputs, grads, wanted, retain_graph, create_graph):
+    """Propagate ``grads`` (id -> Tensor) from ``outputs`` back through the graph.
+
+    ``wanted`` is a set of ids whose total gradient is returned (in a dict), or
+    ``None`` to accumulate into ``.grad`` of every leaf. Only nodes with a path
+    to something wanted are visited.
+    """
+    order = _toposort([o for o in outputs if o.requires_grad])
+    if wanted is not None:
+        # Keep only nodes that lead to a wanted tensor: one forward sweep over the order.
+        leads = set()
+        for node in order:
+            if id(node) in wanted or any(id(p) in leads for p in node._parents):
+                leads.add(id(node))
+    else:
+        leads = None
+    results = {}
+    prev = state.grad_enabled
+    state.grad_enabled = create_graph
+    try:
+        for i in range(len(order) - 1, -1, -1):
+            node = order[i]
+            order[i] = None
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            op = node._op
+            if wanted is not None and id(node) in wanted:
+                results[id(node)] = g
+            if op is None:
+                if wanted is None:
+                    _accumulate_leaf(node, g, create_graph)
+                continue
+            parents, static = node._parents, node._static
+            for j, p in enumerate(parents):
+                if not p.requires_grad or (leads is not None and id(p) not in leads):
+                    continue
+                gj = op.vjps[j](g, node, *parents, **static)
+                if gj is None:
+                    continue
+                if state.anomaly and not np.isfinite(gj.data).all():
+                    raise FloatingPointError(
+                        f"detect_anomaly: the gradient through '{op.name}' (input {j}) "
+                        f"contains NaN or Inf"
+                    )
+                k = id(p)
+                grads[k] = grads[k] + gj if k in grads else gj
+            if not retain_graph:
+                node._parents = ()
+                node._op = FREED
+                node._static = None
+    finally:
+        state.grad_enabled = prev
+    return results
+
+
+def _accumulate_leaf(leaf, g, create_graph):
+    if not create_graph:
+        data = g.data
+        if not data.flags.writeable or data.base is not None:
+            data = data.copy()  # never leave a broadcast view or alias in .grad
+        g = Tensor(data)
+    leaf.grad = g if leaf.grad is None else leaf.grad + g
+
+
+def backward(output, grad=None, retain_graph=False, create_graph=False):
+    """Accumulate d(output)/d(leaf) (weighted by ``grad``) into ``leaf.grad``."""
+    if not output.requires_grad:
+        raise RuntimeError(
+            "backward() on a Tensor that does not require grad: nothing it was computed "
+            "from has requires_grad=True (or it was computed under no_grad)"
+        )
+    if output._op is FREED:
+        _freed_vjp()
+    grads = _seed_grads([output], [grad])
+    _run([output], grads, None, retain_graph or create_graph, create_graph)
+
+
+def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=None):
+    """Gradients of ``sum(outputs * grad_outputs)`` with respect to each of ``inputs``.
+
+    Returns a list of Tensors shaped like ``inputs`` (zeros where an input does
+    not influence the outputs). With ``create_graph=True`` the results are
+    recorded and can be differentiated again. ``.grad`` is not touched.
+    """
+    single_out = not isinstance(outputs, (list, tuple))
+    outputs = _as_list(outputs)
+    inputs = _as_list(inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    else:
+        grad_outputs = [grad_outputs] if single_out else _as_list(grad_outputs)
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"got {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"inputs[{i}] is a {type(x).__name__}, not a Tensor")
+        if not x.requires_grad:
+            raise ValueError(
+                f"inputs[{i}] (shape {x.shape}) does not require grad, so there is no gradient "
+                f"with respect to it; create it with requires_grad=True"
+            )
+    if retain_graph is None:
+        retain_graph = create_graph
+    for o in outputs:
+        if isinstance(o, Tensor) and o._op is FREED:
+            _freed_vjp()
+    grads = _seed_grads(outputs, grad_outputs)
+    results = _run(outputs, grads, {id(x) for x in inputs}, retain_graph, create_graph)
+    out = []
+    for x in inputs:
+        r = results.get(id(x))
+        out.append(r if r is not None else Tensor(np.zeros_like(x.data)))
+    return out

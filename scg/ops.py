@@ -1,0 +1,421 @@
+"""Every primitive once: its numpy forward and, next to it, its VJPs.
+
+A VJP is ``vjp(g, ans, *inputs, **static) -> Tensor | None`` and is written with
+the differentiable operations of this module, so gradients can be differentiated
+again. Composite functions (mean, softmax, logsumexp, ...) are plain functions
+of primitives and need no VJP of their own.
+"""
+
+import builtins
+
+import numpy as np
+import scipy.special as sp
+
+from .autodiff import primitive, unbroadcast
+from .tensor import Tensor
+
+# ---- elementwise arithmetic -------------------------------------------------------
+
+add = primitive(
+    "add",
+    np.add,
+    lambda g, ans, x, y: unbroadcast(g, x.shape),
+    lambda g, ans, x, y: unbroadcast(g, y.shape),
+)
+subtract = primitive(
+    "subtract",
+    np.subtract,
+    lambda g, ans, x, y: unbroadcast(g, x.shape),
+    lambda g, ans, x, y: unbroadcast(-g, y.shape),
+)
+multiply = primitive(
+    "multiply",
+    np.multiply,
+    lambda g, ans, x, y: unbroadcast(g * y, x.shape),
+    lambda g, ans, x, y: unbroadcast(g * x, y.shape),
+)
+divide = primitive(
+    "divide",
+    np.true_divide,
+    lambda g, ans, x, y: unbroadcast(g / y, x.shape),
+    lambda g, ans, x, y: unbroadcast(-g * ans / y, y.shape),
+)
+negative = primitive("negative", np.negative, lambda g, ans, x: -g)
+
+
+def _power_vjp_base(g, ans, x, y):
+    return unbroadcast(g * y * x ** (y - 1), x.shape)
+
+
+def _power_vjp_exponent(g, ans, x, y):
+    # d(x^y)/dy = x^y log x; taken as 0 where x == 0 (the limit for y > 0).
+    safe_log = log(where(x.data > 0, x, 1))
+    return unbroadcast(g * ans * safe_log, y.shape)
+
+
+power = primitive("power", np.power, _power_vjp_base, _power_vjp_exponent)
+
+
+def _maximum_vjp(first):
+    # Ties send the gradient to the first argument.
+    def vjp(g, ans, x, y):
+        mask = x.data >= y.data if first else x.data < y.data
+        return unbroadcast(where(mask, g, 0), (x if first else y).shape)
+
+    return vjp
+
+
+def _minimum_vjp(first):
+    def vjp(g, ans, x, y):
+        mask = x.data <= y.data if first else x.data > y.data
+        return unbroadcast(where(mask, g, 0), (x if first else y).shape)
+
+    return vjp
+
+
+maximum = primitive("maximum", np.maximum, _maximum_vjp(True), _maximum_vjp(False))
+minimum = primitive("minimum", np.minimum, _minimum_vjp(True), _minimum_vjp(False))
+
+# ---- elementwise functions --------------------------------------------------------
+
+exp = primitive("exp", np.exp, lambda g, ans, x: g * ans)
+log = primitive("log", np.log, lambda g, ans, x: g / x)
+log1p = primitive("log1p", np.log1p, lambda g, ans, x: g / (1 + x))
+expm1 = primitive("expm1", np.expm1, lambda g, ans, x: g * (ans + 1))
+sqrt = primitive("sqrt", np.sqrt, lambda g, ans, x: g * 0.5 / ans)
+tanh = primitive("tanh", np.tanh, lambda g, ans, x: g * (1 - ans * ans))
+sigmoid = primitive("sigmoid", sp.expit, lambda g, ans, x: g * ans * (1 - ans))
+
+
+def _softplus(x):
+    """log(1 + exp(x)), stable for large |x|."""
+    return np.logaddexp(0, x)
+
+
+softplus = primitive("softplus", _softplus, lambda g, ans, x: g * sigmoid(x))
+relu = primitive("relu", lambda x: np.maximum(x, 0), lambda g, ans, x: where(x.data > 0, g, 0))
+abs = primitive("abs", np.abs, lambda g, ans, x: g * np.sign(x.data))
+
+
+def _polygamma(x, n):
+    """The n-th derivative of digamma, in the dtype of x."""
+    return np.asarray(sp.polygamma(n, x), dtype=x.dtype)
+
+
+polygamma_ = primitive(
+    "polygamma", _polygamma, lambda g, ans, x, n: g * polygamma_(x, n=n + 1)
+)
+digamma = primitive("digamma", sp.digamma, lambda g, ans, x: g * polygamma_(x, n=1))
+lgamma = primitive("lgamma", sp.gammaln, lambda g, ans, x: g * digamma(x))
+
+
+def polygamma(n, x):
+    """psi^(n)(x), the n-th derivative of the digamma function."""
+    return digamma(x) if n == 0 else polygamma_(x, n=int(n))
+
+
+def _where(x, y, cond):
+    return np.where(cond, x, y)
+
+
+_where_p = primitive(
+    "where",
+    _where,
+    lambda g, ans, x, y, cond: unbroadcast(_where_p(g, 0, cond=cond), x.shape),
+    lambda g, ans, x, y, cond: unbroadcast(_where_p(0, g, cond=cond), y.shape),
+)
+
+
+def where(cond, x, y):
+    """Elementwise ``x`` where ``cond`` else ``y``; ``cond`` carries no gradient."""
+    cond = cond.data if isinstance(cond, Tensor) else np.asarray(cond)
+    return _where_p(x, y, cond=cond)
+
+
+def astype(x, dtype):
+    """``x`` converted to ``dtype``; the gradient is converted back."""
+    return _astype(x, dtype=np.dtype(dtype))
+
+
+_astype = primitive(
+    "astype",
+    lambda x, dtype: x.astype(dtype, copy=False),
+    lambda g, ans, x, dtype: _astype(g, dtype=x.dtype),
+)
+
+# ---- reductions and shapes -----------------------------------------------------------
+
+
+def _kept_shape(shape, axis):
+    """The shape of a reduction over ``axis`` with keepdims=True."""
+    if axis is None:
+        return (1,) * len(shape)
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    axes = {a % len(shape) for a in axes}
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def _reduced_shape(shape, axis):
+    """The shape of a reduction over ``axis`` with keepdims=False."""
+    if axis is None:
+        return ()
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    axes = {a % len(shape) for a in axes}
+    return tuple(n for i, n in enumerate(shape) if i not in axes)
+
+
+def _sum_vjp(g, ans, x, axis, keepdims):
+    if not keepdims:
+        g = reshape(g, _kept_shape(x.shape, axis))
+    return broadcast_to(g, x.shape)
+
+
+_sum = primitive(
+    "sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), _sum_vjp
+)
+broadcast_to = primitive(
+    "broadcast_to",
+    lambda x, shape: np.broadcast_to(x, shape),
+    lambda g, ans, x, shape: unbroadcast(g, x.shape),
+)
+
+
+def _axis(axis):
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
+def sum(x, axis=None, keepdims=False):
+    """Sum over ``axis`` (int, tuple or None for all)."""
+    return _sum(x, axis=_axis(axis), keepdims=keepdims)
+
+
+def mean(x, axis=None, keepdims=False):
+    """Mean over ``axis``: sum / number of elements reduced."""
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    axis = _axis(axis)
+    n = x.data.size // max(int(np.prod(_kept_shape(x.shape, axis))), 1) if x.ndim else 1
+    return _sum(x, axis=axis, keepdims=keepdims) / builtins.max(n, 1)
+
+
+def _max_vjp(g, ans, x, axis, keepdims):
+    # Ties share the gradient equally.
+    kept = _kept_shape(x.shape, axis)
+    mask = x.data == ans.data.reshape(kept)
+    share = (mask / mask.sum(axis=axis, keepdims=True)).astype(x.dtype)
+    return broadcast_to(reshape(g, kept), x.shape) * share
+
+
+_max = primitive(
+    "max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims), _max_vjp
+)
+
+
+def max(x, axis=None, keepdims=False):
+    """Maximum over ``axis``; tied maxima share the gradient."""
+    return _max(x, axis=_axis(axis), keepdims=keepdims)
+
+
+def min(x, axis=None, keepdims=False):
+    """Minimum over ``axis``."""
+    return -max(-x if isinstance(x, Tensor) else -np.asarray(x), axis=axis, keepdims=keepdims)
+
+
+reshape = primitive(
+    "reshape",
+    lambda x, shape: np.reshape(x, shape),
+    lambda g, ans, x, shape: reshape(g, x.shape),
+)
+
+
+def _transpose_vjp(g, ans, x, axes):
+    return transpose(g, None if axes is None else tuple(np.argsort(axes)))
+
+
+_transpose = primitive("transpose", lambda x, axes: np.transpose(x, axes), _transpose_vjp)
+
+
+def transpose(x, axes=None):
+    """Permute axes (reverse them when ``axes`` is None)."""
+    return _transpose(x, axes=None if axes is None else tuple(axes))
+
+
+def swapaxes(x, a, b):
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    axes = list(range(x.ndim))
+    axes[a], axes[b] = axes[b], axes[a]
+    return transpose(x, axes)
+
+
+def _is_basic_index(index):
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(
+        p is None or p is Ellipsis or isinstance(p, (slice, int, np.integer)) for p in parts
+    )
+
+
+def _scatter(g, index, shape):
+    """Zeros of ``shape`` with ``g`` added at ``index`` (repeated indices accumulate)."""
+    out = np.zeros(shape, dtype=g.dtype)
+    if _is_basic_index(index):
+        out[index] = g
+    else:
+        np.add.at(out, index, g)
+    return out
+
+
+scatter = primitive(
+    "scatter", _scatter, lambda g, ans, x, index, shape: _getitem(g, index=index)
+)
+_getitem = primitive(
+    "getitem",
+    lambda x, index: x[index],
+    lambda g, ans, x, index: scatter(g, index=index, shape=x.shape),
+)
+
+
+def _plain_index(index):
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
+
+
+def getitem(x, index):
+    """``x[index]`` for basic and integer-array indexing."""
+    return _getitem(x, index=_plain_index(index))
+
+
+def _concatenate_vjp(i):
+    def vjp(g, ans, *xs, axis):
+        ax = axis % ans.ndim
+        start = int(builtins.sum(x.shape[ax] for x in xs[:i]))
+        index = (slice(None),) * ax + (slice(start, start + xs[i].shape[ax]),)
+        return _getitem(g, index=index)
+
+    return vjp
+
+
+class _ConcatVJPs:
+    """VJPs for any number of concatenated inputs, made on demand."""
+
+    def __getitem__(self, i):
+        return _concatenate_vjp(i)
+
+
+_concatenate = primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis))
+_concatenate.vjps = _ConcatVJPs()
+
+
+def concatenate(xs, axis=0):
+    """Join a sequence of tensors along an existing axis."""
+    return _concatenate(*xs, axis=axis)
+
+
+def stack(xs, axis=0):
+    """Join a sequence of same-shape tensors along a new axis."""
+    xs = [x if isinstance(x, Tensor) else Tensor(x) for x in xs]
+    if not xs:
+        raise ValueError("stack: need at least one tensor")
+    ax = axis % (xs[0].ndim + 1)
+    return concatenate([reshape(x, x.shape[:ax] + (1,) + x.shape[ax:]) for x in xs], axis=ax)
+
+
+def expand_dims(x, axis):
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    ax = axis % (x.ndim + 1)
+    return reshape(x, x.shape[:ax] + (1,) + x.shape[ax:])
+
+
+def squeeze(x, axis):
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    ax = axis % x.ndim
+    if x.shape[ax] != 1:
+        raise ValueError(f"squeeze: axis {axis} has length {x.shape[ax]}, not 1 (shape {x.shape})")
+    return reshape(x, x.shape[:ax] + x.shape[ax + 1 :])
+
+
+# ---- linear algebra ---------------------------------------------------------------
+
+
+def _matmul_forward(a, b):
+    if a.ndim < 2 or b.ndim < 2:
+        raise ValueError("the primitive needs two operands with ndim >= 2")
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(
+            f"inner dimensions differ: {a.shape[-1]} (last of first) vs {b.shape[-2]} "
+            f"(second-to-last of second)"
+        )
+    return np.matmul(a, b)
+
+
+def _mT(x):
+    return transpose(x) if x.ndim == 2 else swapaxes(x, -1, -2)
+
+
+_matmul = primitive(
+    "matmul",
+    _matmul_forward,
+    lambda g, ans, a, b: unbroadcast(_matmul(g, _mT(b)), a.shape),
+    lambda g, ans, a, b: unbroadcast(_matmul(_mT(a), g), b.shape),
+)
+
+
+def matmul(a, b):
+    """Matrix product with numpy's rules: batched over leading axes, 1-D operands
+    promoted to a row (first) or column (second) vector and the axis dropped."""
+    a = a if isinstance(a, Tensor) else Tensor(a)
+    b = b if isinstance(b, Tensor) else Tensor(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: operands must have at least one axis, got shapes {a.shape} and {b.shape}")
+    if a.ndim >= 2 and b.ndim >= 2:
+        return _matmul(a, b)
+    out = _matmul(reshape(a, (1,) + a.shape) if a.ndim == 1 else a,
+                  reshape(b, b.shape + (1,)) if b.ndim == 1 else b)
+    if b.ndim == 1:
+        out = squeeze(out, -1)
+    if a.ndim == 1:
+        out = squeeze(out, -1 if b.ndim == 1 else -2)
+    return out
+
+
+# ---- composites -------------------------------------------------------------------
+
+
+def clip(x, lo=None, hi=None):
+    """Elementwise clamp to [lo, hi]; gradient passes where x is inside."""
+    if lo is not None:
+        x = maximum(x, lo)
+    if hi is not None:
+        x = minimum(x, hi)
+    return x
+
+
+def stop_gradient(x):
+    """The value of ``x`` with no gradient flowing back through it."""
+    return Tensor(x.data if isinstance(x, Tensor) else np.asarray(x))
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log(sum(exp(x))) over ``axis``, computed stably by shifting by the max.
+
+    The shift is constant for differentiation: the result does not depend on it.
+    """
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    axis = _axis(axis)
+    m = np.max(x.data, axis=axis, keepdims=True) if x.size else np.zeros(_kept_shape(x.shape, axis), x.dtype)
+    m = np.where(np.isfinite(m), m, 0).astype(x.dtype, copy=False)  # all -inf rows give -inf, not NaN
+    out = log(sum(exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else reshape(out, _reduced_shape(x.shape, axis))
+
+
+def log_softmax(x, axis=-1):
+    """x - logsumexp(x) along ``axis``."""
+    return x - logsumexp(x, axis=axis, keepdims=True)
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along ``axis``, computed as exp(log_softmax(x))."""
+    return exp(log_softmax(x, axis=axis))
