@@ -95,9 +95,14 @@ def main(argv=None):
         history.append(row)
         print(json.dumps(row))
     atomic_write(out / "metrics.jsonl", lambda p: Path(p).write_text("".join(json.dumps(r) + "\n" for r in history)))
-    atomic_write(out / "model.npz", lambda p: np.savez(open(p, "wb"), **model.state_dict()))
+    atomic_write(out / "model.npz", lambda p: _save_npz(p, model.state_dict()))
     _plot(history, out / "learning_curve.png")
     print(f"test accuracy {history[-1]['test_accuracy']:.4f}; wrote {out}/")
+
+
+def _save_npz(path, arrays):
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _plot(history, path):
