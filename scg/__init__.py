@@ -44,6 +44,7 @@ from .ops import (
     tanh,
     transpose,
     where,
+    xlogy,
 )
 from .random import manual_seed
 

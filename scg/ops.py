@@ -79,7 +79,13 @@ minimum = primitive("minimum", np.minimum, _minimum_vjp(True), _minimum_vjp(Fals
 # ---- elementwise functions --------------------------------------------------------
 
 exp = primitive("exp", np.exp, lambda g, ans, x: g * ans)
-log = primitive("log", np.log, lambda g, ans, x: g / x)
+def _log(x):
+    """Natural log; log(0) = -inf without a warning (log-densities meet it routinely)."""
+    with np.errstate(divide="ignore"):
+        return np.log(x)
+
+
+log = primitive("log", _log, lambda g, ans, x: g / x)
 log1p = primitive("log1p", np.log1p, lambda g, ans, x: g / (1 + x))
 expm1 = primitive("expm1", np.expm1, lambda g, ans, x: g * (ans + 1))
 sqrt = primitive("sqrt", np.sqrt, lambda g, ans, x: g * 0.5 / ans)
@@ -391,6 +397,14 @@ def clip(x, lo=None, hi=None):
     if hi is not None:
         x = minimum(x, hi)
     return x
+
+
+def xlogy(x, y):
+    """x * log(y), taken as 0 where x == 0 (so 0 * log 0 = 0), gradients included."""
+    xd = x.data if isinstance(x, Tensor) else np.asarray(x)
+    zero = xd == 0
+    safe_y = where(zero, 1, y) if isinstance(y, Tensor) else np.where(zero, 1, y)
+    return where(zero, 0, x * log(safe_y))
 
 
 def stop_gradient(x):

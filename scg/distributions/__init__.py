@@ -1,0 +1,12 @@
+"""Probability distributions with sampling, reparameterization and exact log-densities.
+
+Names and conventions follow ``torch.distributions``: ``batch_shape``,
+``event_shape``, ``sample(sample_shape)``, ``rsample`` where ``has_rsample``,
+``log_prob``, ``entropy``, ``mean``, ``variance``, ``enumerate_support``.
+Every family lives in its own module; closed-form KL divergences in ``kl.py``.
+"""
+
+from .distribution import Distribution
+from .gamma import Gamma
+from .normal import Normal
+from .kl import kl_divergence, register_kl  # noqa: I001  (after the families it registers)

@@ -1,0 +1,180 @@
+"""The Distribution base class and the helpers every family shares.
+
+Shapes follow ``torch.distributions``: a draw with ``sample_shape`` has shape
+``sample_shape + batch_shape + event_shape``; ``log_prob`` sums over the event
+axes and returns ``sample_shape + batch_shape``.
+"""
+
+import numpy as np
+
+from .. import ops
+from ..autodiff import no_grad
+from ..random import resolve
+from ..tensor import Tensor
+
+
+class Distribution:
+    """Base class. Subclasses set ``has_rsample`` / ``has_enumerate_support`` and
+    implement what they support; the rest raises a message naming alternatives."""
+
+    has_rsample = False
+    has_enumerate_support = False
+    support = "the real numbers"
+    _validate_default = False
+
+    def __init__(self, batch_shape=(), event_shape=(), dtype=np.float64, validate_args=None):
+        self.batch_shape = tuple(batch_shape)
+        self.event_shape = tuple(event_shape)
+        self.dtype = np.dtype(dtype)
+        self._validate = Distribution._validate_default if validate_args is None else validate_args
+
+    @staticmethod
+    def set_default_validate_args(value):
+        """When True, ``log_prob`` raises ``ValueError`` for values outside the
+        support instead of returning -inf."""
+        Distribution._validate_default = bool(value)
+
+    # ---- sampling --------------------------------------------------------------
+    def _extended_shape(self, sample_shape=()):
+        if isinstance(sample_shape, int):
+            sample_shape = (sample_shape,)
+        return tuple(sample_shape) + self.batch_shape + self.event_shape
+
+    def sample(self, sample_shape=(), rng=None):
+        """A draw of shape ``sample_shape + batch_shape + event_shape`` carrying no gradient.
+
+        ``rng`` is a ``numpy.random.Generator`` (default: the library's, seeded by
+        ``scg.manual_seed``)."""
+        if not self.has_rsample:
+            raise NotImplementedError(f"{type(self).__name__} must implement sample()")
+        with no_grad():
+            return self.rsample(sample_shape, rng=rng).detach()
+
+    def rsample(self, sample_shape=(), rng=None):
+        """A reparameterized draw: gradients flow from it into the parameters."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no reparameterized sample (has_rsample is False). "
+            f"Use sample() with a score-function estimator (scg.ScoreFunction), exact "
+            f"enumeration (scg.Enumerate) where the support is finite, or a continuous "
+            f"relaxation (RelaxedBernoulli / RelaxedOneHotCategorical, scg.GumbelSoftmax)."
+        )
+
+    # ---- densities and moments -------------------------------------------------
+    def log_prob(self, value):
+        raise NotImplementedError(f"{type(self).__name__} does not implement log_prob")
+
+    def entropy(self):
+        raise NotImplementedError(f"{type(self).__name__} does not implement entropy")
+
+    @property
+    def mean(self):
+        raise NotImplementedError(f"{type(self).__name__} does not implement mean")
+
+    @property
+    def variance(self):
+        raise NotImplementedError(f"{type(self).__name__} does not implement variance")
+
+    @property
+    def stddev(self):
+        return ops.sqrt(self.variance)
+
+    def enumerate_support(self, expand=True):
+        raise NotImplementedError(
+            f"{type(self).__name__} has no finite support to enumerate "
+            f"(has_enumerate_support is False)"
+        )
+
+    # ---- helpers for subclasses ------------------------------------------------
+    def _rng(self, rng):
+        return resolve(rng)
+
+    def _value(self, value):
+        """``value`` as a Tensor in the distribution's dtype (floating values keep theirs)."""
+        if isinstance(value, Tensor):
+            return value
+        if not (isinstance(value, np.ndarray) and value.dtype.kind == "f"):
+            value = np.asarray(value, dtype=self.dtype)  # scalars, lists, integer/bool arrays
+        return Tensor(value)
+
+    def _support(self, value, inside):
+        """Boolean mask of ``value`` inside the support (broadcast); under validation
+        a value outside it raises ``ValueError``. ``log_prob`` puts -inf where False."""
+        inside = np.asarray(inside, dtype=bool)
+        if self._validate and not inside.all():
+            bad = np.broadcast_to(value.data, inside.shape)[~inside]
+            raise ValueError(
+                f"{type(self).__name__}.log_prob: value {bad.flat[0]!r} is outside the "
+                f"support, {self.support}"
+            )
+        return inside
+
+    def __repr__(self):
+        return f"{type(self).__name__}(batch_shape={self.batch_shape}, event_shape={self.event_shape})"
+
+
+# ---- parameter handling -----------------------------------------------------------
+
+
+def params(cls_name, **named):
+    """Turn each named parameter into a float Tensor with one common dtype and check
+    that their shapes broadcast. Returns (list of Tensors, broadcast shape, dtype).
+
+    The dtype is the widest floating dtype among Tensor/array parameters (Python
+    scalars follow it); float64 when every parameter is a Python scalar or integer.
+    """
+    dtypes = []
+    for v in named.values():
+        d = v.data.dtype if isinstance(v, Tensor) else getattr(v, "dtype", None)
+        if d is not None and np.dtype(d).kind == "f":
+            dtypes.append(np.dtype(d))
+    dtype = np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
+    out = []
+    for name, v in named.items():
+        if isinstance(v, Tensor):
+            if v.data.dtype != dtype:
+                v = ops.astype(v, dtype)
+        else:
+            try:
+                arr = np.asarray(v, dtype=dtype)
+            except (TypeError, ValueError):
+                raise ValueError(f"{cls_name}: parameter '{name}' is not numeric: {v!r}") from None
+            v = Tensor(arr)
+        if np.isnan(v.data).any():
+            raise ValueError(f"{cls_name}: parameter '{name}' contains NaN")
+        out.append(v)
+    try:
+        shape = np.broadcast_shapes(*(t.shape for t in out))
+    except ValueError:
+        desc = ", ".join(f"{n} {t.shape}" for n, t in zip(named, out))
+        raise ValueError(f"{cls_name}: parameter shapes do not broadcast: {desc}") from None
+    return out, shape, dtype
+
+
+def check(cls_name, name, tensor, condition, requirement):
+    """Raise ``ValueError`` naming the parameter unless ``condition`` holds everywhere."""
+    if not np.all(condition):
+        bad = np.asarray(tensor.data)[~np.broadcast_to(condition, tensor.shape)]
+        raise ValueError(f"{cls_name}: parameter '{name}' must be {requirement}; got {bad.flat[0]!r}")
+
+
+def probs_or_logits(cls_name, probs, logits):
+    """Exactly one of ``probs`` and ``logits``: says which was given."""
+    if (probs is None) == (logits is None):
+        raise ValueError(f"{cls_name}: give exactly one of 'probs' and 'logits' (got {'both' if probs is not None else 'neither'})")
+    return "probs" if probs is not None else "logits"
+
+
+def broadcast(t, shape):
+    """``t`` broadcast to ``shape`` (differentiably)."""
+    return t if t.shape == tuple(shape) else ops.broadcast_to(t, tuple(shape))
+
+
+def gather_last(t, index):
+    """``t[..., index]`` elementwise: ``t`` (*B, K), integer ``index`` (*S, *B) ->
+    (*S, *B), broadcasting ``t``'s batch axes against the index."""
+    index = np.asarray(index)
+    batch = np.broadcast_shapes(t.shape[:-1], index.shape)
+    t = broadcast(t, batch + t.shape[-1:])
+    index = np.broadcast_to(index, batch)
+    grids = np.indices(batch, sparse=True) if batch else ()
+    return ops.getitem(t, tuple(grids) + (index,))
