@@ -49,5 +49,16 @@ from .ops import (
 from .random import manual_seed
 
 from . import nn, optim  # noqa: E402  (built on the names above)
+from . import distributions  # noqa: E402
+from .estimators import (  # noqa: E402
+    Enumerate,
+    GumbelSoftmax,
+    LearnedBaseline,
+    LeaveOneOutBaseline,
+    MovingAverageBaseline,
+    Reparam,
+    ScoreFunction,
+)
+from .graph import Graph  # noqa: E402
 
 __version__ = "0.1.0"

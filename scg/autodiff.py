@@ -18,6 +18,9 @@ from .tensor import Tensor
 class _State:
     grad_enabled = True
     anomaly = False
+    # While a stochastic Graph is being built, record every operation (also those
+    # that need no gradient) so the graph can see which costs depend on which samples.
+    track = False
 
 
 state = _State()
@@ -111,6 +114,11 @@ def record(op, data, xs, static):
                 t._op = op
                 t._static = static
                 break
+        else:
+            if state.track:
+                t._parents = tuple(xs)
+                t._op = op
+                t._static = static
     if state.anomaly and data.dtype.kind in "fc" and not np.isfinite(data).all():
         raise FloatingPointError(
             f"detect_anomaly: '{op.name}' produced NaN or Inf from inputs of shapes {_shapes(xs)}"

@@ -11,6 +11,7 @@ import builtins
 import numpy as np
 import scipy.special as sp
 
+from . import autodiff
 from .autodiff import primitive, unbroadcast
 from .tensor import Tensor
 
@@ -407,9 +408,19 @@ def xlogy(x, y):
     return where(zero, 0, x * log(safe_y))
 
 
+_stop = primitive("stop_gradient", lambda x: x, lambda g, ans, x: None)
+
+
 def stop_gradient(x):
-    """The value of ``x`` with no gradient flowing back through it."""
-    return Tensor(x.data if isinstance(x, Tensor) else np.asarray(x))
+    """The value of ``x`` as a new Tensor that does not require grad: no gradient
+    (of any order) flows back through it. While a stochastic Graph is being built
+    the link to ``x`` is still recorded, because the value still depends on ``x``."""
+    if not isinstance(x, Tensor):
+        return Tensor(np.asarray(x))
+    out = Tensor(x.data)
+    if autodiff.state.track:
+        out._parents, out._op, out._static = (x,), _stop, {}
+    return out
 
 
 def logsumexp(x, axis=None, keepdims=False):

@@ -113,8 +113,8 @@ class Tensor:
         autodiff.backward(self, grad, retain_graph=retain_graph, create_graph=create_graph)
 
     def detach(self):
-        """The same values as a new leaf that is cut off from the graph."""
-        return Tensor(self.data)
+        """The same values in a Tensor that does not require grad (``scg.stop_gradient``)."""
+        return ops.stop_gradient(self)
 
     def requires_grad_(self, flag=True):
         if flag and self.data.dtype.kind not in "fc":

@@ -48,7 +48,7 @@ class Distribution:
         if not self.has_rsample:
             raise NotImplementedError(f"{type(self).__name__} must implement sample()")
         with no_grad():
-            return self.rsample(sample_shape, rng=rng).detach()
+            return Tensor(self.rsample(sample_shape, rng=rng).data)
 
     def rsample(self, sample_shape=(), rng=None):
         """A reparameterized draw: gradients flow from it into the parameters."""

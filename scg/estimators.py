@@ -1,0 +1,255 @@
+"""Gradient estimators for stochastic nodes, and baselines for the score function.
+
+An estimator decides, for one stochastic node, how its value is drawn and what
+it adds to the surrogate loss. The compiler (:mod:`scg.graph`) only calls the
+hooks below, so a new estimator is a new class here and nothing else:
+
+* ``check(dist, n, name)``: raise ``ValueError`` if the estimator cannot serve.
+* ``draw(dist, n, rng) -> Tensor``: the node's value.
+* ``log_prob(dist, value) -> Tensor | None``: the log-density the compiler needs
+  (for score terms, enumeration weights and DiCE), or None if it needs none.
+* ``axis``: ``"sample"`` if ``draw`` puts independent draws on a new leading
+  axis (``n=K``), ``"enumerate"`` if it puts the whole support there, else None.
+* ``score`` (bool): whether the node's log-probability must be credited with
+  its downstream cost; then ``surrogate_term(node, q)`` returns the term.
+* ``enumerated`` (bool): costs downstream are weighted by the node's probability.
+"""
+
+import numpy as np
+
+from . import ops
+from .tensor import Tensor
+
+
+class Estimator:
+    score = False
+    enumerated = False
+
+    def check(self, dist, n, name):
+        pass
+
+    def axis(self, n):
+        return "sample" if n else None
+
+    def draw(self, dist, n, rng):
+        raise NotImplementedError
+
+    def log_prob(self, dist, value):
+        return None
+
+    def surrogate_term(self, node, q):
+        return None
+
+    def describe(self):
+        return type(self).__name__
+
+    def __repr__(self):
+        return self.describe()
+
+
+def _alternatives(dist):
+    names = ["ScoreFunction"]
+    if getattr(dist, "has_enumerate_support", False):
+        names.append("Enumerate")
+    if type(dist).__name__ in ("Bernoulli", "Categorical", "OneHotCategorical"):
+        names.append("GumbelSoftmax")
+    return ", ".join(f"scg.{n}()" if n != "GumbelSoftmax" else "scg.GumbelSoftmax(temperature)" for n in names)
+
+
+class Reparam(Estimator):
+    """Pathwise gradient: the value is ``dist.rsample()`` and gradients flow through it."""
+
+    def check(self, dist, n, name):
+        if not dist.has_rsample:
+            raise ValueError(
+                f"Reparam for '{name}': {type(dist).__name__} has no reparameterized sample; "
+                f"use {_alternatives(dist)}"
+            )
+
+    def draw(self, dist, n, rng):
+        return dist.rsample((n,) if n else (), rng=rng)
+
+
+class ScoreFunction(Estimator):
+    """REINFORCE: surrogate term ``sum(log p(w) * stop_gradient(Q_w - b_w))`` where Q_w
+    is the node's downstream cost; unbiased for any baseline b independent of w."""
+
+    score = True
+
+    def __init__(self, baseline=None):
+        self.baseline = baseline
+
+    def check(self, dist, n, name):
+        if self.baseline is not None:
+            self.baseline.check(n, name)
+
+    def draw(self, dist, n, rng):
+        return dist.sample((n,) if n else (), rng=rng)
+
+    def log_prob(self, dist, value):
+        return dist.log_prob(value)
+
+    def surrogate_term(self, node, q):
+        """q: the downstream cost aligned with ``node.log_prob`` (an ndarray)."""
+        if self.baseline is None:
+            return ops.sum(node.log_prob * q)
+        b, extra = self.baseline(node, q)
+        term = ops.sum(node.log_prob * (q - b))
+        return term if extra is None else term + extra
+
+    def describe(self):
+        return "ScoreFunction" + (f"({self.baseline.describe()})" if self.baseline is not None else "")
+
+
+class Enumerate(Estimator):
+    """Exact expectation over a finite support: the value is every support point on a
+    new leading axis, and downstream costs are weighted by their probabilities."""
+
+    enumerated = True
+
+    def check(self, dist, n, name):
+        if not getattr(dist, "has_enumerate_support", False):
+            raise ValueError(
+                f"Enumerate for '{name}': {type(dist).__name__} has no finite support to enumerate; "
+                f"use scg.Reparam() or scg.ScoreFunction()"
+            )
+        if n:
+            raise ValueError(f"Enumerate for '{name}': n={n} makes no sense, the whole support is used")
+
+    def axis(self, n):
+        return "enumerate"
+
+    def draw(self, dist, n, rng):
+        return dist.enumerate_support(expand=True)
+
+    def log_prob(self, dist, value):
+        return dist.log_prob(value)
+
+
+class GumbelSoftmax(Estimator):
+    """Continuous relaxation (Jang et al. 2017; Maddison et al. 2017): the value is a
+    RelaxedBernoulli / RelaxedOneHotCategorical draw at ``temperature``, with pathwise
+    gradients (biased; the bias shrinks as the temperature falls). With
+    ``straight_through`` the forward value is the hard sample (0/1 or one-hot) and the
+    gradient is the relaxed one. Categorical nodes take one-hot values."""
+
+    def __init__(self, temperature, straight_through=False):
+        if not temperature > 0:
+            raise ValueError(f"GumbelSoftmax: temperature must be positive, got {temperature}")
+        self.temperature = temperature
+        self.straight_through = straight_through
+
+    def _relaxed(self, dist):
+        from . import distributions as D
+
+        if isinstance(dist, D.Bernoulli):
+            return D.RelaxedBernoulli(self.temperature, logits=dist.logits)
+        if isinstance(dist, (D.Categorical, D.OneHotCategorical)):
+            return D.RelaxedOneHotCategorical(self.temperature, logits=dist.logits)
+        return None
+
+    def check(self, dist, n, name):
+        try:
+            ok = self._relaxed(dist) is not None
+        except ImportError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"GumbelSoftmax for '{name}': no relaxation of {type(dist).__name__}; "
+                f"it applies to Bernoulli, Categorical and OneHotCategorical"
+            )
+
+    def draw(self, dist, n, rng):
+        relaxed = self._relaxed(dist)
+        soft = relaxed.rsample((n,) if n else (), rng=rng)
+        if not self.straight_through:
+            return soft
+        if soft.shape[-1:] == relaxed.event_shape and relaxed.event_shape:
+            hard = np.eye(soft.shape[-1], dtype=soft.dtype)[soft.data.argmax(-1)]
+        else:
+            hard = (soft.data > 0.5).astype(soft.dtype)
+        return soft + (hard - ops.stop_gradient(soft))
+
+    def describe(self):
+        st = ", straight_through" if self.straight_through else ""
+        return f"GumbelSoftmax(T={self.temperature:g}{st})"
+
+
+# ---- baselines --------------------------------------------------------------------
+
+
+class Baseline:
+    """``__call__(node, q) -> (b, extra)``: the baseline (array or Tensor, broadcastable
+    to q, independent of the node's value) and an optional extra surrogate term."""
+
+    def check(self, n, name):
+        pass
+
+    def describe(self):
+        return type(self).__name__
+
+
+class MovingAverageBaseline(Baseline):
+    """b = exponential moving average (``decay``) of the node's mean downstream cost over
+    previous steps (bias-corrected; 0 on the first step). One object per model, reused
+    across steps; state is kept per node name."""
+
+    def __init__(self, decay=0.9):
+        if not 0 <= decay < 1:
+            raise ValueError(f"MovingAverageBaseline: decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self.state = {}  # node name -> (average, number of updates)
+
+    def __call__(self, node, q):
+        avg, count = self.state.get(node.name, (0.0, 0))
+        b = avg / (1 - self.decay**count) if count else 0.0
+        self.state[node.name] = (self.decay * avg + (1 - self.decay) * float(np.mean(q)), count + 1)
+        return b, None
+
+    def describe(self):
+        return f"MovingAverage({self.decay:g})"
+
+
+class LeaveOneOutBaseline(Baseline):
+    """For a node drawn with ``n=K >= 2``: sample k's baseline is the mean downstream cost
+    of the other K-1 samples (as in VIMCO / RLOO), independent of sample k."""
+
+    def check(self, n, name):
+        if not n or n < 2:
+            raise ValueError(
+                f"LeaveOneOutBaseline for '{name}' needs n >= 2 samples (g.sample(..., n=K)), got n={n}"
+            )
+
+    def __call__(self, node, q):
+        k = node.n
+        if getattr(node, "q_lacks_own_axis", False):
+            raise ValueError(
+                f"LeaveOneOutBaseline for '{node.name}': the downstream costs do not keep the sample "
+                f"axis (they reduce over the {node.n} samples), so a leave-one-out baseline would "
+                f"depend on the sample itself; keep per-sample costs or use another baseline"
+            )
+        q = np.broadcast_to(q, (k,) + q.shape[1:])
+        return (q.sum(axis=0, keepdims=True) - q) / (k - 1), None
+
+    def describe(self):
+        return "LeaveOneOut"
+
+
+class LearnedBaseline(Baseline):
+    """b = ``module(*context)`` where ``context`` is what ``g.sample(..., context=...)``
+    passed (nothing by default). The module is trained by the same backward pass to
+    predict the downstream cost: the surrogate gains ``sum((b - Q)^2)`` (its value
+    cancels out of the reported loss)."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def __call__(self, node, q):
+        context = node.context if node.context is not None else ()
+        b = self.module(*(context if isinstance(context, (tuple, list)) else (context,)))
+        b = b if isinstance(b, Tensor) else Tensor(np.asarray(b))
+        fit = ops.sum((b - q) ** 2)
+        return ops.stop_gradient(b).data, fit - ops.stop_gradient(fit)
+
+    def describe(self):
+        return f"Learned({type(self.module).__name__})"
