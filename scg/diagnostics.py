@@ -43,14 +43,15 @@ def _build(build):
 
 def gradient_stats(build, params, n, objective="surrogate", progress=False):
     """Mean, variance and signal-to-noise ratio of the gradient estimate of
-    ``g.surrogate()`` (or ``g.dice()``) over ``n`` independent builds."""
+    ``g.surrogate()`` over ``n`` independent builds. ``objective`` names another
+    method of the graph (``"dice"``) or is a function ``graph -> scalar Tensor``."""
     if n < 2:
         raise ValueError(f"gradient_stats needs n >= 2 runs to estimate a variance, got {n}")
     params = list(params)
     runs = []
     for _ in tqdm(range(n), disable=not progress, desc="gradient runs"):
         g = _build(build)
-        loss = getattr(g, objective)()
+        loss = objective(g) if callable(objective) else getattr(g, objective)()
         runs.append([r.data.copy() for r in grad(loss, params)])
     return GradientStats([np.stack([r[i] for r in runs]) for i in range(len(params))])
 

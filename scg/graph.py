@@ -390,16 +390,26 @@ class Graph:
             for w in nodes if w.estimator.score
         }
 
-    def surrogate(self):
+    def surrogate(self, rao_blackwellize=True):
         """Scalar whose gradient is an unbiased estimate of the gradient of the expected
-        total cost; its value is the sampled objective."""
-        with _paused_gc():
-            return self._surrogate()
+        total cost; its value is the sampled objective.
 
-    def _surrogate(self):
+        ``rao_blackwellize=False`` credits every score-function node with the whole
+        objective instead of its downstream costs (still unbiased, higher variance;
+        for comparison and teaching)."""
+        with _paused_gc():
+            return self._surrogate(rao_blackwellize)
+
+    def _surrogate(self, rao_blackwellize):
         objective = self.objective()
         terms = []
-        qs = self.downstream_costs()
+        if rao_blackwellize:
+            qs = self.downstream_costs()
+        else:
+            total = objective.data
+            qs = {s.name: np.reshape(total, (1,) * s.log_prob.ndim) for s in self.stochastic if s.estimator.score}
+            for s in self.stochastic:
+                s.q_lacks_own_axis = bool(s.n)
         for s in self.stochastic:
             if s.estimator.score:
                 q = np.asarray(qs[s.name], dtype=s.log_prob.dtype)
