@@ -200,7 +200,7 @@ def mean(x, axis=None, keepdims=False):
     """Mean over ``axis``: sum / number of elements reduced."""
     x = x if isinstance(x, Tensor) else Tensor(x)
     axis = _axis(axis)
-    n = x.data.size // max(int(np.prod(_kept_shape(x.shape, axis))), 1) if x.ndim else 1
+    n = x.data.size // builtins.max(int(np.prod(_kept_shape(x.shape, axis))), 1) if x.ndim else 1
     return _sum(x, axis=axis, keepdims=keepdims) / builtins.max(n, 1)
 
 

@@ -9,4 +9,8 @@ Every family lives in its own module; closed-form KL divergences in ``kl.py``.
 from .distribution import Distribution
 from .gamma import Gamma
 from .normal import Normal
+from .beta import Beta
+from .dirichlet import Dirichlet
+from .exponential import Exponential
+from .uniform import Uniform
 from .kl import kl_divergence, register_kl  # noqa: I001  (after the families it registers)

@@ -101,7 +101,8 @@ class Distribution:
         a value outside it raises ``ValueError``. ``log_prob`` puts -inf where False."""
         inside = np.asarray(inside, dtype=bool)
         if self._validate and not inside.all():
-            bad = np.broadcast_to(value.data, inside.shape)[~inside]
+            event = value.shape[value.ndim - len(self.event_shape):] if self.event_shape else ()
+            bad = np.broadcast_to(value.data, inside.shape + event)[~inside]
             raise ValueError(
                 f"{type(self).__name__}.log_prob: value {bad.flat[0]!r} is outside the "
                 f"support, {self.support}"

@@ -1,0 +1,77 @@
+"""Beta(concentration1, concentration0): density x^(a-1) (1-x)^(b-1) / B(a, b) on [0, 1].
+
+With a = concentration1, b = concentration0 and log B(a, b) = lgamma(a) + lgamma(b)
+- lgamma(a + b): entropy log B(a, b) - (a-1) psi(a) - (b-1) psi(b) + (a+b-2) psi(a+b),
+mean a/(a+b), variance ab / ((a+b)^2 (a+b+1)).
+
+``rsample``: x = G1 / (G1 + G0) with G1 ~ Gamma(a, 1), G0 ~ Gamma(b, 1) drawn by
+:func:`~scg.distributions.gamma.rsample_standard_gamma`, so the sample is implicitly
+reparameterized and differentiable in a and b to any order.
+"""
+
+import numpy as np
+
+from .. import ops
+from .distribution import Distribution, broadcast, check, params
+from .gamma import rsample_standard_gamma
+
+
+class Beta(Distribution):
+    """Beta with ``concentration1`` a > 0 and ``concentration0`` b > 0 (mean a/(a+b))."""
+
+    has_rsample = True
+    support = "0 <= x <= 1"
+
+    def __init__(self, concentration1, concentration0, validate_args=None):
+        (self.concentration1, self.concentration0), shape, dtype = params(
+            "Beta", concentration1=concentration1, concentration0=concentration0
+        )
+        for name, t in (("concentration1", self.concentration1), ("concentration0", self.concentration0)):
+            check("Beta", name, t, t.data > 0, "positive")
+            check("Beta", name, t, np.isfinite(t.data), "finite")
+        super().__init__(shape, (), dtype, validate_args)
+
+    def rsample(self, sample_shape=(), rng=None):
+        shape, rng = self._extended_shape(sample_shape), self._rng(rng)
+        g1 = rsample_standard_gamma(broadcast(self.concentration1, self.batch_shape), shape, rng)
+        g0 = rsample_standard_gamma(broadcast(self.concentration0, self.batch_shape), shape, rng)
+        x = g1 / (g1 + g0)
+        # Small concentrations put much mass within rounding of 0 and 1: keep every
+        # draw in [tiny, largest float below 1], moving it by a constant so that its
+        # gradient stays that of g1 / (g1 + g0).
+        inside = np.clip(x.data, np.finfo(self.dtype).tiny, np.nextafter(self.dtype.type(1), 0))
+        return x if (inside == x.data).all() else x + (inside - x.data)
+
+    def log_prob(self, value):
+        x = self._value(value)
+        inside = self._support(x, (x.data >= 0) & (x.data <= 1))
+        x = ops.where(inside, x, 0.5)
+        a, b = self.concentration1, self.concentration0
+        # xlogy makes 0 * log 0 = 0, so x = 0 (or 1) gives 0 for a = 1 (b = 1), +inf below, -inf above.
+        lp = ops.xlogy(a - 1, x) + ops.xlogy(b - 1, 1 - x) - self._log_beta()
+        return ops.where(inside, lp, -np.inf)
+
+    def _log_beta(self):
+        a, b = self.concentration1, self.concentration0
+        return ops.lgamma(a) + ops.lgamma(b) - ops.lgamma(a + b)
+
+    def entropy(self):
+        a, b = self.concentration1, self.concentration0
+        h = (
+            self._log_beta()
+            - (a - 1) * ops.digamma(a)
+            - (b - 1) * ops.digamma(b)
+            + (a + b - 2) * ops.digamma(a + b)
+        )
+        return broadcast(h, self.batch_shape)
+
+    @property
+    def mean(self):
+        a, b = self.concentration1, self.concentration0
+        return broadcast(a / (a + b), self.batch_shape)
+
+    @property
+    def variance(self):
+        a, b = self.concentration1, self.concentration0
+        total = a + b
+        return broadcast(a * b / (total * total * (total + 1)), self.batch_shape)

@@ -1,0 +1,93 @@
+"""Dirichlet(concentration): density prod_k x_k^(a_k - 1) / B(a) on the simplex
+{x : x_k >= 0, sum_k x_k = 1}, with log B(a) = sum_k lgamma(a_k) - lgamma(a0), a0 = sum_k a_k.
+
+Entropy log B(a) + (a0 - K) psi(a0) - sum_k (a_k - 1) psi(a_k), mean a / a0,
+variance a_k (a0 - a_k) / (a0^2 (a0 + 1)).
+
+``rsample``: x_k = G_k / sum_j G_j with G_k ~ Gamma(a_k, 1) drawn by
+:func:`~scg.distributions.gamma.rsample_standard_gamma` (implicit reparameterization,
+differentiable to any order).
+"""
+
+import numpy as np
+
+from .. import ops
+from .distribution import Distribution, broadcast, check, params
+from .gamma import rsample_standard_gamma
+
+
+class Dirichlet(Distribution):
+    """Dirichlet with ``concentration`` of shape ``batch_shape + (K,)``, every a_k > 0.
+
+    ``event_shape`` is ``(K,)``: samples and values have K on their last axis.
+    """
+
+    has_rsample = True
+    support = "the simplex (x_k >= 0, sum_k x_k = 1, along the last axis)"
+
+    def __init__(self, concentration, validate_args=None):
+        (self.concentration,), shape, dtype = params("Dirichlet", concentration=concentration)
+        if len(shape) == 0 or shape[-1] == 0:
+            raise ValueError(
+                f"Dirichlet: parameter 'concentration' needs a last axis of K >= 1 categories; "
+                f"got shape {shape}"
+            )
+        a = self.concentration
+        check("Dirichlet", "concentration", a, a.data > 0, "positive")
+        check("Dirichlet", "concentration", a, np.isfinite(a.data), "finite")
+        super().__init__(shape[:-1], shape[-1:], dtype, validate_args)
+
+    def rsample(self, sample_shape=(), rng=None):
+        shape = self._extended_shape(sample_shape)
+        g = rsample_standard_gamma(self.concentration, shape, self._rng(rng))
+        x = g / ops.sum(g, axis=-1, keepdims=True)
+        # A Gamma draw at its floor (tiny) divided by a large sum can round to 0: keep
+        # every component >= tiny by adding a constant, so its gradient is unchanged.
+        floor = np.maximum(x.data, np.finfo(self.dtype).tiny)
+        return x if (floor == x.data).all() else x + (floor - x.data)
+
+    def log_prob(self, value):
+        x = self._value(value)
+        k = self.event_shape[0]
+        if x.ndim == 0 or x.shape[-1] != k:
+            raise ValueError(
+                f"Dirichlet.log_prob: value must have K = {k} on its last axis; got shape {x.shape}"
+            )
+        # Like torch's simplex check (|sum - 1| < 1e-6), widened for many float32 terms.
+        eps = max(np.finfo(x.dtype).eps, np.finfo(self.dtype).eps)
+        tol = max(1e-6, 4 * k * float(eps))
+        on_simplex = (x.data >= 0).all(axis=-1) & (abs(x.data.sum(axis=-1) - 1) <= tol)
+        inside = np.broadcast_to(on_simplex, np.broadcast_shapes(on_simplex.shape, self.batch_shape))
+        if self._validate and not inside.all():
+            bad = np.broadcast_to(x.data, inside.shape + (k,))[~inside][0]
+            raise ValueError(f"Dirichlet.log_prob: value {bad!r} is outside the support, {self.support}")
+        x = ops.where(inside[..., None], x, 1.0 / k)
+        terms = ops.xlogy(self.concentration - 1, x)
+        # x_k = 0 gives +inf for a_k < 1 and -inf for a_k > 1; where both meet, the
+        # product x^(a-1) has a factor 0 * inf, taken as 0 (density 0), never NaN.
+        zero_density = (terms.data == -np.inf).any(axis=-1)
+        terms = ops.where(zero_density[..., None], 0, terms)
+        lp = ops.sum(terms, axis=-1) - self._log_beta()
+        return ops.where(inside & ~zero_density, lp, -np.inf)
+
+    def _log_beta(self):
+        a = self.concentration
+        return ops.sum(ops.lgamma(a), axis=-1) - ops.lgamma(ops.sum(a, axis=-1))
+
+    def entropy(self):
+        a = self.concentration
+        k = self.event_shape[0]
+        a0 = ops.sum(a, axis=-1)
+        h = self._log_beta() + (a0 - k) * ops.digamma(a0) - ops.sum((a - 1) * ops.digamma(a), axis=-1)
+        return broadcast(h, self.batch_shape)
+
+    @property
+    def mean(self):
+        a = self.concentration
+        return broadcast(a / ops.sum(a, axis=-1, keepdims=True), self.batch_shape + self.event_shape)
+
+    @property
+    def variance(self):
+        a = self.concentration
+        a0 = ops.sum(a, axis=-1, keepdims=True)
+        return broadcast(a * (a0 - a) / (a0 * a0 * (a0 + 1)), self.batch_shape + self.event_shape)

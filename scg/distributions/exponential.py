@@ -1,0 +1,44 @@
+"""Exponential(rate): density b e^(-b x) for x >= 0.
+
+Entropy 1 - log b, mean 1/b, variance 1/b^2. Reparameterized by the inverse
+CDF: ``x = -log(1 - u) / b`` with ``u ~ Uniform[0, 1)``, so dx/db = -x/b.
+"""
+
+import numpy as np
+
+from .. import ops
+from .distribution import Distribution, broadcast, check, params
+
+
+class Exponential(Distribution):
+    """Exponential with ``rate`` b > 0 (mean 1/b)."""
+
+    has_rsample = True
+    support = "x >= 0"
+
+    def __init__(self, rate, validate_args=None):
+        (self.rate,), shape, dtype = params("Exponential", rate=rate)
+        check("Exponential", "rate", self.rate, self.rate.data > 0, "positive")
+        check("Exponential", "rate", self.rate, np.isfinite(self.rate.data), "finite")
+        super().__init__(shape, (), dtype, validate_args)
+
+    def rsample(self, sample_shape=(), rng=None):
+        u = self._rng(rng).random(self._extended_shape(sample_shape), dtype=self.dtype)
+        return -np.log1p(-u) / self.rate  # u < 1, so every draw is finite
+
+    def log_prob(self, value):
+        x = self._value(value)
+        inside = self._support(x, x.data >= 0)
+        lp = ops.log(self.rate) - self.rate * ops.where(inside, x, 0)
+        return ops.where(inside, lp, -np.inf)
+
+    def entropy(self):
+        return broadcast(1 - ops.log(self.rate), self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast(1 / self.rate, self.batch_shape)
+
+    @property
+    def variance(self):
+        return broadcast(1 / (self.rate * self.rate), self.batch_shape)
