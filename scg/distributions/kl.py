@@ -38,7 +38,14 @@ def kl_divergence(p, q):
     )
 
 
+def _lbeta(a, b):
+    return ops.lgamma(a) + ops.lgamma(b) - ops.lgamma(a + b)
+
+
 def _register_all():
+    from .beta import Beta
+    from .dirichlet import Dirichlet
+    from .exponential import Exponential
     from .gamma import Gamma
     from .normal import Normal
 
@@ -57,6 +64,35 @@ def _register_all():
             + ops.lgamma(a2)
             + a2 * (ops.log(b1) - ops.log(b2))
             + a1 * (b2 - b1) / b1
+        )
+
+    @register_kl(Exponential, Exponential)
+    def _exponential_exponential(p, q):
+        ratio = q.rate / p.rate
+        return ratio - ops.log(ratio) - 1
+
+    @register_kl(Beta, Beta)
+    def _beta_beta(p, q):
+        a1, b1, a2, b2 = p.concentration1, p.concentration0, q.concentration1, q.concentration0
+        return (
+            _lbeta(a2, b2)
+            - _lbeta(a1, b1)
+            + (a1 - a2) * ops.digamma(a1)
+            + (b1 - b2) * ops.digamma(b1)
+            + (a2 - a1 + b2 - b1) * ops.digamma(a1 + b1)
+        )
+
+    @register_kl(Dirichlet, Dirichlet)
+    def _dirichlet_dirichlet(p, q):
+        a, b = p.concentration, q.concentration
+        a0 = ops.sum(a, axis=-1)
+        b0 = ops.sum(b, axis=-1)
+        return (
+            ops.lgamma(a0)
+            - ops.sum(ops.lgamma(a), axis=-1)
+            - ops.lgamma(b0)
+            + ops.sum(ops.lgamma(b), axis=-1)
+            + ops.sum((a - b) * (ops.digamma(a) - ops.expand_dims(ops.digamma(a0), -1)), axis=-1)
         )
 
 
