@@ -4,7 +4,9 @@
    against the same numpy calls (forward and the hand-written VJPs) without autodiff.
 2. One training step of an MLP classifier 784-400-400-10 (batch 128, float32,
    Adam): scg, the same step written straightforwardly in numpy, and PyTorch
-   eager on the CPU when ``torch`` is importable.
+   eager on the CPU when ``torch`` is importable. Each runs in its own worker
+   process (so numpy's and torch's thread pools never compete); the parent
+   alternates rounds between them and reports medians.
 3. Peak memory of one step for each (resident-set growth in a fresh subprocess).
 
 Usage: python benchmarks/bench_core.py [--rounds 7] [--steps 20] [--quick]
@@ -184,16 +186,40 @@ def have_torch():
 FACTORIES = {"scg": scg_step_factory, "numpy": numpy_step_factory, "torch": torch_step_factory}
 
 
+def worker(name):
+    """Serve timing requests for one implementation: its own process, so that numpy's
+    and torch's thread pools never compete. Prints the first 3 losses, then for each
+    line N on stdin the seconds N steps took."""
+    f = FACTORIES[name]()
+    print(" ".join(f"{f():.6f}" for _ in range(3)), flush=True)
+    for line in sys.stdin:
+        n = int(line)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            f()
+        print(time.perf_counter() - t0, flush=True)
+
+
 def time_steps(names, steps, rounds):
-    fns = {n: FACTORIES[n]() for n in names}
-    losses = {n: [f() for _ in range(3)] for n, f in fns.items()}  # warm up; same data, same init
-    times = {n: [] for n in names}
-    for _ in range(rounds):
-        for n, f in fns.items():  # interleaved so machine noise hits all alike
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                f()
-            times[n].append((time.perf_counter() - t0) / steps)
+    """Median seconds per step for each implementation, measured in rounds that
+    alternate between the implementations' worker processes."""
+    procs = {
+        n: subprocess.Popen([sys.executable, __file__, "--worker", n], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+        for n in names
+    }
+    try:
+        losses = {n: [float(v) for v in p.stdout.readline().split()] for n, p in procs.items()}
+        times = {n: [] for n in names}
+        for _ in range(rounds):
+            for n, p in procs.items():
+                p.stdin.write(f"{steps}\n")
+                p.stdin.flush()
+                times[n].append(float(p.stdout.readline()) / steps)
+    finally:
+        for p in procs.values():
+            p.stdin.close()
+            p.wait()
     return {n: float(np.median(v)) for n, v in times.items()}, losses
 
 
@@ -239,7 +265,11 @@ def main():
     ap.add_argument("--steps", type=int, default=20, help="MLP steps per round")
     ap.add_argument("--quick", action="store_true", help="few rounds, for a smoke run")
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker:
+        worker(args.worker)
+        return
     if args.memory_child:
         peak_memory_child(args.memory_child)
         return
