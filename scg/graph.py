@@ -81,10 +81,11 @@ class CostNode:
 
 
 class InputNode:
-    """A named input or parameter (for pictures; no role in the surrogate)."""
+    """A named input, parameter or deterministic value (for pictures; no role in the
+    surrogate). ``kind`` is "input", "param" or "deterministic"."""
 
-    def __init__(self, name, value, kind):
-        self.name, self.value, self.kind = name, value, kind
+    def __init__(self, name, value, kind, plates=()):
+        self.name, self.value, self.kind, self.plates = name, value, kind, plates
 
 
 class Graph:
@@ -136,7 +137,7 @@ class Graph:
         """Register a named input (data); returns it as a Tensor."""
         self._claim(name)
         value = value if isinstance(value, Tensor) else Tensor(np.asarray(value))
-        self.nodes[name] = InputNode(name, value, "input")
+        self.nodes[name] = InputNode(name, value, "input", tuple(self._plates))
         return value
 
     def param(self, name, value):
@@ -144,7 +145,16 @@ class Graph:
         self._claim(name)
         if not isinstance(value, Tensor):
             raise TypeError(f"param '{name}' must be a Tensor, got {type(value).__name__}")
-        self.nodes[name] = InputNode(name, value, "param")
+        self.nodes[name] = InputNode(name, value, "param", tuple(self._plates))
+        return value
+
+    def deterministic(self, name, value):
+        """Name an intermediate value (an encoder's output, say) so pictures show it as
+        its own box; returns it unchanged."""
+        self._claim(name)
+        if not isinstance(value, Tensor):
+            raise TypeError(f"deterministic '{name}' must be a Tensor, got {type(value).__name__}")
+        self.nodes[name] = InputNode(name, value, "deterministic", tuple(self._plates))
         return value
 
     @contextmanager
@@ -385,6 +395,8 @@ class Graph:
                     lacks_own_axis |= bool(w.n) and w.dims[0] not in c.dims
             q[i] = acc
             w.q_lacks_own_axis = lacks_own_axis
+        self.credited = {w.name: [costs[j].name for j in _bits(desc[w.index])]
+                         for w in nodes if w.estimator.score}
         return {
             w.name: q[w.index].reshape(q[w.index].shape + (1,) * (w.log_prob.ndim - len(w.dims)))
             for w in nodes if w.estimator.score
@@ -449,6 +461,23 @@ class Graph:
         return total
 
     # ---- pictures (see scg.viz) ----------------------------------------------------------
+    def to_graphviz(self, detail="nodes", view="model", stats=None, **kwargs):
+        """A ``graphviz.Digraph`` of the graph (see :func:`scg.viz.graph_to_dot`)."""
+        from .viz import graph_to_dot
+
+        return graph_to_dot(self, detail=detail, view=view, stats=stats, **kwargs)
+
+    def render(self, path, format="svg", **kwargs):
+        """Write the picture to ``path`` (svg, png or pdf); needs Graphviz's ``dot``."""
+        from .viz import render
+
+        return render(self.to_graphviz(**kwargs), path, format)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        from .viz import mimebundle
+
+        return mimebundle(self, include, exclude)
+
     def __repr__(self):
         return (f"Graph({self.name!r}: {len(self.stochastic)} stochastic, {len(self.costs)} costs, "
                 f"{len(self.nodes) - len(self.stochastic) - len(self.costs)} inputs/params)")

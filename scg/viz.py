@@ -1,0 +1,309 @@
+"""Graphviz pictures of stochastic computation graphs, their surrogates and plain
+autodiff expressions.
+
+Schulman et al.'s notation: stochastic nodes are circles, deterministic values
+boxes, costs diamonds; inputs (data) are parallelograms and parameters
+hexagons. An edge that carries a pathwise gradient is solid; one that carries
+none (out of a score-function sample, or only through ``stop_gradient``) is
+dashed. Plates are clusters labelled with their size.
+"""
+
+import os
+import tempfile
+
+import graphviz
+
+from .tensor import Tensor
+
+ESTIMATOR_COLORS = {
+    "Reparam": "#3b7dd8",
+    "ScoreFunction": "#e07b00",
+    "Enumerate": "#2e9e4f",
+    "GumbelSoftmax": "#8e44ad",
+}
+INSTALL_HINT = (
+    "Graphviz's `dot` executable was not found: install Graphviz (Debian/Ubuntu: "
+    "`apt-get install graphviz`; macOS: `brew install graphviz`). The DOT source is "
+    "still available from g.to_graphviz().source."
+)
+
+
+def _shape(t):
+    return "x".join(str(n) for n in t.shape) if t.shape else "scalar"
+
+
+def _color(node):
+    return ESTIMATOR_COLORS.get(type(node.estimator).__name__, "#555555")
+
+
+def _label(node):
+    kind = getattr(node, "kind", None)
+    if kind == "stochastic":
+        lines = [node.name, f"{type(node.dist).__name__} [{_shape(node.value)}]", node.estimator.describe()]
+        return "\n".join(lines)
+    return f"{node.name}\n[{_shape(node.value)}]"
+
+
+def _attrs(node):
+    kind = node.kind
+    if kind == "stochastic":
+        c = _color(node)
+        return dict(shape="ellipse", style="filled", fillcolor="white", color=c, penwidth="2", fontcolor="black")
+    if kind == "cost":
+        return dict(shape="diamond", style="filled", fillcolor="#fbe3e3", color="#b03030")
+    if kind == "input":
+        return dict(shape="parallelogram", style="filled", fillcolor="#eeeeee")
+    if kind == "param":
+        return dict(shape="hexagon", style="filled", fillcolor="#fff6d5")
+    return dict(shape="box", style="rounded,filled", fillcolor="#f4f8ff")
+
+
+def _named_tensors(g):
+    """id(tensor) -> node for every named node's value."""
+    named = {}
+    for node in g.nodes.values():
+        if node.kind != "cost":
+            named[id(node.value)] = node
+    return named
+
+
+def _sources(start, named, stop_op):
+    """Named nodes upstream of tensors ``start`` without passing another named node:
+    {name: pathwise} where pathwise says some path avoids ``stop_gradient``."""
+    found = {}
+    seen = set()
+    stack = [(t, False) for t in start]
+    while stack:
+        t, stopped = stack.pop()
+        key = (id(t), stopped)
+        if key in seen:
+            continue
+        seen.add(key)
+        node = named.get(id(t))
+        if node is not None:
+            found[node.name] = found.get(node.name, False) or not stopped
+            continue
+        through_stop = stopped or t._op is stop_op
+        for p in t._parents:
+            stack.append((p, through_stop))
+    return found
+
+
+def _edges(g):
+    """(source name, target name, pathwise) for the default detail level."""
+    from .ops import _stop
+
+    named = _named_tensors(g)
+    edges = []
+    for node in g.nodes.values():
+        if node.kind == "stochastic":
+            start = list(node.value._parents)
+            if node.log_prob is not None:
+                start += [p for p in node.log_prob._parents if p is not node.value]
+        elif node.kind == "cost":
+            own = named.get(id(node.value))
+            start = [node.value] if own is not None else list(node.value._parents)
+        elif node.kind == "deterministic":
+            start = list(node.value._parents)
+        else:
+            continue
+        for src, pathwise in _sources(start, named, _stop).items():
+            if src == node.name:
+                continue
+            s = g.nodes[src]
+            if s.kind == "stochastic" and not s.value.requires_grad:
+                pathwise = False  # a score-function or enumerated sample carries no gradient
+            edges.append((src, node.name, pathwise))
+    return edges
+
+
+def _add_nodes(dot, g, ids, stats, stat_name):
+    clusters = {}
+
+    def container(plates):
+        if not plates:
+            return dot
+        key = tuple(p.name for p in plates)
+        if key not in clusters:
+            parent = container(plates[:-1])
+            sub = graphviz.Digraph(name=f"cluster_{'_'.join(key)}")
+            sub.attr(label=f"{plates[-1].name} ({plates[-1].size})", style="rounded", color="#888888",
+                     labeljust="r", fontsize="10")
+            clusters[key] = (sub, parent)
+        return clusters[key][0]
+
+    for node in g.nodes.values():
+        attrs = _attrs(node)
+        label = _label(node)
+        if stats is not None and node.name in stats:
+            value = float(stats[node.name])
+            label += f"\n{stat_name} {value:.3g}"
+            attrs["fillcolor"] = _heat(value, stats)
+            attrs["style"] = "filled"
+        container(getattr(node, "plates", ())).node(ids[node.name], label, **attrs)
+    # attach clusters innermost first so each lands inside its parent
+    for key in sorted(clusters, key=len, reverse=True):
+        sub, parent = clusters[key]
+        parent.subgraph(sub)
+
+
+def _heat(value, stats):
+    """White (lowest) to red (highest) on a log scale across the overlay's values."""
+    import math
+
+    vals = [abs(float(v)) for v in stats.values() if float(v) > 0]
+    if not vals or value <= 0:
+        return "#ffffff"
+    lo, hi = math.log(min(vals)), math.log(max(vals))
+    f = 0.0 if hi == lo else (math.log(value) - lo) / (hi - lo)
+    g_b = int(255 - 175 * f)
+    return f"#ff{g_b:02x}{g_b:02x}"
+
+
+def graph_to_dot(g, detail="nodes", view="model", stats=None, stat_name="Var", rankdir="LR"):
+    """Draw graph ``g``.
+
+    ``detail``: "nodes" (named nodes only, the arithmetic between them collapsed) or
+    "ops" (every recorded primitive). ``view``: "model"; "surrogate" adds, for
+    every score-function node, the costs it is credited with and its baseline;
+    "dice" adds DiCE's magic-box factors. ``stats``: {node name: number}, e.g. the
+    gradient variance per node, shown and used to colour the nodes.
+    """
+    if detail not in ("nodes", "ops"):
+        raise ValueError(f"detail must be 'nodes' or 'ops', got {detail!r}")
+    if view not in ("model", "surrogate", "dice"):
+        raise ValueError(f"view must be 'model', 'surrogate' or 'dice', got {view!r}")
+    dot = graphviz.Digraph(name=g.name)
+    dot.attr(rankdir=rankdir, fontname="Helvetica", fontsize="11", label=f"{g.name} ({view})", labelloc="t")
+    dot.attr("node", fontname="Helvetica", fontsize="10")
+    dot.attr("edge", arrowsize="0.7")
+    ids = {name: f"n{i}" for i, name in enumerate(g.nodes)}
+    if detail == "ops":
+        return _ops_dot(dot, g, ids)
+    _add_nodes(dot, g, ids, stats, stat_name)
+    for src, dst, pathwise in _edges(g):
+        dot.edge(ids[src], ids[dst], style="solid" if pathwise else "dashed",
+                 color="black" if pathwise else "#999999")
+    if view == "surrogate":
+        g.downstream_costs()
+        for w in g.stochastic:
+            if not w.estimator.score:
+                continue
+            for c in getattr(g, "credited", {}).get(w.name, []):
+                dot.edge(ids[c], ids[w.name], style="dotted", color="#e07b00", constraint="false",
+                         label="credit", fontsize="8", fontcolor="#e07b00")
+            baseline = getattr(w.estimator, "baseline", None)
+            if baseline is not None:
+                bid = f"b_{ids[w.name]}"
+                dot.node(bid, f"baseline\n{baseline.describe()}", shape="note", fontsize="9",
+                         style="filled", fillcolor="#fff0dd")
+                dot.edge(bid, ids[w.name], style="dotted", color="#e07b00", arrowhead="odot")
+    elif view == "dice":
+        for c in g.costs:
+            ups = [g.stochastic[i].name for i in _set_bits(c.anc & g._score_mask)]
+            if not ups:
+                continue
+            mid = f"m_{ids[c.name]}"
+            dot.node(mid, "magic box\nexp(tau - stop_grad(tau))\ntau = sum log p(" + ", ".join(ups) + ")",
+                     shape="box", style="dashed", fontsize="9")
+            for u in ups:
+                dot.edge(ids[u], mid, style="dotted", color="#8e44ad")
+            dot.edge(mid, ids[c.name], style="dotted", color="#8e44ad", label="x", fontsize="8")
+    return dot
+
+
+def _set_bits(x):
+    while x:
+        low = x & -x
+        yield low.bit_length() - 1
+        x ^= low
+
+
+def _ops_dot(dot, g, ids):
+    """Every recorded tensor between the named nodes, primitives as small boxes."""
+    named = _named_tensors(g)
+    for c in g.costs:
+        named.setdefault(id(c.value), c)
+    _add_nodes(dot, g, ids, None, "")
+    seen = {}
+    stack = [c.value for c in g.costs] + [s.value for s in g.stochastic]
+    stack += [s.log_prob for s in g.stochastic if s.log_prob is not None]
+
+    def key(t):
+        node = named.get(id(t))
+        return ids[node.name] if node is not None else f"t{id(t)}"
+
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen[id(t)] = t
+        k = key(t)
+        if id(t) not in named:
+            label = t._op.name if t._op is not None else ("leaf" if not t.requires_grad else "param")
+            dot.node(k, f"{label}\n[{_shape(t)}]", shape="box", fontsize="8", height="0.2")
+        for p in t._parents:
+            dot.edge(key(p), k, style="solid" if p.requires_grad else "dashed",
+                     color="black" if p.requires_grad else "#999999")
+            if named.get(id(p)) is None or named[id(p)].kind == "stochastic":
+                stack.append(p)
+    return dot
+
+
+def expression_to_dot(output, rankdir="LR"):
+    """Draw the autodiff record behind a Tensor (no Graph needed): every primitive
+    as a box, leaves that require grad as hexagons, constants as parallelograms."""
+    if not isinstance(output, Tensor):
+        raise TypeError(f"expected a Tensor, got {type(output).__name__}")
+    dot = graphviz.Digraph(name="expression")
+    dot.attr(rankdir=rankdir)
+    dot.attr("node", fontname="Helvetica", fontsize="10")
+    seen = set()
+    stack = [output]
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        k = f"t{id(t)}"
+        if t._op is not None:
+            dot.node(k, f"{t._op.name}\n[{_shape(t)}]", shape="box", style="rounded")
+        elif t.requires_grad:
+            dot.node(k, f"leaf\n[{_shape(t)}]", shape="hexagon", style="filled", fillcolor="#fff6d5")
+        else:
+            dot.node(k, f"const\n[{_shape(t)}]", shape="parallelogram")
+        for p in t._parents:
+            dot.edge(f"t{id(p)}", k, style="solid" if p.requires_grad else "dashed")
+            stack.append(p)
+    return dot
+
+
+def render(dot, path, format="svg"):
+    """Write ``dot`` to ``path`` in ``format`` (svg, png, pdf) atomically; returns the path."""
+    if format not in ("svg", "png", "pdf"):
+        raise ValueError(f"format must be 'svg', 'png' or 'pdf', got {format!r}")
+    path = os.fspath(path)
+    try:
+        data = dot.pipe(format=format)
+    except graphviz.ExecutableNotFound:
+        raise RuntimeError(INSTALL_HINT) from None
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".scg-render-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def mimebundle(g, include=None, exclude=None):
+    """What Jupyter shows for a Graph: its SVG, or the hint when ``dot`` is missing."""
+    dot = g.to_graphviz()
+    try:
+        return {"image/svg+xml": dot.pipe(format="svg").decode("utf-8"), "text/plain": repr(g)}
+    except graphviz.ExecutableNotFound:
+        return {"text/plain": f"{g!r}\n{INSTALL_HINT}"}
