@@ -13,4 +13,9 @@ from .beta import Beta
 from .dirichlet import Dirichlet
 from .exponential import Exponential
 from .uniform import Uniform
+from .bernoulli import Bernoulli
+from .categorical import Categorical
+from .one_hot_categorical import OneHotCategorical
+from .relaxed_bernoulli import RelaxedBernoulli
+from .relaxed_categorical import RelaxedOneHotCategorical
 from .kl import kl_divergence, register_kl  # noqa: I001  (after the families it registers)

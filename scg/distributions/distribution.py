@@ -179,3 +179,9 @@ def gather_last(t, index):
     index = np.broadcast_to(index, batch)
     grids = np.indices(batch, sparse=True) if batch else ()
     return ops.getitem(t, tuple(grids) + (index,))
+
+
+def p_log_q(p, log_q):
+    """p * log_q with 0 where p == 0 (so 0 * -inf = 0), value and gradients NaN-free."""
+    zero = p.data == 0
+    return ops.where(zero, 0, p * ops.where(zero, 0, log_q))

@@ -7,7 +7,7 @@ Each closed form is registered here, next to the others, with ``register_kl``.
 import numpy as np
 
 from .. import ops
-from .distribution import broadcast
+from .distribution import broadcast, p_log_q
 
 _KL = {}
 
@@ -43,7 +43,9 @@ def _lbeta(a, b):
 
 
 def _register_all():
+    from .bernoulli import Bernoulli
     from .beta import Beta
+    from .categorical import Categorical
     from .dirichlet import Dirichlet
     from .exponential import Exponential
     from .gamma import Gamma
@@ -94,6 +96,16 @@ def _register_all():
             + ops.sum(ops.lgamma(b), axis=-1)
             + ops.sum((a - b) * (ops.digamma(a) - ops.expand_dims(ops.digamma(a0), -1)), axis=-1)
         )
+
+    @register_kl(Bernoulli, Bernoulli)
+    def _bernoulli_bernoulli(p, q):
+        lp1, lp0 = p._log_p()
+        lq1, lq0 = q._log_p()
+        return p_log_q(p.probs, lp1 - lq1) + p_log_q(1 - p.probs, lp0 - lq0)
+
+    @register_kl(Categorical, Categorical)
+    def _categorical_categorical(p, q):
+        return ops.sum(p_log_q(p.probs, p.logits - q.logits), axis=-1)
 
 
 _register_all()

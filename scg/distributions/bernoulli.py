@@ -1,0 +1,85 @@
+"""Bernoulli(probs=None, logits=None): P(x = 1) = p = sigmoid(logit), x in {0, 1}.
+
+log p(x) = x log p + (1 - x) log(1 - p); from logits that is x l - softplus(l).
+"""
+
+import numpy as np
+
+from .. import ops
+from .distribution import Distribution, broadcast, check, p_log_q, params, probs_or_logits
+
+
+class Bernoulli(Distribution):
+    """A coin with ``probs`` in [0, 1] or ``logits`` (exactly one). No pathwise sample;
+    the support {0, 1} can be enumerated."""
+
+    has_enumerate_support = True
+    support = "{0, 1}"
+
+    def __init__(self, probs=None, logits=None, validate_args=None):
+        self._given = probs_or_logits("Bernoulli", probs, logits)
+        (param,), shape, dtype = params("Bernoulli", **{self._given: probs if probs is not None else logits})
+        if self._given == "probs":
+            check("Bernoulli", "probs", param, (param.data >= 0) & (param.data <= 1), "in [0, 1]")
+        super().__init__(shape, (), dtype, validate_args)
+        self._param = param
+
+    @property
+    def probs(self):
+        return self._param if self._given == "probs" else ops.sigmoid(self._param)
+
+    @property
+    def logits(self):
+        if self._given == "logits":
+            return self._param
+        p = self._param
+        return ops.log(p) - ops.log1p(-p)  # +-inf at p in {0, 1}
+
+    def _log_p(self):
+        """(log p, log(1 - p)), finite wherever the outcome is possible; no NaN gradients."""
+        if self._given == "logits":
+            return -ops.softplus(-self._param), -ops.softplus(self._param)
+        p = self._param
+        safe_p = ops.where(p.data > 0, p, 1)
+        safe_q = ops.where(p.data < 1, p, 0)
+        log_p = ops.where(p.data > 0, ops.log(safe_p), -np.inf)
+        log_q = ops.where(p.data < 1, ops.log1p(-safe_q), -np.inf)
+        return log_p, log_q
+
+    def sample(self, sample_shape=(), rng=None):
+        shape = self._extended_shape(sample_shape)
+        p = np.broadcast_to(self.probs.data, self.batch_shape)
+        u = self._rng(rng).random(shape)
+        from ..tensor import Tensor
+
+        return Tensor((u < p).astype(self.dtype))
+
+    def log_prob(self, value):
+        x = self._value(value)
+        inside = self._support(x, (x.data == 0) | (x.data == 1))
+        log_p, log_q = self._log_p()
+        one = np.broadcast_to(x.data == 1, np.broadcast_shapes(x.shape, self.batch_shape))
+        return ops.where(inside, ops.where(one, log_p, log_q), -np.inf)
+
+    def entropy(self):
+        log_p, log_q = self._log_p()
+        p = self.probs
+        return broadcast(-(p_log_q(p, log_p) + p_log_q(1 - p, log_q)), self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast(self.probs, self.batch_shape)
+
+    @property
+    def variance(self):
+        p = self.probs
+        return broadcast(p * (1 - p), self.batch_shape)
+
+    def enumerate_support(self, expand=True):
+        """[0, 1] on a new leading axis: shape (2,) + batch_shape, or (2,) + (1,) * len(batch_shape)."""
+        from ..tensor import Tensor
+
+        values = np.arange(2, dtype=self.dtype).reshape((2,) + (1,) * len(self.batch_shape))
+        if expand:
+            values = np.broadcast_to(values, (2,) + self.batch_shape).copy()
+        return Tensor(values)

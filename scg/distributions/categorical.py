@@ -1,0 +1,89 @@
+"""Categorical(probs=None, logits=None): P(x = k) = p_k over k = 0..K-1 (last axis).
+
+Logits are normalized with log_softmax, so ``.logits`` are log-probabilities;
+-inf logits are allowed (zero-probability categories).
+"""
+
+import numpy as np
+
+from .. import ops
+from ..tensor import Tensor
+from .distribution import Distribution, broadcast, check, gather_last, p_log_q, params, probs_or_logits
+
+
+class Categorical(Distribution):
+    """Distribution over indices 0..K-1 given ``probs`` (non-negative, summing to one on
+    the last axis) or unnormalized ``logits``. batch_shape = shape[:-1]; samples are int64."""
+
+    has_enumerate_support = True
+
+    def __init__(self, probs=None, logits=None, validate_args=None):
+        given = probs_or_logits(type(self).__name__, probs, logits)
+        (param,), shape, dtype = params(type(self).__name__, **{given: probs if probs is not None else logits})
+        name = type(self).__name__
+        if param.ndim < 1 or param.shape[-1] < 1:
+            raise ValueError(f"{name}: parameter '{given}' needs a last axis of categories, got shape {param.shape}")
+        if given == "probs":
+            check(name, "probs", param, (param.data >= 0) & (param.data <= 1), "in [0, 1]")
+            total = param.data.sum(-1)
+            tol = 1e-6 if dtype == np.float64 else 1e-4
+            if not np.all(np.abs(total - 1) <= tol * param.shape[-1]):
+                raise ValueError(f"{name}: parameter 'probs' must sum to one on the last axis; sums are {total}")
+            self._log_probs = ops.log(param)
+            self._probs = param
+        else:
+            if np.any(np.isposinf(param.data)):
+                raise ValueError(f"{name}: parameter 'logits' must not contain +inf")
+            if np.any(np.all(np.isneginf(param.data), axis=-1)):
+                raise ValueError(f"{name}: parameter 'logits' gives every category probability zero")
+            self._log_probs = ops.log_softmax(param, axis=-1)
+            self._probs = None
+        self.num_categories = param.shape[-1]
+        self.support = f"the integers 0..{self.num_categories - 1}"
+        super().__init__(shape[:-1], (), dtype, validate_args)
+
+    @property
+    def logits(self):
+        """Normalized log-probabilities, shape batch_shape + (K,)."""
+        return self._log_probs
+
+    @property
+    def probs(self):
+        return self._probs if self._probs is not None else ops.exp(self._log_probs)
+
+    def sample(self, sample_shape=(), rng=None):
+        """Inverse-CDF draws of shape sample_shape + batch_shape (int64)."""
+        shape = self._extended_shape(sample_shape)
+        cdf = np.cumsum(np.broadcast_to(self.probs.data, self.batch_shape + (self.num_categories,)), axis=-1)
+        u = self._rng(rng).random(shape + (1,)) * cdf[..., -1:]
+        idx = (cdf < u).sum(-1)
+        return Tensor(np.minimum(idx, self.num_categories - 1).astype(np.int64))
+
+    def _indices(self, value):
+        v = value.data if isinstance(value, Tensor) else np.asarray(value)
+        inside = (v == np.round(v)) & (v >= 0) & (v < self.num_categories)
+        v_t = Tensor(v)
+        inside = self._support(v_t, np.broadcast_to(inside, np.broadcast_shapes(v.shape, self.batch_shape)))
+        return np.where(inside, v, 0).astype(np.int64), inside
+
+    def log_prob(self, value):
+        idx, inside = self._indices(value)
+        return ops.where(inside, gather_last(self._log_probs, idx), -np.inf)
+
+    def entropy(self):
+        return broadcast(-ops.sum(p_log_q(self.probs, self._log_probs), axis=-1), self.batch_shape)
+
+    @property
+    def mean(self):
+        return Tensor(np.full(self.batch_shape, np.nan, dtype=self.dtype))
+
+    @property
+    def variance(self):
+        return Tensor(np.full(self.batch_shape, np.nan, dtype=self.dtype))
+
+    def enumerate_support(self, expand=True):
+        """0..K-1 on a new leading axis: shape (K,) + batch_shape (int64)."""
+        values = np.arange(self.num_categories).reshape((-1,) + (1,) * len(self.batch_shape))
+        if expand:
+            values = np.broadcast_to(values, (self.num_categories,) + self.batch_shape).copy()
+        return Tensor(values)

@@ -1,0 +1,65 @@
+"""OneHotCategorical(probs=None, logits=None): a Categorical whose values are one-hot
+vectors of length K (event_shape (K,))."""
+
+import numpy as np
+
+from .. import ops
+from ..tensor import Tensor
+from .categorical import Categorical
+from .distribution import Distribution, broadcast
+
+
+class OneHotCategorical(Distribution):
+    """One-hot vectors e_k with probability p_k; parameters as :class:`Categorical`."""
+
+    has_enumerate_support = True
+
+    def __init__(self, probs=None, logits=None, validate_args=None):
+        self._categorical = Categorical(probs=probs, logits=logits, validate_args=validate_args)
+        k = self._categorical.num_categories
+        self.support = f"one-hot vectors of length {k}"
+        super().__init__(self._categorical.batch_shape, (k,), self._categorical.dtype, validate_args)
+
+    @property
+    def logits(self):
+        return self._categorical.logits
+
+    @property
+    def probs(self):
+        return self._categorical.probs
+
+    def sample(self, sample_shape=(), rng=None):
+        idx = self._categorical.sample(sample_shape, rng=rng).data
+        return Tensor(np.eye(self.event_shape[0], dtype=self.dtype)[idx])
+
+    def log_prob(self, value):
+        x = self._value(value)
+        v = x.data
+        if v.shape[-1:] != self.event_shape:
+            raise ValueError(
+                f"OneHotCategorical.log_prob: value of shape {v.shape} does not end in the event shape {self.event_shape}"
+            )
+        one_hot = np.all((v == 0) | (v == 1), axis=-1) & (v.sum(-1) == 1)
+        inside = self._support(x, np.broadcast_to(one_hot, np.broadcast_shapes(v.shape[:-1], self.batch_shape)))
+        idx = np.where(inside, v.argmax(-1), 0)
+        return ops.where(inside, self._categorical.log_prob(idx), -np.inf)
+
+    def entropy(self):
+        return self._categorical.entropy()
+
+    @property
+    def mean(self):
+        return broadcast(self.probs, self.batch_shape + self.event_shape)
+
+    @property
+    def variance(self):
+        p = self.probs
+        return broadcast(p * (1 - p), self.batch_shape + self.event_shape)
+
+    def enumerate_support(self, expand=True):
+        """The K one-hot vectors on a new leading axis: (K,) + batch_shape + (K,)."""
+        k = self.event_shape[0]
+        values = np.eye(k, dtype=self.dtype).reshape((k,) + (1,) * len(self.batch_shape) + (k,))
+        if expand:
+            values = np.broadcast_to(values, (k,) + self.batch_shape + (k,)).copy()
+        return Tensor(values)

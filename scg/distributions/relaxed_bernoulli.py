@@ -1,0 +1,72 @@
+"""RelaxedBernoulli(temperature, probs=None, logits=None): the binary Concrete /
+Gumbel-softmax relaxation (Maddison et al. 2017; Jang et al. 2017) on (0, 1).
+
+Sample: y = sigmoid((l + log u - log(1 - u)) / T), u ~ U(0, 1).
+Density: p(y) = T a y^(-T-1) (1-y)^(-T-1) / (a y^(-T) + (1-y)^(-T))^2 with a = e^l.
+"""
+
+import numpy as np
+
+from .. import ops
+from .bernoulli import Bernoulli
+from .distribution import Distribution, broadcast, check, params
+
+
+def keep_inside_unit_interval(y):
+    """Move values that rounded to 0 or 1 just inside, by a constant (gradient unchanged)."""
+    lo = np.finfo(y.dtype).tiny
+    hi = np.nextafter(y.dtype.type(1), y.dtype.type(0))
+    clipped = np.clip(y.data, lo, hi)
+    return y if np.array_equal(clipped, y.data) else y + (clipped - y.data)
+
+
+class RelaxedBernoulli(Distribution):
+    """Continuous relaxation of Bernoulli at ``temperature`` > 0; as the temperature
+    falls, samples approach 0/1 with P(near 1) = sigmoid(logit). Pathwise samples."""
+
+    has_rsample = True
+    support = "the open interval (0, 1)"
+
+    def __init__(self, temperature, probs=None, logits=None, validate_args=None):
+        self._base = Bernoulli(probs=probs, logits=logits)
+        if not hasattr(temperature, "dtype"):  # a Python scalar follows the parameters' dtype
+            temperature = np.asarray(temperature, dtype=self._base.dtype)
+        (self.temperature,), _, _ = params("RelaxedBernoulli", temperature=temperature)
+        check("RelaxedBernoulli", "temperature", self.temperature, self.temperature.data > 0, "positive")
+        check("RelaxedBernoulli", "temperature", self.temperature, np.isfinite(self.temperature.data), "finite")
+        dtype = np.result_type(self._base.dtype, self.temperature.dtype)
+        try:
+            shape = np.broadcast_shapes(self._base.batch_shape, self.temperature.shape)
+        except ValueError:
+            raise ValueError(
+                f"RelaxedBernoulli: parameter shapes do not broadcast: temperature {self.temperature.shape}, "
+                f"{self._base._given} {self._base.batch_shape}"
+            ) from None
+        super().__init__(shape, (), dtype, validate_args)
+
+    @property
+    def logits(self):
+        return self._base.logits
+
+    @property
+    def probs(self):
+        return self._base.probs
+
+    def rsample(self, sample_shape=(), rng=None):
+        shape = self._extended_shape(sample_shape)
+        eps = np.finfo(self.dtype).eps
+        u = np.clip(self._rng(rng).random(shape), eps, 1 - eps).astype(self.dtype)
+        noise = np.log(u) - np.log1p(-u)
+        y = ops.sigmoid((self.logits + noise) / self.temperature)
+        return keep_inside_unit_interval(y)
+
+    def log_prob(self, value):
+        y = self._value(value)
+        inside = self._support(y, (y.data > 0) & (y.data < 1))
+        safe = ops.where(inside, y, 0.5)
+        t, l = self.temperature, self.logits
+        log_y, log_1my = ops.log(safe), ops.log1p(-safe)
+        a = l - t * log_y
+        b = -t * log_1my
+        lp = ops.log(t) + l - (t + 1) * (log_y + log_1my) - 2 * (a + ops.softplus(b - a))
+        return ops.where(inside, lp, -np.inf)

@@ -1,0 +1,85 @@
+"""RelaxedOneHotCategorical(temperature, probs=None, logits=None): the Concrete /
+Gumbel-softmax distribution on the simplex (Maddison et al. 2017; Jang et al. 2017).
+
+Sample: y = softmax((l + G) / T), G_k ~ Gumbel(0, 1) = -log(-log u_k).
+Density (l normalized logits, K categories):
+log p(y) = lgamma(K) + (K - 1) log T + sum_k (l_k - (T + 1) log y_k) - K logsumexp_k(l_k - T log y_k).
+"""
+
+import math
+
+import numpy as np
+
+from .. import ops
+from .categorical import Categorical
+from .distribution import Distribution, check, params
+
+
+class RelaxedOneHotCategorical(Distribution):
+    """Continuous relaxation of OneHotCategorical at ``temperature`` > 0; event_shape (K,).
+    Pathwise samples, every component strictly positive."""
+
+    has_rsample = True
+    support = "the open simplex"
+
+    def __init__(self, temperature, probs=None, logits=None, validate_args=None):
+        self._base = Categorical(probs=probs, logits=logits)
+        if not hasattr(temperature, "dtype"):  # a Python scalar follows the parameters' dtype
+            temperature = np.asarray(temperature, dtype=self._base.dtype)
+        (self.temperature,), _, _ = params("RelaxedOneHotCategorical", temperature=temperature)
+        check("RelaxedOneHotCategorical", "temperature", self.temperature, self.temperature.data > 0, "positive")
+        check("RelaxedOneHotCategorical", "temperature", self.temperature, np.isfinite(self.temperature.data),
+              "finite")
+        dtype = np.result_type(self._base.dtype, self.temperature.dtype)
+        try:
+            shape = np.broadcast_shapes(self._base.batch_shape, self.temperature.shape)
+        except ValueError:
+            raise ValueError(
+                f"RelaxedOneHotCategorical: parameter shapes do not broadcast: temperature "
+                f"{self.temperature.shape}, batch {self._base.batch_shape}"
+            ) from None
+        super().__init__(shape, (self._base.num_categories,), dtype, validate_args)
+
+    @property
+    def logits(self):
+        return self._base.logits
+
+    @property
+    def probs(self):
+        return self._base.probs
+
+    def _t(self):
+        """The temperature with a trailing axis, to broadcast against the categories."""
+        return ops.expand_dims(self.temperature, -1)
+
+    def rsample(self, sample_shape=(), rng=None):
+        shape = self._extended_shape(sample_shape)
+        tiny = np.finfo(self.dtype).tiny
+        u = np.clip(self._rng(rng).random(shape), tiny, 1 - np.finfo(self.dtype).eps)
+        gumbel = (-np.log(-np.log(u))).astype(self.dtype)
+        log_y = ops.log_softmax((self.logits + gumbel) / self._t(), axis=-1)
+        y = ops.exp(log_y)
+        clipped = np.maximum(y.data, tiny)  # components that underflowed: just above 0
+        return y if np.array_equal(clipped, y.data) else y + (clipped - y.data)
+
+    def log_prob(self, value):
+        y = self._value(value)
+        k = self.event_shape[0]
+        if y.shape[-1:] != self.event_shape:
+            raise ValueError(
+                f"RelaxedOneHotCategorical.log_prob: value of shape {y.shape} does not end in the "
+                f"event shape {self.event_shape}"
+            )
+        tol = 1e-6 if y.dtype == np.float64 else 1e-4
+        on_simplex = np.all(y.data > 0, axis=-1) & (np.abs(y.data.sum(-1) - 1) <= tol * k)
+        inside = self._support(y, np.broadcast_to(on_simplex, np.broadcast_shapes(y.shape[:-1], self.batch_shape)))
+        safe = ops.where(np.expand_dims(inside, -1), y, 1.0 / k)
+        t = self.temperature
+        log_y = ops.log(safe)
+        lp = (
+            math.lgamma(k)
+            + (k - 1) * ops.log(t)
+            + ops.sum(self.logits - (self._t() + 1) * log_y, axis=-1)
+            - k * ops.logsumexp(self.logits - self._t() * log_y, axis=-1)
+        )
+        return ops.where(inside, lp, -np.inf)
