@@ -38,6 +38,12 @@ def kl_divergence(p, q):
     )
 
 
+def _weighted_log_ratio(w, log_p, log_q):
+    """w * (log_p - log_q), 0 where w == 0 (outcomes p cannot produce), without NaN."""
+    zero = w.data == 0
+    return p_log_q(w, ops.where(zero, 0, log_p) - ops.where(zero, 0, log_q))
+
+
 def _lbeta(a, b):
     return ops.lgamma(a) + ops.lgamma(b) - ops.lgamma(a + b)
 
@@ -99,13 +105,12 @@ def _register_all():
 
     @register_kl(Bernoulli, Bernoulli)
     def _bernoulli_bernoulli(p, q):
-        lp1, lp0 = p._log_p()
-        lq1, lq0 = q._log_p()
-        return p_log_q(p.probs, lp1 - lq1) + p_log_q(1 - p.probs, lp0 - lq0)
+        (lp1, lp0), (lq1, lq0) = p._log_p(), q._log_p()
+        return _weighted_log_ratio(p.probs, lp1, lq1) + _weighted_log_ratio(1 - p.probs, lp0, lq0)
 
     @register_kl(Categorical, Categorical)
     def _categorical_categorical(p, q):
-        return ops.sum(p_log_q(p.probs, p.logits - q.logits), axis=-1)
+        return ops.sum(_weighted_log_ratio(p.probs, p.logits, q.logits), axis=-1)
 
 
 _register_all()
