@@ -156,7 +156,7 @@ def load_checkpoint(path):
     """(model_state, optimizer_state_dict, rng_state, epoch, config, history)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; train first (python -m models.vae train --out ...)")
+        raise FileNotFoundError(f"no checkpoint at {path}; train a model with this --out first")
     try:
         with np.load(path) as f:
             arrays = {k: f[k] for k in f.files}

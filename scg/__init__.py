@@ -60,5 +60,6 @@ from .estimators import (  # noqa: E402
     ScoreFunction,
 )
 from .graph import Graph  # noqa: E402
+from . import diagnostics  # noqa: E402
 
 __version__ = "0.1.0"

@@ -236,18 +236,27 @@ class LeaveOneOutBaseline(Baseline):
 
 
 class LearnedBaseline(Baseline):
-    """b = ``module(*context)`` where ``context`` is what ``g.sample(..., context=...)``
-    passed (nothing by default). The module is trained by the same backward pass to
-    predict the downstream cost: the surrogate gains ``sum((b - Q)^2)`` (its value
-    cancels out of the reported loss)."""
+    """b = c + ``module(*context)`` where ``context`` is what ``g.sample(..., context=...)``
+    passed (nothing by default) and c is a moving average (``center`` decay, bias-corrected,
+    from previous steps) of the node's mean downstream cost, so the module only learns the
+    input-dependent residual (as in NVIL, Mnih & Gregor 2014); ``center=None`` drops c.
+    The module is trained by the same backward pass to predict the downstream cost: the
+    surrogate gains ``sum((b - Q)^2)`` (its value cancels out of the reported loss). The
+    module's output must broadcast against the node's log-prob (e.g. (B,) in a plate)."""
 
-    def __init__(self, module):
+    def __init__(self, module, center=0.9):
+        if center is not None and not 0 <= center < 1:
+            raise ValueError(f"LearnedBaseline: center must be None or a decay in [0, 1), got {center}")
         self.module = module
+        self.center = MovingAverageBaseline(center) if center is not None else None
 
     def __call__(self, node, q):
         context = node.context if node.context is not None else ()
         b = self.module(*(context if isinstance(context, (tuple, list)) else (context,)))
         b = b if isinstance(b, Tensor) else Tensor(np.asarray(b))
+        if self.center is not None:
+            c, _ = self.center(node, q)
+            b = b + np.asarray(c, dtype=b.dtype)
         fit = ops.sum((b - q) ** 2)
         return ops.stop_gradient(b).data, fit - ops.stop_gradient(fit)
 
