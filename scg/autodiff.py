@@ -270,7 +270,13 @@ def _run(outputs, grads, wanted, retain_graph, create_graph):
             for j, p in enumerate(parents):
                 if not p.requires_grad or (leads is not None and id(p) not in leads):
                     continue
-                gj = op.vjps[j](g, node, *parents, **static)
+                try:
+                    gj = op.vjps[j](g, node, *parents, **static)
+                except FloatingPointError as e:  # raised by detect_anomaly inside the VJP
+                    raise FloatingPointError(
+                        f"detect_anomaly: the gradient through '{op.name}' (input {j}) contains NaN "
+                        f"or Inf ({e})"
+                    ) from None
                 if gj is None:
                     continue
                 if state.anomaly and not np.isfinite(gj.data).all():

@@ -1,0 +1,217 @@
+"""The reverse pass: accumulation, higher orders, memory and recursion, dtypes, and the
+errors users meet."""
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import scg
+from scg.autodiff import primitive
+
+
+def test_shared_subexpression_accumulates():
+    x = scg.tensor(1.5, requires_grad=True)
+    y = x * x + x  # x used three times
+    d = y * y  # a diamond through y
+    d.backward()
+    # d = (x^2 + x)^2, d' = 2 (x^2 + x)(2x + 1)
+    assert np.isclose(x.grad.item(), 2 * (1.5**2 + 1.5) * (2 * 1.5 + 1))
+
+
+def test_backward_accumulates_across_calls_and_zero_grad():
+    x = scg.tensor([1.0, 2.0], requires_grad=True)
+    (x * 3.0).sum().backward()
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad.data, [3.0 + 2.0, 3.0 + 4.0])
+
+
+def test_repeated_integer_indices_accumulate():
+    a = scg.tensor(np.arange(4.0), requires_grad=True)
+    (a[np.array([0, 0, 2, 0])] * np.array([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    np.testing.assert_allclose(a.grad.data, [7.0, 0.0, 3.0, 0.0])
+    b = scg.tensor(np.ones((3, 2)), requires_grad=True)
+    (b[[1, 1], [0, 0]]).sum().backward()
+    np.testing.assert_allclose(b.grad.data, [[0, 0], [2, 0], [0, 0]])
+
+
+def test_long_chain_has_no_recursion_limit():
+    x = scg.tensor(0.5, requires_grad=True)
+    y = x
+    for _ in range(100_000):
+        y = y * 1.0 + 0.0
+    assert y._parents  # 200,000 recorded operations
+    (g,) = scg.grad(y, [x])
+    assert g.item() == 1.0
+    y = x
+    for _ in range(100_000):
+        y = y + 1e-6
+    del y  # freeing a long chain must not overflow the C stack
+    gc.collect()
+
+
+def test_backward_frees_intermediates():
+    x = scg.tensor(np.ones(3), requires_grad=True)
+    h = x * 2.0
+    ref = weakref.ref(h)
+    y = (h * h).sum()
+    del h
+    assert ref() is not None  # alive through y's record
+    y.backward()
+    gc.collect()
+    assert ref() is None  # the pass dropped the record
+
+
+def test_second_backward_without_retain_graph_is_explained():
+    x = scg.tensor(2.0, requires_grad=True)
+    y = x * x * x
+    y.backward()
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        y.backward()
+    z = x * x * x
+    z.backward(retain_graph=True)
+    z.backward()
+    assert np.isclose(x.grad.item(), 12.0 + 2 * 12.0)
+
+
+def test_third_derivative_via_create_graph():
+    x = scg.tensor(1.3, requires_grad=True)
+    y = x**4
+    (d1,) = scg.grad(y, [x], create_graph=True)
+    (d2,) = scg.grad(d1, [x], create_graph=True)
+    (d3,) = scg.grad(d2, [x])
+    assert np.isclose(d1.item(), 4 * 1.3**3)
+    assert np.isclose(d2.item(), 12 * 1.3**2)
+    assert np.isclose(d3.item(), 24 * 1.3)
+
+
+def test_grad_with_respect_to_an_intermediate():
+    x = scg.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 3.0
+    y = (h * h).sum()
+    gh, gx = scg.grad(y, [h, x])
+    np.testing.assert_allclose(gh.data, 2 * h.data)
+    np.testing.assert_allclose(gx.data, 18 * x.data)
+
+
+def test_unused_input_gets_zeros_and_grad_leaves_dot_grad_alone():
+    x = scg.tensor(1.0, requires_grad=True)
+    w = scg.tensor([1.0, 2.0], requires_grad=True)
+    (gw,) = scg.grad(x * 2.0, [w])
+    np.testing.assert_array_equal(gw.data, [0.0, 0.0])
+    assert x.grad is None and w.grad is None
+
+
+def test_grad_outputs_weight_a_non_scalar_output():
+    x = scg.tensor([1.0, 2.0], requires_grad=True)
+    (g,) = scg.grad(x * x, [x], grad_outputs=np.array([1.0, -1.0]))
+    np.testing.assert_allclose(g.data, [2.0, -4.0])
+
+
+def test_no_grad_records_nothing():
+    x = scg.tensor(1.0, requires_grad=True)
+    with scg.no_grad():
+        y = x * 2.0
+    assert not y.requires_grad and y._parents == ()
+    assert (x * 2.0).requires_grad
+
+
+def test_stop_gradient_and_detach_block_every_order():
+    x = scg.tensor(2.0, requires_grad=True)
+    y = scg.stop_gradient(x) * x + x.detach() ** 2
+    (g,) = scg.grad(y, [x], create_graph=True)
+    assert g.item() == 2.0
+    (h,) = scg.grad(g, [x])
+    assert h.item() == 0.0
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda x: (x * 2.5 + 1).exp().sum(),
+        lambda x: scg.mean(scg.softplus(x)),
+        lambda x: scg.max(x, axis=0).sum(),
+        lambda x: scg.lgamma(x + 1.0).sum() + scg.digamma(x + 1.0).sum() + scg.polygamma(1, x + 1.0).sum(),
+        lambda x: scg.logsumexp(x * 0.5, axis=-1).sum(),
+        lambda x: (x @ x.T).sum(),
+        lambda x: x[[0, 0, 1]].sum() / 3,
+        lambda x: scg.sigmoid(x).sum() + scg.tanh(x).mean() + scg.sqrt(x * x + 1.0).sum(),
+        lambda x: (x ** 2 - 1.0 / (x + 3.0)).sum(),
+        lambda x: scg.log_softmax(x).sum() + scg.xlogy(x, x * x + 1.0).sum(),
+    ],
+)
+def test_float32_is_preserved_forward_and_backward(make):
+    x = scg.tensor(np.random.default_rng(0).uniform(0.5, 1.5, (2, 3)).astype(np.float32), requires_grad=True)
+    y = make(x)
+    assert y.dtype == np.float32
+    (g,) = scg.grad(y, [x], create_graph=True)
+    assert g.dtype == np.float32
+    (h,) = scg.grad(g.sum(), [x])
+    assert h.dtype == np.float32
+
+
+def test_numpy_on_the_left_gives_tensors():
+    x = scg.tensor([1.0, 2.0], requires_grad=True)
+    a = np.array([3.0, 4.0])
+    for y in (a + x, a - x, a * x, a / x, a**x, np.float64(2.0) * x):
+        assert isinstance(y, scg.Tensor) and y.requires_grad
+    y = np.ones((3, 2)) @ x
+    assert isinstance(y, scg.Tensor) and y.shape == (3,)
+
+
+# ---- errors ----------------------------------------------------------------------
+
+
+def test_shape_mismatch_names_the_operation_and_both_shapes():
+    with pytest.raises(ValueError, match=r"add.*\(2, 3\).*\(4,\)"):
+        scg.tensor(np.ones((2, 3))) + np.ones(4)
+    with pytest.raises(ValueError, match=r"matmul.*\(2, 3\).*\(4, 5\).*inner dimensions"):
+        scg.tensor(np.ones((2, 3))) @ np.ones((4, 5))
+
+
+def test_backward_on_non_scalar_needs_grad():
+    x = scg.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"one-element output.*shape \(2,\)"):
+        (x * 2.0).backward()
+
+
+def test_grad_wrt_tensor_without_requires_grad():
+    x = scg.tensor(1.0)
+    w = scg.tensor(1.0, requires_grad=True)
+    with pytest.raises(ValueError, match="does not require grad"):
+        scg.grad(w * x, [x])
+
+
+def test_backward_on_constant_is_explained():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        (scg.tensor(1.0) * 2.0).backward()
+
+
+def test_integer_tensors_cannot_require_grad():
+    with pytest.raises(ValueError, match="floating-point"):
+        scg.tensor([1, 2], requires_grad=True)
+
+
+def test_detect_anomaly_names_the_forward_op():
+    x = scg.tensor([-1.0, 1.0], requires_grad=True)
+    with np.errstate(invalid="ignore"):
+        with scg.detect_anomaly():
+            with pytest.raises(FloatingPointError, match="'log'"):
+                scg.log(x)
+        y = scg.log(x)  # outside the switch: NaN, no error
+    assert np.isnan(y.data[0])
+
+
+def test_detect_anomaly_names_the_backward_op():
+    x = scg.tensor([0.0, 4.0], requires_grad=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        with scg.detect_anomaly():
+            y = scg.sqrt(x).sum()
+            with pytest.raises(FloatingPointError, match="through 'sqrt'"):
+                y.backward()
+
+
+def test_gradient_through_custom_primitive():
+    cube = primitive("cube", lambda x: x**3, lambda g, ans, x: g * 3 * x * x)
+    assert scg.gradcheck(lambda x: cube(x), [np.array([0.5, -1.2])], order=2)

@@ -1,0 +1,202 @@
+"""Every primitive and composite: values against numpy/scipy, and first- and
+second-order gradients against finite differences in float64 (scg.gradcheck), over
+broadcasting shapes generated with hypothesis."""
+
+import numpy as np
+import pytest
+import scipy.special as sp
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
+
+import scg
+
+SMALL = array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=3)
+PAIRS = mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=1, max_side=3)
+
+
+def draw(data, shape, lo, hi, away_from=None):
+    """Uniform values in [lo, hi], kept at least 0.1 from ``away_from`` (a kink)."""
+    seed = data.draw(st.integers(0, 2**16))
+    x = np.random.default_rng(seed).uniform(lo, hi, shape)
+    if away_from is not None:
+        near = np.abs(x - away_from) < 0.1
+        x = np.where(near, away_from + 0.1 * np.sign(x - away_from + 1e-12) + 0.05, x)
+    return x
+
+
+UNARY = [
+    ("exp", scg.exp, np.exp, (-2, 2), None),
+    ("log", scg.log, np.log, (0.3, 3), None),
+    ("log1p", scg.log1p, np.log1p, (-0.5, 2), None),
+    ("expm1", scg.expm1, np.expm1, (-2, 2), None),
+    ("sqrt", scg.sqrt, np.sqrt, (0.3, 3), None),
+    ("tanh", scg.tanh, np.tanh, (-2, 2), None),
+    ("sigmoid", scg.sigmoid, sp.expit, (-4, 4), None),
+    ("softplus", scg.softplus, lambda x: np.log1p(np.exp(x)), (-4, 4), None),
+    ("relu", scg.relu, lambda x: np.maximum(x, 0), (-2, 2), 0.0),
+    ("abs", scg.abs, np.abs, (-2, 2), 0.0),
+    ("negative", lambda x: -x, np.negative, (-2, 2), None),
+    ("lgamma", scg.lgamma, sp.gammaln, (0.3, 5), None),
+    ("digamma", scg.digamma, sp.digamma, (0.3, 5), None),
+    ("polygamma1", lambda x: scg.polygamma(1, x), lambda x: sp.polygamma(1, x), (0.5, 5), None),
+]
+
+
+@pytest.mark.parametrize("name, fn, ref, domain, kink", UNARY, ids=[u[0] for u in UNARY])
+@given(data=st.data(), shape=SMALL)
+def test_unary(name, fn, ref, domain, kink, data, shape):
+    x = draw(data, shape, *domain, away_from=kink)
+    np.testing.assert_allclose(fn(scg.tensor(x)).data, ref(x), rtol=1e-12, atol=1e-12)
+    assert scg.gradcheck(fn, [x], order=2)
+
+
+BINARY = [
+    ("add", lambda a, b: a + b, np.add, (-2, 2), (-2, 2)),
+    ("subtract", lambda a, b: a - b, np.subtract, (-2, 2), (-2, 2)),
+    ("multiply", lambda a, b: a * b, np.multiply, (-2, 2), (-2, 2)),
+    ("divide", lambda a, b: a / b, np.divide, (-2, 2), (0.5, 2)),
+    ("power", lambda a, b: a**b, np.power, (0.5, 2), (-1.5, 1.5)),
+    ("maximum", scg.maximum, np.maximum, (-2, 2), (-2, 2)),
+    ("minimum", scg.minimum, np.minimum, (-2, 2), (-2, 2)),
+    ("xlogy", scg.xlogy, sp.xlogy, (-2, 2), (0.5, 2)),
+]
+
+
+@pytest.mark.parametrize("name, fn, ref, da, db", BINARY, ids=[b[0] for b in BINARY])
+@given(data=st.data(), shapes=PAIRS)
+def test_binary_broadcasting(name, fn, ref, da, db, data, shapes):
+    sa, sb = shapes.input_shapes
+    a, b = draw(data, sa, *da), draw(data, sb, *db)
+    if name in ("maximum", "minimum"):  # keep the two arguments apart: no ties, no kinks
+        b = np.where(np.abs(a - b) < 0.1, b + 0.3, b)
+        if np.any(np.abs(np.broadcast_arrays(a, b)[0] - np.broadcast_arrays(a, b)[1]) < 0.1):
+            return
+    out = fn(scg.tensor(a), scg.tensor(b))
+    assert out.shape == np.broadcast_shapes(sa, sb)
+    np.testing.assert_allclose(out.data, ref(a, b), rtol=1e-12, atol=1e-12)
+    assert scg.gradcheck(fn, [a, b], order=2)
+
+
+def test_power_with_a_zero_base_has_finite_exponent_gradient():
+    a = scg.tensor([0.0, 2.0], requires_grad=True)
+    y = scg.tensor([2.0, 3.0], requires_grad=True)
+    ga, gy = scg.grad((a**y).sum(), [a, y])
+    np.testing.assert_allclose(ga.data, [0.0, 12.0])
+    np.testing.assert_allclose(gy.data, [0.0, 8 * np.log(2.0)])
+
+
+REDUCTIONS = [
+    ("sum", scg.sum, np.sum),
+    ("mean", scg.mean, np.mean),
+    ("max", scg.max, np.max),
+    ("min", scg.min, np.min),
+    ("logsumexp", scg.logsumexp, sp.logsumexp),
+]
+
+
+@pytest.mark.parametrize("name, fn, ref", REDUCTIONS, ids=[r[0] for r in REDUCTIONS])
+@given(data=st.data(), shape=array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=3),
+       keepdims=st.booleans())
+def test_reductions(name, fn, ref, data, shape, keepdims):
+    # Distinct values (a permutation, spread out) so that max/min have no ties.
+    seed = data.draw(st.integers(0, 2**16))
+    x = np.random.default_rng(seed).permutation(np.prod(shape)).reshape(shape) * 0.37 - 1.0
+    axis = data.draw(st.sampled_from([None, 0, -1] + ([(0, 1)] if len(shape) > 1 else [])))
+    out = fn(scg.tensor(x), axis=axis, keepdims=keepdims)
+    np.testing.assert_allclose(out.data, ref(x, axis=axis, keepdims=keepdims), rtol=1e-12)
+    assert scg.gradcheck(lambda t: fn(t, axis=axis, keepdims=keepdims), [x], order=2)
+
+
+def test_max_ties_share_the_gradient():
+    x = scg.tensor([1.0, 3.0, 3.0], requires_grad=True)
+    (g,) = scg.grad(scg.max(x), [x])
+    np.testing.assert_allclose(g.data, [0.0, 0.5, 0.5])
+
+
+@pytest.mark.parametrize("fn, ref", [(scg.softmax, sp.softmax), (scg.log_softmax, sp.log_softmax)])
+@given(data=st.data(), shape=array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4))
+def test_softmax_family(fn, ref, data, shape):
+    x = draw(data, shape, -3, 3)
+    np.testing.assert_allclose(fn(scg.tensor(x), axis=-1).data, ref(x, axis=-1), rtol=1e-12, atol=1e-14)
+    assert scg.gradcheck(lambda t: fn(t, axis=-1), [x], order=2)
+
+
+def test_stable_at_extreme_inputs():
+    big = np.array([-1000.0, 0.0, 1000.0])
+    assert np.isclose(scg.logsumexp(scg.tensor(big)).item(), 1000.0)
+    np.testing.assert_allclose(scg.log_softmax(scg.tensor(big)).data, [-2000.0, -1000.0, 0.0])
+    np.testing.assert_allclose(scg.softplus(scg.tensor(big)).data, [0.0, np.log(2), 1000.0])
+    np.testing.assert_allclose(scg.sigmoid(scg.tensor(big)).data, [0.0, 0.5, 1.0])
+    x = scg.tensor(big, requires_grad=True)
+    (g,) = scg.grad(scg.logsumexp(x), [x])
+    np.testing.assert_allclose(g.data, [0.0, 0.0, 1.0])
+    row = scg.logsumexp(scg.tensor(np.array([[-np.inf, -np.inf], [0.0, -np.inf]])), axis=1)
+    assert row.data[0] == -np.inf and row.data[1] == 0.0
+
+
+SHAPE_OPS = [
+    ("reshape", lambda t: t.reshape(-1), lambda x: x.reshape(-1)),
+    ("transpose", lambda t: t.T, lambda x: x.T),
+    ("transpose_axes", lambda t: t.transpose(2, 0, 1), lambda x: x.transpose(2, 0, 1)),
+    ("swapaxes", lambda t: scg.swapaxes(t, 0, 2), lambda x: np.swapaxes(x, 0, 2)),
+    ("basic_index", lambda t: t[1:, ..., ::2], lambda x: x[1:, ..., ::2]),
+    ("int_index", lambda t: t[0, -1], lambda x: x[0, -1]),
+    ("newaxis", lambda t: t[:, None], lambda x: x[:, None]),
+    ("array_index", lambda t: t[[0, 1, 1, 0]], lambda x: x[[0, 1, 1, 0]]),
+    ("mixed_index", lambda t: t[[1, 0, 1], :, [2, 2, 0]], lambda x: x[[1, 0, 1], :, [2, 2, 0]]),
+    ("bool_index", lambda t: t[np.array([True, False])], lambda x: x[np.array([True, False])]),
+    ("expand_dims", lambda t: scg.expand_dims(t, 1), lambda x: np.expand_dims(x, 1)),
+    ("broadcast_to", lambda t: scg.broadcast_to(t[:, :1], (2, 4, 3)),
+     lambda x: np.broadcast_to(x[:, :1], (2, 4, 3))),
+    ("where", lambda t: scg.where(t.data > 0, t, t * t), lambda x: np.where(x > 0, x, x * x)),
+    ("clip", lambda t: scg.clip(t, -0.5, 0.5), lambda x: np.clip(x, -0.5, 0.5)),
+]
+
+
+@pytest.mark.parametrize("name, fn, ref", SHAPE_OPS, ids=[s[0] for s in SHAPE_OPS])
+def test_shape_ops(name, fn, ref, rng):
+    x = rng.uniform(-2, 2, (2, 3, 3))
+    x = np.where(np.abs(np.abs(x) - 0.5) < 0.1, x * 1.5, x)  # away from clip's kinks
+    x = np.where(np.abs(x) < 0.1, 0.3, x)
+    out = fn(scg.tensor(x))
+    np.testing.assert_array_equal(out.data, ref(x))
+    assert scg.gradcheck(fn, [x], order=2)
+
+
+def test_squeeze_and_its_error():
+    x = scg.tensor(np.ones((2, 1, 3)))
+    assert scg.squeeze(x, 1).shape == (2, 3)
+    with pytest.raises(ValueError, match="axis 0 has length 2"):
+        scg.squeeze(x, 0)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_concatenate_and_stack(axis, rng):
+    a, b, c = rng.normal(size=(2, 3)), rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
+    np.testing.assert_array_equal(scg.concatenate([scg.tensor(a), b, c], axis=axis).data,
+                                  np.concatenate([a, b, c], axis=axis))
+    np.testing.assert_array_equal(scg.stack([scg.tensor(a), b, c], axis=axis).data, np.stack([a, b, c], axis=axis))
+    assert scg.gradcheck(lambda x, y: scg.concatenate([x, y * y, x], axis=axis), [a, b], order=2)
+    assert scg.gradcheck(lambda x, y: scg.stack([x * y, y], axis=axis), [a, b], order=2)
+
+
+@pytest.mark.parametrize(
+    "sa, sb",
+    [((3, 4), (4, 2)), ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (5, 4, 2)), ((4,), (4, 3)), ((3, 4), (4,)), ((4,), (4,)),
+     ((2, 3, 4), (4,))],
+)
+def test_matmul(sa, sb, rng):
+    a, b = rng.normal(size=sa), rng.normal(size=sb)
+    np.testing.assert_allclose(scg.matmul(scg.tensor(a), b).data, a @ b, rtol=1e-12)
+    np.testing.assert_allclose((scg.tensor(a) @ b).data, a @ b, rtol=1e-12)
+    assert scg.gradcheck(lambda x, y: x @ y, [a, b], order=2)
+
+
+def test_astype_round_trip_gradient():
+    x = scg.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = (x.astype(np.float32) * 3.0).sum()
+    assert y.dtype == np.float32
+    (g,) = scg.grad(y, [x])
+    assert g.dtype == np.float64
+    np.testing.assert_array_equal(g.data, [3.0, 3.0])
