@@ -14,14 +14,14 @@ Usage: python benchmarks/bench_core.py [--rounds 7] [--steps 20] [--quick]
 
 import argparse
 import os
-import subprocess
 import sys
 import time
-import tracemalloc
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 import scg  # noqa: E402
 
 B, SIZES = 128, (784, 400, 400, 10)
@@ -174,105 +174,16 @@ def torch_step_factory():
     return step
 
 
-def have_torch():
-    try:
-        import torch  # noqa: F401
-
-        return True
-    except ImportError:
-        return False
-
-
 FACTORIES = {"scg": scg_step_factory, "numpy": numpy_step_factory, "torch": torch_step_factory}
 
 
-def worker(name):
-    """Serve timing requests for one implementation: its own process, so that numpy's
-    and torch's thread pools never compete. Prints the first 3 losses, then for each
-    line N on stdin the seconds N steps took."""
-    f = FACTORIES[name]()
-    print(" ".join(f"{f():.6f}" for _ in range(3)), flush=True)
-    for line in sys.stdin:
-        n = int(line)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            f()
-        print(time.perf_counter() - t0, flush=True)
-
-
-def time_steps(names, steps, rounds):
-    """Median seconds per step for each implementation, measured in rounds that
-    alternate between the implementations' worker processes."""
-    procs = {
-        n: subprocess.Popen([sys.executable, __file__, "--worker", n], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-        for n in names
-    }
-    try:
-        losses = {n: [float(v) for v in p.stdout.readline().split()] for n, p in procs.items()}
-        times = {n: [] for n in names}
-        for _ in range(rounds):
-            for n, p in procs.items():
-                p.stdin.write(f"{steps}\n")
-                p.stdin.flush()
-                times[n].append(float(p.stdout.readline()) / steps)
-    finally:
-        for p in procs.values():
-            p.stdin.close()
-            p.wait()
-    return {n: float(np.median(v)) for n, v in times.items()}, losses
-
-
-def _status_bytes(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def peak_memory_child(name):
-    """In a fresh process: peak resident-set growth (bytes) over 5 steps, after
-    setup and one warm-up step (the high-water mark is reset just before)."""
-    f = FACTORIES[name]()
-    f()
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")  # resets VmHWM to the current RSS
-    base = _status_bytes("VmRSS")
-    for _ in range(5):
-        f()
-    rss = max(_status_bytes("VmHWM") - base, 0)
-    traced = -1
-    if name != "torch":  # numpy reports its array allocations to tracemalloc; torch does not
-        tracemalloc.start()
-        f()
-        traced = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    print(rss, traced)
-
-
-def peak_memory(name):
-    out = subprocess.run(
-        [sys.executable, __file__, "--memory-child", name], capture_output=True, text=True, check=True
-    )
-    rss, traced = out.stdout.strip().splitlines()[-1].split()
-    return int(rss), int(traced)
-
-
 def main():
+    harness.serve(FACTORIES)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (median reported)")
     ap.add_argument("--steps", type=int, default=20, help="MLP steps per round")
     ap.add_argument("--quick", action="store_true", help="few rounds, for a smoke run")
-    ap.add_argument("--memory-child", help=argparse.SUPPRESS)
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.worker:
-        worker(args.worker)
-        return
-    if args.memory_child:
-        peak_memory_child(args.memory_child)
-        return
     if args.quick:
         args.rounds, args.steps = 2, 3
 
@@ -281,24 +192,8 @@ def main():
     for name, (t_scg, t_np) in op_overhead(rounds=2 if args.quick else 5).items():
         print(f"{name:6s} {t_scg:10.2f} {t_np:12.2f} {t_scg - t_np:12.2f}")
     print("target: overhead <= 8 us per elementwise op")
-
-    names = ["scg", "numpy"] + (["torch"] if have_torch() else [])
-    print(f"\n== MLP {'-'.join(map(str, SIZES))} step, batch {B}, float32, Adam ==")
-    times, losses = time_steps(names, args.steps, args.rounds)
-    for n in names:
-        ratio = times[n] / times["numpy"]
-        print(f"{n:6s} {times[n] * 1e3:8.2f} ms/step   {ratio:5.2f}x numpy   first losses {np.round(losses[n], 4)}")
-    if "torch" in times:
-        print(f"scg / torch eager: {times['scg'] / times['torch']:.2f}  (target <= 1.0)")
-    else:
-        print("torch not importable: `pip install torch==2.13.0` to compare with PyTorch eager")
-
-    print("\n== memory of a step (fresh process each) ==")
-    print(f"{'':6s} {'RSS growth':>11s} {'peak of arrays allocated in a step':>36s}")
-    for n in names:
-        rss, traced = peak_memory(n)
-        arrays = f"{traced / 2**20:8.2f} MiB" if traced >= 0 else "n/a (not traced)"
-        print(f"{n:6s} {rss / 2**20:7.1f} MiB {arrays:>36s}")
+    harness.report(__file__, FACTORIES, args.steps, args.rounds,
+                   f"MLP {'-'.join(map(str, SIZES))} step, batch {B}, float32, Adam")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import ops
 from .bernoulli import Bernoulli
-from .distribution import Distribution, broadcast, check, params
+from .distribution import Distribution, check, params
 
 
 def keep_inside_unit_interval(y):
