@@ -196,7 +196,7 @@ def save_figure(fig, path):
 
 def image_grid(images, rows, cols):
     """(n, 784) in [0, 1] -> one (rows*28, cols*28) image."""
-    grid = np.ones((rows * 29 - 1, cols * 29 - 1), dtype=np.float32)
+    grid = np.zeros((rows * 29 - 1, cols * 29 - 1), dtype=np.float32)  # white gaps under gray_r
     for i, img in enumerate(images[: rows * cols]):
         r, c = divmod(i, cols)
         grid[r * 29 : r * 29 + 28, c * 29 : c * 29 + 28] = img.reshape(28, 28)
@@ -253,11 +253,22 @@ def plot_latent(model, x, labels, path):
         centred = mu - mu.mean(0)
         _, _, vt = np.linalg.svd(centred, full_matrices=False)
         p = centred @ vt[:2].T
-        fig, ax = plt.subplots(figsize=(6, 5))
-        sc = ax.scatter(p[:, 0], p[:, 1], c=labels, cmap="tab10", s=3)
-        fig.colorbar(sc, ax=ax, label="class")
-        ax.set_title(f"posterior means of {len(x)} test images (first 2 principal components)")
+        fig, ax = plt.subplots(figsize=(7, 5))
+        for c in np.unique(labels):
+            pts = p[labels == c]
+            ax.scatter(pts[:, 0], pts[:, 1], s=3, color=plt.cm.tab10(int(c) % 10), label=_class_name(int(c)))
+        ax.legend(markerscale=4, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+        ax.set_title(f"posterior means, {len(x)} test images (2 principal components)", fontsize=10)
+        fig.tight_layout()
     save_figure(fig, path)
+
+
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+
+
+def _class_name(c):
+    return FASHION_CLASSES[c] if 0 <= c < len(FASHION_CLASSES) else str(c)
 
 
 def plot_curve(history, path):
