@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 import scg
 import scg.distributions as D
 from models import data
-from models.vae import atomic_write, load_checkpoint, plot_curve, positive_float, positive_int, save_checkpoint
+from models.vae import (atomic_write, load_checkpoint, plot_curve, positive_float, positive_int, save_checkpoint,
+                        write_metrics)
 
 ESTIMATORS = ("score-ma", "nvil", "vimco", "enumerate", "gumbel")
 
@@ -193,8 +194,7 @@ def train(args):
         print(json.dumps(row), flush=True)
         save_checkpoint(out / "checkpoint.npz", model, opt, rng, epoch,
                         {k: getattr(args, k) for k in CONFIG_KEYS}, history)
-        atomic_write(out / "metrics.jsonl",
-                     lambda tmp: Path(tmp).write_text("".join(json.dumps(h) + "\n" for h in history)))
+        write_metrics(out / "metrics.jsonl", history)
     plot_curve(history, out / "learning_curve.png")
     build_graph(model, probe[:8], copy.deepcopy(estimator), n, rng=np.random.default_rng(0)).render(
         out / "graph.svg", format="svg")

@@ -135,6 +135,11 @@ def atomic_write(path, write):
         raise
 
 
+def write_metrics(path, history):
+    """One JSON object per epoch, one per line (written atomically)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text("".join(json.dumps(h) + "\n" for h in history)))
+
+
 def save_checkpoint(path, model, opt, rng, epoch, config, history):
     arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
     sd = opt.state_dict()
@@ -358,8 +363,7 @@ def train(args):
         history.append(row)
         print(json.dumps(row), flush=True)
         save_checkpoint(ckpt, model, opt, rng, epoch, config, history)
-        atomic_write(out / "metrics.jsonl",
-                     lambda tmp: Path(tmp).write_text("".join(json.dumps(h) + "\n" for h in history)))
+        write_metrics(out / "metrics.jsonl", history)
     write_pictures(model, args, out, history, x_test, y_test, x_test_bin)
     return model, history
 

@@ -185,3 +185,19 @@ def p_log_q(p, log_q):
     """p * log_q with 0 where p == 0 (so 0 * -inf = 0), value and gradients NaN-free."""
     zero = p.data == 0
     return ops.where(zero, 0, p * ops.where(zero, 0, log_q))
+
+
+def relaxation_params(cls_name, temperature, base):
+    """The temperature of a relaxation of ``base`` (checked positive and finite; a Python
+    scalar takes base's dtype), and the broadcast batch shape and dtype of the two."""
+    if not hasattr(temperature, "dtype"):
+        temperature = np.asarray(temperature, dtype=base.dtype)
+    (t,), _, _ = params(cls_name, temperature=temperature)
+    check(cls_name, "temperature", t, np.isfinite(t.data) & (t.data > 0), "positive and finite")
+    try:
+        shape = np.broadcast_shapes(base.batch_shape, t.shape)
+    except ValueError:
+        raise ValueError(
+            f"{cls_name}: parameter shapes do not broadcast: temperature {t.shape}, batch {base.batch_shape}"
+        ) from None
+    return t, shape, np.result_type(base.dtype, t.dtype)

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import ops
 from .bernoulli import Bernoulli
-from .distribution import Distribution, check, params
+from .distribution import Distribution, relaxation_params
 
 
 def keep_inside_unit_interval(y):
@@ -29,19 +29,7 @@ class RelaxedBernoulli(Distribution):
 
     def __init__(self, temperature, probs=None, logits=None, validate_args=None):
         self._base = Bernoulli(probs=probs, logits=logits)
-        if not hasattr(temperature, "dtype"):  # a Python scalar follows the parameters' dtype
-            temperature = np.asarray(temperature, dtype=self._base.dtype)
-        (self.temperature,), _, _ = params("RelaxedBernoulli", temperature=temperature)
-        check("RelaxedBernoulli", "temperature", self.temperature, self.temperature.data > 0, "positive")
-        check("RelaxedBernoulli", "temperature", self.temperature, np.isfinite(self.temperature.data), "finite")
-        dtype = np.result_type(self._base.dtype, self.temperature.dtype)
-        try:
-            shape = np.broadcast_shapes(self._base.batch_shape, self.temperature.shape)
-        except ValueError:
-            raise ValueError(
-                f"RelaxedBernoulli: parameter shapes do not broadcast: temperature {self.temperature.shape}, "
-                f"{self._base._given} {self._base.batch_shape}"
-            ) from None
+        self.temperature, shape, dtype = relaxation_params("RelaxedBernoulli", temperature, self._base)
         super().__init__(shape, (), dtype, validate_args)
 
     @property

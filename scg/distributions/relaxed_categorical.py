@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import ops
 from .categorical import Categorical
-from .distribution import Distribution, check, params
+from .distribution import Distribution, relaxation_params
 
 
 class RelaxedOneHotCategorical(Distribution):
@@ -24,20 +24,7 @@ class RelaxedOneHotCategorical(Distribution):
 
     def __init__(self, temperature, probs=None, logits=None, validate_args=None):
         self._base = Categorical(probs=probs, logits=logits)
-        if not hasattr(temperature, "dtype"):  # a Python scalar follows the parameters' dtype
-            temperature = np.asarray(temperature, dtype=self._base.dtype)
-        (self.temperature,), _, _ = params("RelaxedOneHotCategorical", temperature=temperature)
-        check("RelaxedOneHotCategorical", "temperature", self.temperature, self.temperature.data > 0, "positive")
-        check("RelaxedOneHotCategorical", "temperature", self.temperature, np.isfinite(self.temperature.data),
-              "finite")
-        dtype = np.result_type(self._base.dtype, self.temperature.dtype)
-        try:
-            shape = np.broadcast_shapes(self._base.batch_shape, self.temperature.shape)
-        except ValueError:
-            raise ValueError(
-                f"RelaxedOneHotCategorical: parameter shapes do not broadcast: temperature "
-                f"{self.temperature.shape}, batch {self._base.batch_shape}"
-            ) from None
+        self.temperature, shape, dtype = relaxation_params("RelaxedOneHotCategorical", temperature, self._base)
         super().__init__(shape, (self._base.num_categories,), dtype, validate_args)
 
     @property
