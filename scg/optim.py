@@ -17,6 +17,7 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}: parameter {i} (shape {p.shape}) does not require grad")
         self.hyper = dict(defaults)
         self.step_count = 0
+        self.param_steps = [0] * len(self.params)  # steps in which each parameter had a gradient
         self.state = {}  # name -> list of arrays, one per parameter
 
     def zero_grad(self):
@@ -32,11 +33,18 @@ class Optimizer:
         return {
             "hyper": dict(self.hyper),
             "step": self.step_count,
+            "param_steps": list(self.param_steps),
             "state": {k: [a.copy() for a in v] for k, v in self.state.items()},
         }
 
     def load_state_dict(self, sd):
         """Restore a ``state_dict``; the number and shapes of parameters must match."""
+        steps = sd.get("param_steps", [sd["step"]] * len(self.params))
+        if len(steps) != len(self.params):
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: the state dict holds {len(steps)} entries "
+                f"for {len(self.params)} parameters"
+            )
         for name, arrays in sd["state"].items():
             if len(arrays) != len(self.params):
                 raise ValueError(
@@ -51,6 +59,7 @@ class Optimizer:
                     )
         self.hyper = dict(sd["hyper"])
         self.step_count = int(sd["step"])
+        self.param_steps = [int(n) for n in steps]
         self.state = {
             k: [np.array(a, dtype=p.dtype) for a, p in zip(v, self.params)] for k, v in sd["state"].items()
         }
@@ -61,7 +70,7 @@ class SGD(Optimizer):
     ``weight_decay`` adds ``weight_decay * p`` to the gradient."""
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
-        if lr <= 0:
+        if not lr > 0:  # also rejects NaN
             raise ValueError(f"lr must be positive, got {lr}")
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
@@ -90,7 +99,7 @@ class Adam(Optimizer):
     ``p -= lr * m_hat / (sqrt(v_hat) + eps)`` with bias-corrected ``m_hat, v_hat``."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        if lr <= 0:
+        if not lr > 0:  # also rejects NaN
             raise ValueError(f"lr must be positive, got {lr}")
         if not all(0 <= b < 1 for b in betas):
             raise ValueError(f"betas must be in [0, 1), got {betas}")
@@ -105,12 +114,16 @@ class Adam(Optimizer):
         if self._scratch is None:
             self._scratch = [np.empty_like(p.data) for p in self.params]
         self.step_count += 1
-        t = self.step_count
-        step_size = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
-        eps_hat = eps * np.sqrt(1 - b2**t)
-        for p, g, m, v, tmp in zip(self.params, self._grads(), self.state["m"], self.state["v"], self._scratch):
+        for i, (p, g, m, v, tmp) in enumerate(zip(self.params, self._grads(), self.state["m"], self.state["v"],
+                                                   self._scratch)):
             if g is None:
                 continue
+            # Steps are counted per parameter: one that gets no gradient for a while starts
+            # its bias correction at step 1 when it does (as torch.optim.Adam).
+            self.param_steps[i] += 1
+            t = self.param_steps[i]
+            step_size = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
+            eps_hat = eps * np.sqrt(1 - b2**t)
             if wd:
                 g = g + wd * p.data
             # All in place: no temporaries the size of the parameter.
