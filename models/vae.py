@@ -147,6 +147,7 @@ def save_checkpoint(path, model, opt, rng, epoch, config, history):
         for i, a in enumerate(values):
             arrays[f"opt/{name}/{i}"] = a
     meta = dict(epoch=epoch, config=config, history=history, opt_hyper=sd["hyper"], opt_step=sd["step"],
+                opt_param_steps=sd["param_steps"],
                 opt_state_names=sorted(sd["state"]), rng=rng.bit_generator.state)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
 
@@ -169,7 +170,8 @@ def load_checkpoint(path):
     except Exception as e:  # a truncated or foreign file
         raise ValueError(f"{path} is not a readable scg checkpoint ({e})") from None
     model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
-    opt_state = {"hyper": meta["opt_hyper"], "step": meta["opt_step"], "state": {}}
+    opt_state = {"hyper": meta["opt_hyper"], "step": meta["opt_step"], "state": {},
+                 "param_steps": meta["opt_param_steps"]}
     for name in meta["opt_state_names"]:
         i = 0
         values = []
