@@ -170,8 +170,9 @@ def load_checkpoint(path):
     except Exception as e:  # a truncated or foreign file
         raise ValueError(f"{path} is not a readable scg checkpoint ({e})") from None
     model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
-    opt_state = {"hyper": meta["opt_hyper"], "step": meta["opt_step"], "state": {},
-                 "param_steps": meta["opt_param_steps"]}
+    opt_state = {"hyper": meta["opt_hyper"], "step": meta["opt_step"], "state": {}}
+    if "opt_param_steps" in meta:  # absent in checkpoints from before per-parameter steps
+        opt_state["param_steps"] = meta["opt_param_steps"]
     for name in meta["opt_state_names"]:
         i = 0
         values = []
