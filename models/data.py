@@ -7,10 +7,15 @@ argument, ``$SCG_DATA`` (either may hold the files or a ``<name>/`` folder),
 """
 
 import gzip
+import hashlib
 import os
+import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -20,6 +25,27 @@ FILES = {
 }
 SYSTEM_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
 DATASETS = ("fashion-mnist", "mnist")
+# Where each data set is published, and the SHA-256 of each of its files there.
+OFFICIAL = {
+    "fashion-mnist": (
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        {
+            "train-images-idx3-ubyte.gz": "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc",
+            "train-labels-idx1-ubyte.gz": "b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc",
+            "t10k-images-idx3-ubyte.gz": "78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229",
+            "t10k-labels-idx1-ubyte.gz": "42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf",
+        },
+    ),
+    "mnist": (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        {
+            "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        },
+    ),
+}
 
 
 class DataError(RuntimeError):
@@ -89,10 +115,69 @@ def find(name, data_dir=None):
     )
 
 
-def load(name="fashion-mnist", data_dir=None):
+def download(name, dest, base_url=None, checksums=None, progress=True, timeout=30):
+    """Fetch the missing files of data set ``name`` into ``dest`` from ``base_url`` (default:
+    the official location), verifying each file's SHA-256 (default: the official values).
+
+    Each file is streamed into a temporary file beside its destination and moved into
+    place only once its checksum matches, so a failed or mismatching download leaves
+    nothing behind. Raises ``DataError`` naming the file and what went wrong.
+    """
+    if name not in OFFICIAL:
+        raise ValueError(f"unknown data set '{name}'; choose from {tuple(OFFICIAL)}")
+    official_url, official_sums = OFFICIAL[name]
+    base_url = base_url or official_url
+    checksums = checksums or official_sums
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for fname in FILES.values():
+        target = dest / fname
+        if target.is_file():
+            continue
+        url = base_url.rstrip("/") + "/" + fname
+        fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{fname}.", suffix=".part")
+        digest = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=fname, disable=not progress) as bar:
+                    while chunk := response.read(1 << 16):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        bar.update(len(chunk))
+            actual = digest.hexdigest()
+            if actual != checksums[fname]:
+                raise DataError(
+                    f"{url}: SHA-256 mismatch for {fname} (expected {checksums[fname]}, got {actual}); "
+                    f"the download was discarded"
+                )
+            os.replace(tmp, target)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            raise DataError(f"could not download {fname} from {url}: {e}") from None
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def load(name="fashion-mnist", data_dir=None, allow_download=True):
     """Dict of ``train_images`` (60000, 28, 28) uint8, ``train_labels`` (60000,), and
-    the test split likewise; shapes and counts are checked against each other."""
-    d = find(name, data_dir)
+    the test split likewise; shapes and counts are checked against each other.
+
+    Files not found in the searched folders are downloaded (with checksums) into
+    ``data_dir`` or ``~/.cache/scg/<name>`` when ``allow_download``; if that fails
+    (no network, say) the error says how to get them.
+    """
+    try:
+        d = find(name, data_dir)
+    except DataError as missing:
+        if not allow_download:
+            raise
+        dest = Path(data_dir) if data_dir else Path.home() / ".cache" / "scg" / name
+        try:
+            download(name, dest)
+        except DataError as failed:
+            raise DataError(f"{missing}\nDownloading them failed too: {failed}") from None
+        d = find(name, data_dir or dest)
     data = {k: read_idx(d / f) for k, f in FILES.items()}
     for split in ("train", "test"):
         imgs, labels = data[f"{split}_images"], data[f"{split}_labels"]
