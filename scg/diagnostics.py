@@ -72,3 +72,38 @@ def exact_gradient(build, params):
                 f"every stochastic node must be discrete with a finite support"
             )
     return grad(g.surrogate(), list(params))
+
+
+def _distribution_tensors(dist, depth=2):
+    """The Tensors that parametrize ``dist`` and require grad (one level into wrapped ones)."""
+    from .tensor import Tensor
+
+    found = []
+    for value in vars(dist).values():
+        if isinstance(value, Tensor) and value.requires_grad:
+            found.append(value)
+        elif depth > 1 and hasattr(value, "log_prob") and hasattr(value, "batch_shape"):
+            found += _distribution_tensors(value, depth - 1)
+    return found
+
+
+def node_gradient_stats(build, n, objective="surrogate"):
+    """{stochastic node name: total variance} of the gradient of the estimator with
+    respect to each node's distribution parameters (loc/scale, logits, ...) over ``n``
+    builds: how noisy the signal arriving at each node is. Feed it to
+    ``g.to_graphviz(stats=...)`` to colour the picture."""
+    if n < 2:
+        raise ValueError(f"node_gradient_stats needs n >= 2 runs, got {n}")
+    runs = {}
+    for _ in range(n):
+        g = _build(build)
+        loss = objective(g) if callable(objective) else getattr(g, objective)()
+        targets = {s.name: _distribution_tensors(s.dist) for s in g.stochastic}
+        flat = [t for ts in targets.values() for t in ts]
+        grads = grad(loss, flat, retain_graph=True) if flat else []
+        i = 0
+        for name, ts in targets.items():
+            runs.setdefault(name, []).append(np.concatenate([g_.data.ravel() for g_ in grads[i : i + len(ts)]])
+                                             if ts else np.zeros(0))
+            i += len(ts)
+    return {name: float(np.stack(v).var(axis=0, ddof=1).sum()) for name, v in runs.items()}

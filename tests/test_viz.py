@@ -207,3 +207,28 @@ def test_thousand_node_graph_renders(tmp_path):
     assert len(g.nodes) == 1000
     out = g.render(tmp_path / "big.svg")
     assert ET.parse(out).getroot().tag.endswith("svg")
+
+
+def test_overlay_from_measured_node_gradient_variance():
+    from scg.diagnostics import node_gradient_stats
+
+    m1 = scg.tensor(0.5, requires_grad=True)
+    m2 = scg.tensor(0.5, requires_grad=True)
+
+    def build():
+        g = scg.Graph()
+        with g:
+            a = g.sample("a", D.Normal(m1, 1.0))
+            b = g.sample("b", D.Normal(m2, 1.0), estimator=scg.ScoreFunction())
+            g.cost("fa", (a - 1) ** 2)
+            g.cost("fb", (b - 1) ** 2)
+        return g
+
+    scg.manual_seed(0)
+    n = 2000
+    stats = node_gradient_stats(build, n)
+    # Pathwise: d/dloc (a - 1)^2 = 2 (a - 1), variance 4 Var(a) = 4 (SE of a sample variance ~ 4 sqrt(2/n)).
+    assert abs(stats["a"] - 4.0) < 4 * 4.0 * np.sqrt(2 / n)
+    assert stats["b"] > 2 * stats["a"]  # the score function is noisier here
+    lay = layout(build().to_graphviz(stats=stats))
+    assert "Var" in lay["nodes"]["a"]["label"] and "Var" in lay["nodes"]["b"]["label"]
