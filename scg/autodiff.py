@@ -66,6 +66,7 @@ class detect_anomaly:
 
 
 def is_grad_enabled():
+    """Whether operations are being recorded (False inside ``no_grad``)."""
     return state.grad_enabled
 
 

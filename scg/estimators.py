@@ -22,25 +22,32 @@ from .tensor import Tensor
 
 
 class Estimator:
+    """Base class of the per-node gradient estimators (the hooks are described above)."""
+
     score = False
     enumerated = False
 
     def check(self, dist, n, name):
-        pass
+        """Raise ValueError (naming node ``name``) if this estimator cannot serve ``dist``."""
 
     def axis(self, n):
+        """"sample" if draws get a new leading axis, "enumerate" for the support, else None."""
         return "sample" if n else None
 
     def draw(self, dist, n, rng):
+        """The node's value: shape (n,) + batch + event (or the support for Enumerate)."""
         raise NotImplementedError
 
     def log_prob(self, dist, value):
+        """The log-density the compiler needs for this node, or None."""
         return None
 
     def surrogate_term(self, node, q):
+        """This node's term of the surrogate given its downstream cost ``q``, or None."""
         return None
 
     def describe(self):
+        """A short label for pictures and logs."""
         return type(self).__name__
 
     def __repr__(self):
@@ -183,9 +190,10 @@ class Baseline:
     to q, independent of the node's value) and an optional extra surrogate term."""
 
     def check(self, n, name):
-        pass
+        """Raise ValueError if the baseline cannot serve a node drawn with ``n`` samples."""
 
     def describe(self):
+        """A short label for pictures and logs."""
         return type(self).__name__
 
 

@@ -31,6 +31,7 @@ class Module:
         return self.forward(*args, **kwargs)
 
     def forward(self, *args, **kwargs):
+        """What calling the module computes; subclasses define it."""
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def named_parameters(self, prefix=""):
@@ -50,6 +51,7 @@ class Module:
         return [p for _, p in self.named_parameters()]
 
     def zero_grad(self):
+        """Forget the accumulated gradients of every parameter."""
         for p in self.parameters():
             p.grad = None
 
@@ -120,6 +122,8 @@ class Linear(Module):
 
 
 class _Activation(Module):
+    """An elementwise function as a Module."""
+
     fn = None
 
     def forward(self, x):
@@ -130,18 +134,26 @@ class _Activation(Module):
 
 
 class ReLU(_Activation):
+    """max(x, 0)."""
+
     fn = staticmethod(ops.relu)
 
 
 class Tanh(_Activation):
+    """tanh(x)."""
+
     fn = staticmethod(ops.tanh)
 
 
 class Sigmoid(_Activation):
+    """1 / (1 + exp(-x))."""
+
     fn = staticmethod(ops.sigmoid)
 
 
 class Softplus(_Activation):
+    """log(1 + exp(x))."""
+
     fn = staticmethod(ops.softplus)
 
 

@@ -108,7 +108,12 @@ def _softplus(x):
 
 
 softplus = primitive("softplus", _softplus, lambda g, ans, x: g * sigmoid(x))
-relu = primitive("relu", lambda x: np.maximum(x, 0), lambda g, ans, x: where(x.data > 0, g, 0))
+def _relu(x):
+    """max(x, 0) elementwise (the gradient at 0 is taken as 0)."""
+    return np.maximum(x, 0)
+
+
+relu = primitive("relu", _relu, lambda g, ans, x: where(x.data > 0, g, 0))
 abs = primitive("abs", np.abs, lambda g, ans, x: g * np.sign(x.data))
 
 
@@ -188,9 +193,14 @@ def _sum_vjp(g, ans, x, axis, keepdims):
 _sum = primitive(
     "sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), _sum_vjp
 )
+def _broadcast_to(x, shape):
+    """``x`` broadcast to ``shape`` (numpy's rules); the gradient sums back."""
+    return np.broadcast_to(x, shape)
+
+
 broadcast_to = primitive(
     "broadcast_to",
-    lambda x, shape: np.broadcast_to(x, shape),
+    _broadcast_to,
     lambda g, ans, x, shape: unbroadcast(g, x.shape),
 )
 
@@ -235,9 +245,14 @@ def min(x, axis=None, keepdims=False):
     return -max(-x if isinstance(x, Tensor) else -np.asarray(x), axis=axis, keepdims=keepdims)
 
 
+def _reshape(x, shape):
+    """``x`` with a new ``shape`` (same number of elements)."""
+    return np.reshape(x, shape)
+
+
 reshape = primitive(
     "reshape",
-    lambda x, shape: np.reshape(x, shape),
+    _reshape,
     lambda g, ans, x, shape: reshape(g, x.shape),
 )
 
@@ -255,6 +270,7 @@ def transpose(x, axes=None):
 
 
 def swapaxes(x, a, b):
+    """``x`` with axes ``a`` and ``b`` exchanged."""
     x = x if isinstance(x, Tensor) else Tensor(x)
     axes = list(range(x.ndim))
     axes[a], axes[b] = axes[b], axes[a]
@@ -339,12 +355,14 @@ def stack(xs, axis=0):
 
 
 def expand_dims(x, axis):
+    """``x`` with a new axis of length 1 at ``axis``."""
     x = x if isinstance(x, Tensor) else Tensor(x)
     ax = axis % (x.ndim + 1)
     return reshape(x, x.shape[:ax] + (1,) + x.shape[ax:])
 
 
 def squeeze(x, axis):
+    """``x`` without ``axis``, which must have length 1."""
     x = x if isinstance(x, Tensor) else Tensor(x)
     ax = axis % x.ndim
     if x.shape[ax] != 1:

@@ -8,6 +8,8 @@ import numpy as np
 
 
 class Optimizer:
+    """Base class: a list of parameters, hyperparameters, and per-parameter state arrays."""
+
     def __init__(self, params, defaults):
         self.params = list(params)
         if not self.params:
@@ -77,6 +79,7 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
 
     def step(self):
+        """Update every parameter that has a gradient, in place."""
         lr, mom, wd = self.hyper["lr"], self.hyper["momentum"], self.hyper["weight_decay"]
         if mom and "velocity" not in self.state:
             self.state["velocity"] = [np.zeros_like(p.data) for p in self.params]
@@ -107,6 +110,7 @@ class Adam(Optimizer):
         self._scratch = None
 
     def step(self):
+        """Update every parameter that has a gradient, in place."""
         lr, (b1, b2), eps, wd = (self.hyper[k] for k in ("lr", "betas", "eps", "weight_decay"))
         if "m" not in self.state:
             self.state["m"] = [np.zeros_like(p.data) for p in self.params]

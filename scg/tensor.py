@@ -117,6 +117,7 @@ class Tensor:
         return ops.stop_gradient(self)
 
     def requires_grad_(self, flag=True):
+        """Set ``requires_grad`` in place (floating dtypes only); returns self."""
         if flag and self.data.dtype.kind not in "fc":
             raise ValueError(f"only floating-point Tensors can require gradients, got dtype {self.data.dtype}")
         self.requires_grad = bool(flag)
@@ -192,64 +193,83 @@ class Tensor:
 
     # ---- methods ---------------------------------------------------------------
     def sum(self, axis=None, keepdims=False):
+        """Sum over ``axis`` (see ``scg.sum``)."""
         return ops.sum(self, axis=axis, keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
+        """Mean over ``axis`` (see ``scg.mean``)."""
         return ops.mean(self, axis=axis, keepdims=keepdims)
 
     def max(self, axis=None, keepdims=False):
+        """Maximum over ``axis``; ties share the gradient."""
         return ops.max(self, axis=axis, keepdims=keepdims)
 
     def min(self, axis=None, keepdims=False):
+        """Minimum over ``axis``."""
         return ops.min(self, axis=axis, keepdims=keepdims)
 
     def reshape(self, *shape):
+        """The same elements in a new shape: ``t.reshape(2, 3)`` or ``t.reshape((2, 3))``."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = shape[0]
         return ops.reshape(self, tuple(shape))
 
     def transpose(self, *axes):
+        """Permute axes (reverse them when none are given)."""
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = axes[0]
         return ops.transpose(self, tuple(axes) if axes else None)
 
     def astype(self, dtype):
+        """Convert to ``dtype``; the gradient is converted back."""
         return ops.astype(self, dtype)
 
     def exp(self):
+        """exp(t) elementwise."""
         return ops.exp(self)
 
     def log(self):
+        """Natural log elementwise."""
         return ops.log(self)
 
     def sqrt(self):
+        """Square root elementwise."""
         return ops.sqrt(self)
 
     def tanh(self):
+        """tanh(t) elementwise."""
         return ops.tanh(self)
 
     def sigmoid(self):
+        """1 / (1 + exp(-t)) elementwise."""
         return ops.sigmoid(self)
 
     def relu(self):
+        """max(t, 0) elementwise."""
         return ops.relu(self)
 
     def softplus(self):
+        """log(1 + exp(t)) elementwise, stable."""
         return ops.softplus(self)
 
     def abs(self):
+        """|t| elementwise."""
         return ops.abs(self)
 
     def clip(self, lo=None, hi=None):
+        """Clamp to [lo, hi]; the gradient passes where t is inside."""
         return ops.clip(self, lo, hi)
 
     def logsumexp(self, axis=None, keepdims=False):
+        """log(sum(exp(t))) over ``axis``, computed stably."""
         return ops.logsumexp(self, axis=axis, keepdims=keepdims)
 
     def softmax(self, axis=-1):
+        """exp(t) / sum(exp(t)) along ``axis``."""
         return ops.softmax(self, axis=axis)
 
     def log_softmax(self, axis=-1):
+        """t - logsumexp(t) along ``axis``."""
         return ops.log_softmax(self, axis=axis)
 
 

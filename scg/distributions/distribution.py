@@ -61,9 +61,12 @@ class Distribution:
 
     # ---- densities and moments -------------------------------------------------
     def log_prob(self, value):
+        """log p(value), summed over the event axes: shape sample_shape + batch_shape.
+        -inf outside the support (ValueError under validation)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement log_prob")
 
     def entropy(self):
+        """H = -E[log p(x)], shape batch_shape."""
         raise NotImplementedError(f"{type(self).__name__} does not implement entropy")
 
     @property
@@ -79,6 +82,8 @@ class Distribution:
         return ops.sqrt(self.variance)
 
     def enumerate_support(self, expand=True):
+        """Every value of a finite support on a new leading axis: (K,) + batch_shape +
+        event_shape (batch axes of size 1 unless ``expand``)."""
         raise NotImplementedError(
             f"{type(self).__name__} has no finite support to enumerate "
             f"(has_enumerate_support is False)"
