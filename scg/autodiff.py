@@ -21,6 +21,9 @@ class _State:
     # While a stochastic Graph is being built, record every operation (also those
     # that need no gradient) so the graph can see which costs depend on which samples.
     track = False
+    # Called with a Tensor whose value leaves the recorded world (``item()``, ``float()``,
+    # ``bool()``, ``int()``) while a graph is being built; the graph notes its ancestry.
+    on_escape = None
 
 
 state = _State()
@@ -107,19 +110,19 @@ def record(op, data, xs, static):
     t._parents = ()
     t._op = None
     t._static = None
-    if state.grad_enabled:
+    # Only floating-point outputs carry gradients (a comparison or an integer cast
+    # of a Tensor that requires grad does not).
+    if state.grad_enabled and data.dtype.kind in "fc":
         for x in xs:
             if x.requires_grad:
                 t.requires_grad = True
-                t._parents = tuple(xs)
-                t._op = op
-                t._static = static
                 break
-        else:
-            if state.track:
-                t._parents = tuple(xs)
-                t._op = op
-                t._static = static
+    if t.requires_grad or state.track:
+        # While a stochastic graph is being built the link is kept whatever the dtype
+        # and even under no_grad, so the graph sees every value that depends on a sample.
+        t._parents = tuple(xs)
+        t._op = op
+        t._static = static
     if state.anomaly and data.dtype.kind in "fc" and not np.isfinite(data).all():
         raise FloatingPointError(
             f"detect_anomaly: '{op.name}' produced NaN or Inf from inputs of shapes {_shapes(xs)}"

@@ -141,15 +141,29 @@ def _where(x, y, cond):
 _where_p = primitive(
     "where",
     _where,
-    lambda g, ans, x, y, cond: unbroadcast(_where_p(g, 0, cond=cond), x.shape),
-    lambda g, ans, x, y, cond: unbroadcast(_where_p(0, g, cond=cond), y.shape),
+    lambda g, ans, x, y, cond: unbroadcast(_where_p(g, 0, cond), x.shape),
+    lambda g, ans, x, y, cond: unbroadcast(_where_p(0, g, cond), y.shape),
+    lambda g, ans, x, y, cond: None,
 )
 
 
 def where(cond, x, y):
-    """Elementwise ``x`` where ``cond`` else ``y``; ``cond`` carries no gradient."""
-    cond = cond.data if isinstance(cond, Tensor) else np.asarray(cond)
-    return _where_p(x, y, cond=cond)
+    """Elementwise ``x`` where ``cond`` else ``y``; ``cond`` carries no gradient (but a
+    stochastic graph sees that the result depends on it)."""
+    return _where_p(x, y, cond)
+
+
+# Comparisons: boolean results, no gradient; recorded so a graph sees what they read.
+def _no_grad_vjp(g, ans, x, y):
+    return None
+
+
+less = primitive("less", np.less, _no_grad_vjp, _no_grad_vjp)
+less_equal = primitive("less_equal", np.less_equal, _no_grad_vjp, _no_grad_vjp)
+greater = primitive("greater", np.greater, _no_grad_vjp, _no_grad_vjp)
+greater_equal = primitive("greater_equal", np.greater_equal, _no_grad_vjp, _no_grad_vjp)
+equal = primitive("equal", np.equal, _no_grad_vjp, _no_grad_vjp)
+not_equal = primitive("not_equal", np.not_equal, _no_grad_vjp, _no_grad_vjp)
 
 
 def astype(x, dtype):
@@ -297,26 +311,59 @@ def _scatter(g, index, shape):
 scatter = primitive(
     "scatter", _scatter, lambda g, ans, x, index, shape: _getitem(g, index=index)
 )
-_getitem = primitive(
-    "getitem",
-    lambda x, index: x[index],
-    lambda g, ans, x, index: scatter(g, index=index, shape=x.shape),
-)
 
 
-def _plain_index(index):
+class _GetitemVJPs:
+    """The gradient goes to the indexed array (input 0); Tensor indices (inputs 1...)
+    are integers and get none."""
+
+    def __getitem__(self, i):
+        return _getitem_vjp if i == 0 else _no_grad_vjp_any
+
+
+def _getitem_vjp(g, ans, x, *index_tensors, index):
+    return scatter(g, index=_fill_index(index, index_tensors), shape=x.shape)
+
+
+def _no_grad_vjp_any(*args, **kwargs):
+    return None
+
+
+_TENSOR_SLOT = object()  # marks where a Tensor index goes in the static index template
+
+
+def _fill_index(template, arrays):
+    """The index with the Tensor slots of ``template`` filled from ``arrays`` (ndarrays or Tensors)."""
+    if not arrays:
+        return template
+    it = iter(a.data if isinstance(a, Tensor) else a for a in arrays)
+    if template is _TENSOR_SLOT:
+        return next(it)
+    return tuple(next(it) if p is _TENSOR_SLOT else p for p in template)
+
+
+_getitem = primitive("getitem", lambda x, *index_arrays, index: x[_fill_index(index, index_arrays)])
+_getitem.vjps = _GetitemVJPs()
+
+
+def _split_index(index):
+    """(template, Tensor indices): Tensors in the index become positional inputs of the
+    primitive (so a graph sees that the result depends on them), lists become arrays."""
     if isinstance(index, Tensor):
-        return index.data
-    if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return _TENSOR_SLOT, (index,)
     if isinstance(index, list):
-        return np.asarray(index)
-    return index
+        return np.asarray(index), ()
+    if isinstance(index, tuple):
+        tensors = tuple(i for i in index if isinstance(i, Tensor))
+        if tensors:
+            return tuple(_TENSOR_SLOT if isinstance(i, Tensor) else i for i in index), tensors
+    return index, ()
 
 
 def getitem(x, index):
-    """``x[index]`` for basic and integer-array indexing."""
-    return _getitem(x, index=_plain_index(index))
+    """``x[index]`` for basic and integer-array indexing (indices may be Tensors)."""
+    template, tensors = _split_index(index)
+    return _getitem(x, *tensors, index=template)
 
 
 def _concatenate_vjp(i):

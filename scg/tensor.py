@@ -80,15 +80,19 @@ class Tensor:
 
     def item(self):
         """The value of a one-element Tensor as a Python scalar."""
+        _escape(self)
         return self.data.item()
 
     def __float__(self):
+        _escape(self)
         return float(self.data)
 
     def __int__(self):
+        _escape(self)
         return int(self.data)
 
     def __bool__(self):
+        _escape(self)
         return bool(self.data)
 
     __hash__ = object.__hash__
@@ -172,24 +176,25 @@ class Tensor:
     def __getitem__(self, index):
         return ops.getitem(self, index)
 
-    # Comparisons give boolean Tensors that carry no gradient.
+    # Comparisons give boolean Tensors that carry no gradient (recorded while a graph
+    # is built, so it sees that the result depends on the operands).
     def __lt__(self, other):
-        return Tensor(self.data < _data(other))
+        return ops.less(self, other)
 
     def __le__(self, other):
-        return Tensor(self.data <= _data(other))
+        return ops.less_equal(self, other)
 
     def __gt__(self, other):
-        return Tensor(self.data > _data(other))
+        return ops.greater(self, other)
 
     def __ge__(self, other):
-        return Tensor(self.data >= _data(other))
+        return ops.greater_equal(self, other)
 
     def __eq__(self, other):
-        return Tensor(self.data == _data(other))
+        return ops.equal(self, other)
 
     def __ne__(self, other):
-        return Tensor(self.data != _data(other))
+        return ops.not_equal(self, other)
 
     # ---- methods ---------------------------------------------------------------
     def sum(self, axis=None, keepdims=False):
@@ -273,8 +278,10 @@ class Tensor:
         return ops.log_softmax(self, axis=axis)
 
 
-def _data(x):
-    return x.data if isinstance(x, Tensor) else x
+def _escape(t):
+    """A value leaves the recorded world as a Python scalar: tell the graph being built."""
+    if autodiff.state.on_escape is not None:
+        autodiff.state.on_escape(t)
 
 
 def tensor(data, requires_grad=False, dtype=None):
