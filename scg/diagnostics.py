@@ -6,12 +6,14 @@ of small discrete graphs by enumerating every stochastic node.
 differentiate with respect to.
 """
 
+import itertools
+
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import ops
 from .autodiff import grad
-from .estimators import Enumerate
-from .graph import Graph, force_estimator
+from .graph import Graph, force_estimator, replay
 
 
 class GradientStats:
@@ -56,22 +58,74 @@ def gradient_stats(build, params, n, objective="surrogate", progress=False):
     return GradientStats([np.stack([r[i] for r in runs]) for i in range(len(params))])
 
 
-def exact_gradient(build, params):
-    """The exact gradient of the expected total cost, by enumerating every stochastic
-    node (each must be discrete with a finite support, e.g. Bernoulli, Categorical)."""
+def _joint_values(dist, n):
+    """Every joint value of a draw of ``dist`` (with ``n`` samples), as ndarrays: each
+    element of the sample and batch axes takes each point of the support."""
+    support = dist.enumerate_support(expand=True).data  # (S,) + batch + event
+    s, batch, event = support.shape[0], tuple(dist.batch_shape), tuple(dist.event_shape)
+    m = int(np.prod(batch, dtype=np.int64))
+    flat = support.reshape((s, m) + event)
+    k = n or 1
+    for combo in itertools.product(range(s), repeat=k * m):
+        choice = np.asarray(combo, dtype=np.int64).reshape(k, m)
+        value = flat[choice, np.arange(m)]  # (k, m) + event
+        yield value.reshape(((n,) if n else ()) + batch + event)
+
+
+def outcomes(build, max_outcomes=100_000):
+    """Every joint outcome of the discrete stochastic nodes of the graph ``build()`` makes:
+    yields ``(graph, log_prob)`` where the graph was built with those values replayed and
+    ``log_prob`` (a Tensor, differentiable in the parameters) is the log-probability of the
+    outcome. Nodes are enumerated element by element (``n=K`` draws and batch axes
+    included), so the count is the product of support size ** elements; more than
+    ``max_outcomes`` raises ValueError."""
+    from .estimators import ScoreFunction
 
     def choose(dist):
-        return Enumerate() if getattr(dist, "has_enumerate_support", False) else None
+        return ScoreFunction() if getattr(dist, "has_enumerate_support", False) else None
 
-    with force_estimator(choose):
-        g = _build(build)
-    for s in g.stochastic:
-        if not s.estimator.enumerated:
+    pending = [{}]
+    total = 1
+    while pending:
+        values = pending.pop()
+        with force_estimator(choose), replay(values):
+            g = _build(build)
+        free = [s for s in g.stochastic if s.name not in values]
+        if not free:
+            log_p = None
+            for s in g.stochastic:
+                lp = s.log_prob.sum()
+                log_p = lp if log_p is None else log_p + lp
+            yield g, log_p
+            continue
+        s = free[0]
+        if not getattr(s.dist, "has_enumerate_support", False):
             raise ValueError(
-                f"exact_gradient: node '{s.name}' ({type(s.dist).__name__}) cannot be enumerated; "
-                f"every stochastic node must be discrete with a finite support"
+                f"node '{s.name}' ({type(s.dist).__name__}) cannot be enumerated; every stochastic node "
+                f"must be discrete with a finite support"
             )
-    return grad(g.surrogate(), list(params))
+        size = s.value.size // max(int(np.prod(s.dist.event_shape, dtype=np.int64)), 1)
+        count = s.dist.enumerate_support(expand=False).shape[0] ** size
+        total *= count
+        if total > max_outcomes:
+            raise ValueError(
+                f"enumerating node '{s.name}' ({size} elements of {count ** (1 / size):.0f} values each) "
+                f"makes more than max_outcomes={max_outcomes} joint outcomes; use gradient_stats instead"
+            )
+        for v in _joint_values(s.dist, s.n):
+            pending.append({**values, s.name: v})
+
+
+def exact_gradient(build, params, max_outcomes=100_000):
+    """The exact gradient of the expected total cost: the sum over every joint outcome of
+    the discrete nodes (see :func:`outcomes`) of grad(p(outcome) * objective(outcome)).
+    Works for any graph of discrete nodes, plates and ``n=K`` draws included."""
+    params = list(params)
+    total = None
+    for g, log_p in outcomes(build, max_outcomes):
+        gs = grad(ops.exp(log_p) * g.objective(), params)
+        total = gs if total is None else [a + b for a, b in zip(total, gs)]
+    return total
 
 
 def _distribution_tensors(dist, depth=2):

@@ -11,7 +11,9 @@ hooks below, so a new estimator is a new class here and nothing else:
 * ``axis``: ``"sample"`` if ``draw`` puts independent draws on a new leading
   axis (``n=K``), ``"enumerate"`` if it puts the whole support there, else None.
 * ``score`` (bool): whether the node's log-probability must be credited with
-  its downstream cost; then ``surrogate_term(node, q)`` returns the term.
+  its downstream cost; then ``surrogate_term(node, signal)`` returns the term and
+  the baseline it used (``signal.q`` is the node's learning signal, see
+  :class:`scg.compiler.Signal`).
 * ``enumerated`` (bool): costs downstream are weighted by the node's probability.
 """
 
@@ -42,9 +44,10 @@ class Estimator:
         """The log-density the compiler needs for this node, or None."""
         return None
 
-    def surrogate_term(self, node, q):
-        """This node's term of the surrogate given its downstream cost ``q``, or None."""
-        return None
+    def surrogate_term(self, node, signal):
+        """(term, baseline): this node's term of the surrogate given its learning signal, or
+        (None, None)."""
+        return None, None
 
     def describe(self):
         """A short label for pictures and logs."""
@@ -96,13 +99,13 @@ class ScoreFunction(Estimator):
     def log_prob(self, dist, value):
         return dist.log_prob(value)
 
-    def surrogate_term(self, node, q):
-        """q: the downstream cost aligned with ``node.log_prob`` (an ndarray)."""
+    def surrogate_term(self, node, signal):
+        """``signal.q``: the downstream cost, shaped to broadcast against ``node.log_prob``."""
         if self.baseline is None:
-            return ops.sum(node.log_prob * q)
-        b, extra = self.baseline(node, q)
-        term = ops.sum(node.log_prob * (q - b))
-        return term if extra is None else term + extra
+            return ops.sum(node.log_prob * signal.q), None
+        b, extra = self.baseline(node, signal)
+        term = ops.sum(node.log_prob * (signal.q - b))
+        return (term if extra is None else term + extra), b
 
     def describe(self):
         return "ScoreFunction" + (f"({self.baseline.describe()})" if self.baseline is not None else "")
@@ -186,8 +189,8 @@ class GumbelSoftmax(Estimator):
 
 
 class Baseline:
-    """``__call__(node, q) -> (b, extra)``: the baseline (array or Tensor, broadcastable
-    to q, independent of the node's value) and an optional extra surrogate term."""
+    """``__call__(node, signal) -> (b, extra)``: the baseline (array, broadcastable to
+    ``signal.q``, independent of the node's value) and an optional extra surrogate term."""
 
     def check(self, n, name):
         """Raise ValueError if the baseline cannot serve a node drawn with ``n`` samples."""
@@ -208,10 +211,10 @@ class MovingAverageBaseline(Baseline):
         self.decay = decay
         self.state = {}  # node name -> (average, number of updates)
 
-    def __call__(self, node, q):
+    def __call__(self, node, signal):
         avg, count = self.state.get(node.name, (0.0, 0))
         b = avg / (1 - self.decay**count) if count else 0.0
-        self.state[node.name] = (self.decay * avg + (1 - self.decay) * float(np.mean(q)), count + 1)
+        self.state[node.name] = (self.decay * avg + (1 - self.decay) * float(np.mean(signal.q)), count + 1)
         return b, None
 
     def describe(self):
@@ -228,15 +231,15 @@ class LeaveOneOutBaseline(Baseline):
                 f"LeaveOneOutBaseline for '{name}' needs n >= 2 samples (g.sample(..., n=K)), got n={n}"
             )
 
-    def __call__(self, node, q):
+    def __call__(self, node, signal):
         k = node.n
-        if getattr(node, "q_lacks_own_axis", False):
+        if signal.own_axis_pooled:
             raise ValueError(
                 f"LeaveOneOutBaseline for '{node.name}': the downstream costs do not keep the sample "
                 f"axis (they reduce over the {node.n} samples), so a leave-one-out baseline would "
                 f"depend on the sample itself; keep per-sample costs or use another baseline"
             )
-        q = np.broadcast_to(q, (k,) + q.shape[1:])
+        q = np.broadcast_to(signal.q, (k,) + signal.q.shape[1:])
         return (q.sum(axis=0, keepdims=True) - q) / (k - 1), None
 
     def describe(self):
@@ -258,12 +261,13 @@ class LearnedBaseline(Baseline):
         self.module = module
         self.center = MovingAverageBaseline(center) if center is not None else None
 
-    def __call__(self, node, q):
+    def __call__(self, node, signal):
+        q = signal.q
         context = node.context if node.context is not None else ()
         b = self.module(*(context if isinstance(context, (tuple, list)) else (context,)))
         b = b if isinstance(b, Tensor) else Tensor(np.asarray(b))
         if self.center is not None:
-            c, _ = self.center(node, q)
+            c, _ = self.center(node, signal)
             b = b + np.asarray(c, dtype=b.dtype)
         fit = ops.sum((b - q) ** 2)
         return ops.stop_gradient(b).data, fit - ops.stop_gradient(fit)

@@ -1,38 +1,29 @@
-"""The stochastic computation graph: builder and surrogate-loss compiler.
+"""The stochastic computation graph: the builder (nodes, costs, plates, replay).
 
 A model is ordinary code run inside ``with g:``; ``g.sample`` makes stochastic
-nodes, ``g.cost`` declares costs, and the autodiff core records the
-deterministic computation between them (while a graph is active every
-operation is recorded, so the graph sees which costs depend on which samples
-even where no gradient flows).
-
-Axes. A value's leading axes may be *named*: the sample axis of a node drawn
-with ``n=K``, the support axis of an enumerated node (both added in front when
-the node is drawn) and the axes of the plates the value was created in (in
-nesting order). Everything after them is unnamed and summed. A cost's
-contribution is the sum of its elements, averaged (not summed) over sample
-axes, and weighted by the probabilities of the enumerated values it carries.
-
-Surrogate (Schulman et al. 2015). For a score-function node w with log-prob
-``log p(w)``, ``Q_w`` is the sum of the costs downstream of w, element by
-element along the plate and sample axes w shares with them (summed over the
-rest); the surrogate is ``objective + T - stop_gradient(T)`` with
-``T = sum_w sum(log p(w) * stop_gradient(Q_w - b_w))``, so its value is the
-sampled objective and its gradient is the unbiased estimate.
+nodes, ``g.cost`` declares costs. While a graph is active every operation is
+recorded (also under ``no_grad``, through indices, comparisons and ``where``),
+so the graph sees which costs depend on which samples even where no gradient
+flows. :mod:`scg.axes` follows named axes (plates, sample axes of ``n=K``
+nodes, support axes of enumerated nodes) op by op, never by size, and
+:mod:`scg.compiler` turns the graph into a surrogate loss, a DiCE objective and
+the record of the credit each node received.
 """
 
-import gc
+import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 
 import numpy as np
 
 from . import autodiff, ops
+from .axes import ANY, AxisError, Dim, Info, Tracker
 from .estimators import Reparam, ScoreFunction
 from .random import resolve
 from .tensor import Tensor
 
 _active = []  # stack of graphs being built
+_replays = []  # stack of {node name: value} from scg.replay
 
 
 def current_graph():
@@ -40,41 +31,40 @@ def current_graph():
     return _active[-1] if _active else None
 
 
-class Dim:
-    """A named leading axis: a plate, the sample axis of an ``n=K`` node, or the
-    support axis of an enumerated node."""
-
-    __slots__ = ("name", "size", "kind", "owner")
-
-    def __init__(self, name, size, kind, owner=None):
-        self.name, self.size, self.kind, self.owner = name, size, kind, owner
-
-    def __repr__(self):
-        return f"{self.kind}:{self.name}[{self.size}]"
-
-
 class StochasticNode:
-    """A sampled value: ``value`` (Tensor), ``dist``, ``estimator``, ``log_prob``
-    (Tensor or None), ``dims`` (its named leading axes)."""
+    """A sampled value: ``value`` (Tensor), ``dist``, ``estimator``, ``log_prob`` (Tensor or
+    None), ``dims`` (its named axes, in position order), ``dim`` (the axis it added: its
+    samples or its support, or None), ``info`` (:class:`scg.axes.Info` of its value) and
+    ``lp_dims`` (per axis of ``log_prob``: a Dim or None), ``parents`` (bitset of the
+    stochastic nodes it depends on directly, not through another one)."""
 
     kind = "stochastic"
 
-    def __init__(self, name, dist, estimator, value, log_prob, n, dims, index, context, plates):
+    def __init__(self, name, dist, estimator, value, log_prob, n, index, context, plates, dim, info,
+                 lp_dims, parents, replayed):
         self.name, self.dist, self.estimator = name, dist, estimator
-        self.value, self.log_prob, self.n, self.dims = value, log_prob, n, dims
-        self.index, self.context, self.plates = index, context, plates
+        self.value, self.log_prob, self.n, self.index = value, log_prob, n, index
+        self.context, self.plates, self.dim, self.info = context, plates, dim, info
+        self.lp_dims, self.parents, self.replayed = lp_dims, parents, replayed
+        self.dims = tuple(d for d in lp_dims if d is not None)
+        self.bit = 1 << index
 
     def __repr__(self):
         return f"StochasticNode({self.name!r}, {type(self.dist).__name__}, {self.estimator.describe()})"
 
 
 class CostNode:
-    """A cost: ``value`` (Tensor) whose elements are summed into the objective."""
+    """A cost: ``value`` (Tensor) whose elements are summed into the objective; ``info``
+    holds its named axes and upstream nodes, ``dims`` the named axes in position order,
+    ``scale`` the factor for sample axes (1/K each) and subsampled plates (N/B each)."""
 
     kind = "cost"
 
-    def __init__(self, name, value, dims, index, plates):
-        self.name, self.value, self.dims, self.index, self.plates = name, value, dims, index, plates
+    def __init__(self, name, value, index, plates, info, scale):
+        self.name, self.value, self.index, self.plates = name, value, index, plates
+        self.info, self.scale = info, scale
+        self.dims = info.named()
+        self.bit = 1 << index
 
     def __repr__(self):
         return f"CostNode({self.name!r}, shape={self.value.shape})"
@@ -96,30 +86,41 @@ class Graph:
     ...     z = g.sample("z", D.Normal(mu, 1.0))
     ...     g.cost("f", (z - 3.0) ** 2)
     >>> g.surrogate().backward()
+
+    ``replay`` ({node name: value}) fixes the values of those stochastic nodes.
     """
 
-    def __init__(self, name="model", rng=None):
+    def __init__(self, name="model", rng=None, replay=None):
         self.name = name
         self.rng = rng
+        self.replay = dict(replay or {})
         self.nodes = OrderedDict()
         self.stochastic = []
         self.costs = []
-        self._plates = []
-        self._anc = {}  # id(tensor) -> bitset of stochastic node indices upstream
-        self._keep = []  # tensors whose ids are in _anc (so the ids stay valid)
-        self._prev_track = []
-        self._axis_mask = self._enum_mask = self._score_mask = 0  # bitsets over stochastic nodes
+        self.tracker = Tracker()
+        self._plates = []  # active plates, outermost first
+        self._plate_dims = {}  # every plate entered so far, by name (re-entering reuses it)
+        self._escaped = 0  # nodes whose values left the graph as Python scalars
+        self._prev = []
+        self.enum_mask = self.score_mask = 0  # bitsets over stochastic nodes
 
     # ---- building ------------------------------------------------------------------
     def __enter__(self):
         _active.append(self)
-        self._prev_track.append(autodiff.state.track)
+        self._prev.append((autodiff.state.track, autodiff.state.on_escape))
         autodiff.state.track = True
+        autodiff.state.on_escape = self._on_escape
         return self
 
     def __exit__(self, *exc):
         _active.remove(self)
-        autodiff.state.track = self._prev_track.pop()
+        autodiff.state.track, autodiff.state.on_escape = self._prev.pop()
+
+    def _on_escape(self, t):
+        try:
+            self._escaped |= self.tracker.info(t).anc
+        except (RuntimeError, ValueError):
+            self._escaped |= (1 << len(self.stochastic)) - 1
 
     def _require_active(self, what):
         if self not in _active:
@@ -158,25 +159,96 @@ class Graph:
         return value
 
     @contextmanager
-    def plate(self, name, size):
-        """Values created inside have a leading axis of ``size`` independent datapoints."""
+    def plate(self, name, size, subsample_size=None):
+        """Values created inside have an axis of independent datapoints (after any
+        leading sample/support axes; nested plates follow, outermost first).
+
+        Yields the indices of the datapoints in this batch: ``arange(size)``, or with
+        ``subsample_size=B`` B distinct indices drawn from the graph's generator, and then
+        every cost that carries the plate's axis is scaled by ``size / B`` so that its
+        expectation is the full-data cost. Entering a plate of the same name again (same
+        size) reuses its axis and its indices, as Pyro does."""
         self._require_active("plate")
         if any(p.name == name for p in self._plates):
             raise ValueError(f"plate '{name}' is already active")
         if not (isinstance(size, (int, np.integer)) and size > 0):
             raise ValueError(f"plate '{name}': size must be a positive integer, got {size!r}")
-        self._plates.append(Dim(name, int(size), "plate"))
+        if subsample_size is not None and not (
+            isinstance(subsample_size, (int, np.integer)) and 0 < subsample_size <= size
+        ):
+            raise ValueError(
+                f"plate '{name}': subsample_size must be an integer in [1, size={size}], got {subsample_size!r}"
+            )
+        dim = self._plate_dims.get(name)
+        if dim is None:
+            if subsample_size is None or subsample_size == size:
+                dim = Dim(name, int(size), "plate", 1.0, np.arange(size))
+            else:
+                idx = resolve(self.rng).choice(size, size=subsample_size, replace=False)
+                dim = Dim(name, int(subsample_size), "plate", size / subsample_size, idx, int(size))
+            self._plate_dims[name] = dim
+        elif dim.full_size != size or (subsample_size or size) != dim.size:
+            raise ValueError(
+                f"plate '{name}' was entered before with size {dim.full_size}"
+                f"{'' if dim.size == dim.full_size else f' and subsample_size {dim.size}'}; "
+                f"a plate entered again must have the same sizes"
+            )
+        self._plates.append(dim)
         try:
-            yield self._plates[-1]
+            yield dim.indices
         finally:
             self._plates.pop()
 
-    def sample(self, name, dist, estimator=None, n=None, context=None):
+    def _place_plates(self, dims, shape, start, what):
+        """Name the active plates' axes in ``dims`` (a list, changed in place): after the
+        leading sample/support axes from ``start``, the plates in nesting order; an axis
+        there that is unnamed and of the plate's size is taken as the plate."""
+        i = start
+        while i < len(dims) and dims[i] is not None and dims[i].kind != "plate":
+            i += 1
+        for p in self._plates:
+            if i < len(dims) and (dims[i] is p or (dims[i] is None and shape[i] == p.size)):
+                dims[i] = p
+                i += 1
+                continue
+            lead = f" (after {', '.join(d.describe() for d in dims[start:i])})" if i > start else ""
+            found = f"{dims[i].describe()}" if i < len(dims) and dims[i] is not None else (
+                f"size {shape[i]}" if i < len(dims) else "no axis")
+            raise AxisError(
+                f"{what} is inside plate '{p.name}' of size {p.size}, so axis {i}{lead} must have size "
+                f"{p.size} (found {found}). Plate axes come after the sample/support axes, outermost "
+                f"plate first"
+            )
+
+    def _check_enumerated(self, info, dims, what):
+        """A value that depends on an enumerated node must keep its axes, unmixed."""
+        for i in _bits(info.anc & self.enum_mask):
+            e = self.stochastic[i]
+            for d in e.dims:
+                if d not in dims:
+                    raise AxisError(
+                        f"{what} depends on the enumerated node '{e.name}' but does not keep "
+                        f"{d.describe()}, so it cannot be weighted by the probability of each value. "
+                        + ("Keep that axis (declare the cost inside the plate, per datapoint), or use a "
+                           "score-function estimator for the node" if d.kind == "plate" else
+                           "Keep that axis in front (no reduction over it)")
+                    )
+                if info.mixed_along(d) & e.bit:
+                    raise AxisError(
+                        f"{what} depends on the enumerated node '{e.name}' through a reduction over "
+                        f"{d.describe()} (its elements couple the values along that axis), so enumeration "
+                        f"along it is not exact. Use a score-function estimator for '{e.name}', or keep "
+                        f"the computation per element"
+                    )
+
+    def sample(self, name, dist, estimator=None, n=None, context=None, value=None):
         """Draw a stochastic node ``name`` from ``dist``; returns its value (a Tensor).
 
         ``estimator`` defaults to ``Reparam()`` where ``dist.has_rsample``, else
         ``ScoreFunction()``. ``n=K`` draws K samples on a new leading axis.
-        ``context`` is passed to a ``LearnedBaseline``'s module.
+        ``context`` is passed to a ``LearnedBaseline``'s module. ``value`` (or a
+        ``replay`` entry of the graph or of an enclosing ``scg.replay``) fixes the value
+        instead of drawing it (score-function estimators only: a fixed value has no path).
         """
         self._require_active("sample")
         self._claim(name)
@@ -188,45 +260,71 @@ class Graph:
         if estimator is None:
             estimator = Reparam() if dist.has_rsample else ScoreFunction()
         estimator.check(dist, n, name)
+        if value is None:
+            value = _replayed(self, name)
         index = len(self.stochastic)
-        value = estimator.draw(dist, n, resolve(self.rng))
+        replayed = value is not None
+        if replayed:
+            value = self._check_replay(name, dist, estimator, n, value)
+        else:
+            value = estimator.draw(dist, n, resolve(self.rng))
         log_prob = estimator.log_prob(dist, value)
-        # Dims of the distribution's batch, then the node's own new axis in front.
-        parents = direct = 0
-        for t in (value, log_prob):
-            if t is not None:
-                a, d = self._ancestry(t)
-                parents, direct = parents | a, direct | d
-        batch = dist.batch_shape
-        dims = self._infer_dims(batch, parents, f"sample '{name}' (batch_shape {batch})")
         kind = estimator.axis(n)
-        if kind == "enumerate":
-            if len(dims) != len(batch):
-                raise ValueError(
-                    f"Enumerate for '{name}': every batch axis of the distribution must be a plate or an "
-                    f"axis of an enumerated/sampled parent (batch_shape {batch}, named {dims}); "
-                    f"independent variables on unnamed axes cannot be enumerated jointly. Put the axis in "
-                    f"a g.plate or use OneHotCategorical over the joint support."
-                )
-            size = value.shape[0]
-            dims = (Dim(name, size, "enumerate", name),) + dims
-        elif kind == "sample":
-            dims = (Dim(name, n, "sample", name),) + dims
-        node = StochasticNode(name, dist, estimator, value, log_prob, n, dims, index, context,
-                              tuple(self._plates))
+        dim = None
+        if kind is not None:
+            dim = Dim(name, value.shape[0], kind)
+        # The node's axes: from its log-prob (sample + batch axes) or, without one, its value.
+        base = self.tracker.info(log_prob if log_prob is not None else value)
+        dims = list(base.dims)
+        if dim is not None:
+            if dims[0] is not None:
+                raise AxisError(f"sample '{name}': the new axis 0 already carries {dims[0].describe()}")
+            dims[0] = dim
+        nbatch = (1 if dim is not None else 0) + len(dist.batch_shape)
+        shape = (log_prob if log_prob is not None else value).shape
+        batch_dims = dims[:nbatch]
+        self._place_plates(batch_dims, shape, 1 if dim is not None else 0,
+                           f"sample '{name}' (batch_shape {dist.batch_shape})")
+        dims[:nbatch] = batch_dims
+        lp_dims = tuple(dims[: shape_len(log_prob, nbatch)])
+        if estimator.enumerated and any(d is None for d in lp_dims):
+            raise AxisError(
+                f"Enumerate for '{name}': every batch axis of the distribution must be a plate or an "
+                f"axis of an enumerated/sampled parent (batch_shape {dist.batch_shape}, named "
+                f"{[d for d in lp_dims]}); independent variables on unnamed axes cannot be enumerated "
+                f"jointly. Put the axis in a g.plate or use OneHotCategorical over the joint support."
+            )
+        mixed = base.mixed
+        if self._escaped:
+            mixed = dict(mixed or {})
+            mixed[ANY] = mixed.get(ANY, 0) | self._escaped
+        anc = base.anc | self._escaped
+        self._check_enumerated(Info(tuple(dims), anc, 0, mixed), set(lp_dims), f"sample '{name}'")
+        value_dims = tuple(lp_dims) + (None,) * (value.ndim - len(lp_dims))
+        info = Info(value_dims, anc | (1 << index), 1 << index, mixed)
+        node = StochasticNode(name, dist, estimator, value, log_prob, n, index, context,
+                              tuple(self._plates), dim, info, lp_dims, base.direct | self._escaped,
+                              replayed)
+        self.tracker.set(value, info)
         self.nodes[name] = node
         self.stochastic.append(node)
-        node.anc, node.direct = parents, direct
-        if kind is not None:
-            self._axis_mask |= 1 << index
         if estimator.enumerated:
-            self._enum_mask |= 1 << index
+            self.enum_mask |= node.bit
         if estimator.score:
-            self._score_mask |= 1 << index
-        # Downstream of this value, ``index`` is an ancestor and the direct parent.
-        self._anc[id(value)] = (parents | (1 << index), 1 << index)
-        self._keep.append(value)
+            self.score_mask |= node.bit
         return value
+
+    def _check_replay(self, name, dist, estimator, n, value):
+        if not estimator.score:
+            raise ValueError(
+                f"sample '{name}': a replayed value needs a score-function estimator ({estimator.describe()} "
+                f"would lose its gradient path); pass estimator=scg.ScoreFunction()"
+            )
+        shape = ((n,) if n else ()) + tuple(dist.batch_shape) + tuple(dist.event_shape)
+        data = value.data if isinstance(value, Tensor) else np.asarray(value)
+        if data.shape != shape:
+            raise ValueError(f"sample '{name}': replayed value has shape {data.shape}, expected {shape}")
+        return Tensor(data)
 
     def cost(self, name, value):
         """Declare a cost; its elements are summed into the objective. Returns it."""
@@ -240,167 +338,70 @@ class Graph:
             raise TypeError(f"cost '{name}' must be a Tensor or a numpy array, got {type(value).__name__}")
         if value.dtype.kind != "f":
             raise TypeError(f"cost '{name}' must be floating point, got dtype {value.dtype}")
-        anc, direct = self._ancestry(value)
-        dims = self._infer_dims(value.shape, anc, f"cost '{name}' (shape {value.shape})")
-        for i in _bits(anc & self._enum_mask):
-            s = self.stochastic[i]
-            if s.dims[0] not in dims:
-                raise ValueError(
-                    f"cost '{name}' depends on the enumerated node '{s.name}' but does not keep its "
-                    f"support axis (size {s.dims[0].size}) in front; keep it so it can be weighted"
-                )
-        node = CostNode(name, value, dims, len(self.costs), tuple(self._plates))
-        node.anc, node.direct = anc, direct
+        info = self.tracker.info(value)
+        before = (1 << len(self.stochastic)) - 1
+        extra = 0
+        if value._op is None and not value.requires_grad and self.score_mask & before:
+            extra = before  # no history: it may depend on anything sampled so far
+            warnings.warn(
+                f"cost '{name}' has no recorded history (a numpy array, or computed through .data), so "
+                f"scg cannot see which samples it depends on; it is credited to every stochastic node "
+                f"sampled before it (unbiased, but noisier). Compute it from the sampled Tensors instead",
+                stacklevel=2,
+            )
+        elif self._escaped & ~info.anc & self.score_mask:
+            extra = self._escaped
+            names = ", ".join(f"'{self.stochastic[i].name}'" for i in _bits(self._escaped & ~info.anc))
+            warnings.warn(
+                f"cost '{name}' is credited to {names} too: their values left the graph as Python "
+                f"numbers (item(), float(), int(), bool()), so the cost may depend on them in ways scg "
+                f"cannot see (unbiased, but noisier). Keep computations on Tensors (scg.where for "
+                f"branches) for sharper credit",
+                stacklevel=2,
+            )
+        if extra:
+            mixed = dict(info.mixed or {})
+            mixed[ANY] = mixed.get(ANY, 0) | extra
+            info = Info(info.dims, info.anc | extra, info.direct | extra, mixed)
+        dims = list(info.dims)
+        self._place_plates(dims, value.shape, 0, f"cost '{name}' (shape {value.shape})")
+        info = Info(tuple(dims), info.anc, info.direct, info.mixed)
+        self._check_enumerated(info, set(dims), f"cost '{name}'")
+        scale = 1.0
+        for d in dims:
+            if d is not None:
+                scale *= 1.0 / d.size if d.kind == "sample" else d.scale
+        node = CostNode(name, value, len(self.costs), tuple(self._plates), info, scale)
         self.nodes[name] = node
         self.costs.append(node)
         return value
 
-    # ---- ancestry and axes -----------------------------------------------------------
-    def _ancestry(self, t):
-        """(ancestors, direct parents) of tensor ``t`` as bitsets of stochastic node
-        indices; a direct parent is reached without passing another stochastic node.
-        Memoized and iterative, so building a graph is linear in its size."""
-        memo = self._anc
-        if id(t) in memo:
-            return memo[id(t)]
-        stack = [t]
-        while stack:
-            x = stack[-1]
-            if id(x) in memo:
-                stack.pop()
-                continue
-            pending = [p for p in x._parents if id(p) not in memo]
-            if pending:
-                stack.extend(pending)
-                continue
-            anc = direct = 0
-            for p in x._parents:
-                a, d = memo[id(p)]
-                anc, direct = anc | a, direct | d
-            memo[id(x)] = (anc, direct)
-            self._keep.append(x)
-            stack.pop()
-        return memo[id(t)]
-
-    def _infer_dims(self, shape, anc, what):
-        """Named leading axes of a value of ``shape`` with upstream nodes ``anc``: the
-        sample/support axes of upstream nodes it still carries (newest first), then
-        the active plates (which must be there)."""
-        axis_nodes = [self.stochastic[i] for i in sorted(_bits(anc & self._axis_mask), reverse=True)]
-        dims, i = [], 0
-        for node in axis_nodes:
-            d = node.dims[0]
-            if d in dims:
-                continue
-            if i < len(shape) and shape[i] == d.size:
-                dims.append(d)
-                i += 1
-        for p in self._plates:
-            if i >= len(shape) or shape[i] != p.size:
-                lead = f" after the axes {dims}" if dims else ""
-                raise ValueError(
-                    f"{what} is inside plate '{p.name}' of size {p.size}, so axis {i}{lead} must have "
-                    f"size {p.size}"
-                )
-            dims.append(p)
-            i += 1
-        return tuple(dims)
-
-    # ---- compiling ---------------------------------------------------------------------
-    def _weighted_cost(self, c):
-        """The cost scaled by 1/K per sample axis it carries and weighted by the
-        probabilities of the enumerated values it carries (a Tensor)."""
-        value = c.value
-        scale = 1.0
-        for d in c.dims:
-            if d.kind == "sample":
-                scale /= d.size
-        if scale != 1.0:
-            value = value * scale
-        log_w = None
-        for i in _bits(c.anc & self._enum_mask):
-            s = self.stochastic[i]
-            lw = align(s.log_prob, s.dims, c.dims, value.ndim)
-            log_w = lw if log_w is None else log_w + lw
-        if log_w is not None:
-            value = value * ops.exp(log_w)
-        return value
-
+    # ---- compiling (see scg.compiler) -------------------------------------------------
     def objective(self):
         """The sampled total cost (a scalar Tensor): what the expectation is of.
-        Enumerated nodes are summed out exactly."""
-        if not self.costs:
-            raise ValueError("the graph has no costs: declare at least one with g.cost(name, value)")
-        total = None
-        for c in self.costs:
-            s = ops.sum(self._weighted_cost(c))
-            total = s if total is None else total + s
-        return total
+        Enumerated nodes are summed out exactly; sample axes averaged; subsampled plates scaled."""
+        from .compiler import objective
+
+        return objective(self)
+
+    def credit(self, rao_blackwellize=True):
+        """The learning signal of every score-function node (a :class:`scg.compiler.Credit`:
+        ``q``, the costs credited to each node, whether its own sample axis was pooled)."""
+        from .compiler import credit
+
+        return credit(self, rao_blackwellize)
 
     def downstream_costs(self):
-        """For every score-function node w: ``Q_w``, the sum of the costs downstream of w
-        (an ndarray shaped like w's named axes followed by size-1 axes, to broadcast
-        against its log-prob).
+        """{score-function node name: Q_w}: the sum of the costs downstream of it, shaped to
+        broadcast against its log-prob (see :func:`scg.compiler.credit`)."""
+        return self.credit().q
 
-        Credit is element by element along a named axis only where every path from w
-        to the cost keeps that axis; otherwise the axis is summed (which is always
-        unbiased). Nodes are visited once in reverse order: where the downstream sets
-        of a node's children do not overlap (chains, trees), Q_w is its own costs plus
-        its children's Q; where they overlap, Q_w is summed from the cost bitset.
-        """
-        if not self._score_mask:
-            return {}
-        nodes, costs = self.stochastic, self.costs
-        reduced = [reduce_to_dims(self._weighted_cost(c).data, len(c.dims)) for c in costs]
-        child_nodes = [[] for _ in nodes]
-        child_costs = [[] for _ in nodes]
-        for x in nodes:
-            for i in _bits(x.direct):
-                child_nodes[i].append(x)
-        for c in costs:
-            for i in _bits(c.direct):
-                child_costs[i].append(c)
-        desc = [0] * len(nodes)  # bitset over costs downstream of each node
-        keep = [None] * len(nodes)  # named axes kept along every path to the costs below
-        q = [None] * len(nodes)
-        for w in reversed(nodes):
-            i = w.index
-            bits, total_pop = 0, 0
-            kept = set(w.dims)
-            for c in child_costs[i]:
-                bits |= 1 << c.index
-                total_pop += 1
-            for x in child_nodes[i]:
-                bits |= desc[x.index]
-                total_pop += desc[x.index].bit_count()
-                kept &= set(x.dims) & keep[x.index]
-            desc[i], keep[i] = bits, kept
-            shape = tuple(d.size for d in w.dims)
-            acc = np.zeros(shape)
-            lacks_own_axis = False
-            if bits.bit_count() == total_pop:  # no overlap: recurse
-                for c in child_costs[i]:
-                    acc = acc + align_array(reduced[c.index], c.dims, w.dims, len(w.dims))
-                    lacks_own_axis |= bool(w.n) and w.dims[0] not in c.dims
-                for x in child_nodes[i]:
-                    if desc[x.index]:
-                        acc = acc + align_array(q[x.index], x.dims, w.dims, len(w.dims))
-                        lacks_own_axis |= bool(w.n) and w.dims[0] not in x.dims
-            else:  # overlapping paths: sum each downstream cost once, conservatively aligned
-                for j in _bits(bits):
-                    c = costs[j]
-                    target = tuple(d for d in w.dims if d in kept or c in child_costs[i])
-                    part = align_array(reduced[j], c.dims, target, len(target))
-                    acc = acc + align_array(part, target, w.dims, len(w.dims))
-                    lacks_own_axis |= bool(w.n) and w.dims[0] not in c.dims
-            q[i] = acc
-            w.q_lacks_own_axis = lacks_own_axis
-        self.credited = {w.name: [costs[j].name for j in _bits(desc[w.index])]
-                         for w in nodes if w.estimator.score}
-        return {
-            w.name: q[w.index].reshape(q[w.index].shape + (1,) * (w.log_prob.ndim - len(w.dims)))
-            for w in nodes if w.estimator.score
-        }
+    def compile(self, rao_blackwellize=True):
+        """The surrogate loss with everything that went into it (a
+        :class:`scg.compiler.Surrogate` record: ``loss``, ``objective``, ``credit``, ``baselines``)."""
+        from .compiler import surrogate
+
+        return surrogate(self, rao_blackwellize)
 
     def surrogate(self, rao_blackwellize=True):
         """Scalar whose gradient is an unbiased estimate of the gradient of the expected
@@ -409,56 +410,16 @@ class Graph:
         ``rao_blackwellize=False`` credits every score-function node with the whole
         objective instead of its downstream costs (still unbiased, higher variance;
         for comparison and teaching)."""
-        with _paused_gc():
-            return self._surrogate(rao_blackwellize)
-
-    def _surrogate(self, rao_blackwellize):
-        objective = self.objective()
-        terms = []
-        if rao_blackwellize:
-            qs = self.downstream_costs()
-        else:
-            total = objective.data
-            qs = {s.name: np.reshape(total, (1,) * s.log_prob.ndim) for s in self.stochastic if s.estimator.score}
-            for s in self.stochastic:
-                s.q_lacks_own_axis = bool(s.n)
-        for s in self.stochastic:
-            if s.estimator.score:
-                q = np.asarray(qs[s.name], dtype=s.log_prob.dtype)
-                term = s.estimator.surrogate_term(s, q)
-                if term is not None:
-                    terms.append(term)
-        if not terms:
-            return objective
-        t = terms[0]
-        for x in terms[1:]:
-            t = t + x
-        return objective + (t - ops.stop_gradient(t))
+        return self.compile(rao_blackwellize).loss
 
     def dice(self):
         """The DiCE objective (Foerster et al. 2018): sum over costs of
         ``magic(sum of log p of the score-function nodes upstream) * cost`` with
         ``magic(x) = exp(x - stop_gradient(x))``; its value equals ``objective()``
         and its derivatives of every order are unbiased. Baselines are not used."""
-        with _paused_gc():
-            return self._dice()
+        from .compiler import dice
 
-    def _dice(self):
-        if not self.costs:
-            raise ValueError("the graph has no costs: declare at least one with g.cost(name, value)")
-        total = None
-        for c in self.costs:
-            value = self._weighted_cost(c)
-            tau = None
-            for i in _bits(c.anc & self._score_mask):
-                s = self.stochastic[i]
-                lp = align(s.log_prob, s.dims, c.dims, value.ndim)
-                tau = lp if tau is None else tau + lp
-            if tau is not None:
-                value = value * magic_box(tau)
-            s_ = ops.sum(value)
-            total = s_ if total is None else total + s_
-        return total
+        return dice(self)
 
     # ---- pictures (see scg.viz) ----------------------------------------------------------
     def to_graphviz(self, detail="nodes", view="model", stats=None, **kwargs):
@@ -486,17 +447,9 @@ class Graph:
 # ---- helpers ---------------------------------------------------------------------------
 
 
-@contextmanager
-def _paused_gc():
-    """Compiling creates many short-lived, acyclic objects while a large graph is alive;
-    the cyclic collector's repeated passes over the live graph would make it superlinear."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
+def shape_len(log_prob, nbatch):
+    """How many leading axes the node's log-prob has (sample + batch axes)."""
+    return log_prob.ndim if log_prob is not None else nbatch
 
 
 def _bits(x):
@@ -507,47 +460,25 @@ def _bits(x):
         x ^= low
 
 
-def magic_box(tau):
-    """exp(tau - stop_gradient(tau)): value 1, derivative d tau (to every order)."""
-    return ops.exp(tau - ops.stop_gradient(tau))
+def _replayed(graph, name):
+    if name in graph.replay:
+        return graph.replay[name]
+    for values in reversed(_replays):
+        if name in values:
+            return values[name]
+    return None
 
 
-def reduce_to_dims(a, n_named):
-    """Sum an ndarray over every axis after its first ``n_named``."""
-    return a.sum(axis=tuple(range(n_named, a.ndim))) if a.ndim > n_named else a
-
-
-def _alignment(src_dims, dst_dims):
-    src_axes_to_sum = [i for i, d in enumerate(src_dims) if d not in dst_dims]
-    kept = [d for d in src_dims if d in dst_dims]
-    return src_axes_to_sum, kept
-
-
-def align_array(a, src_dims, dst_dims, dst_ndim):
-    """Move ndarray ``a`` (axes = ``src_dims`` exactly) onto ``dst_dims``: sum its axes
-    that ``dst_dims`` lacks, order the rest as in ``dst_dims``, add size-1 axes for
-    the missing ones and for the ``dst_ndim - len(dst_dims)`` unnamed trailing axes."""
-    sum_axes, kept = _alignment(src_dims, dst_dims)
-    if sum_axes:
-        a = a.sum(axis=tuple(sum_axes))
-    order = sorted(range(len(kept)), key=lambda i: dst_dims.index(kept[i]))
-    a = np.transpose(a, order) if order != list(range(len(kept))) else a
-    shape = tuple(d.size if d in kept else 1 for d in dst_dims) + (1,) * (dst_ndim - len(dst_dims))
-    return a.reshape(shape)
-
-
-def align(t, src_dims, dst_dims, dst_ndim):
-    """Tensor version of ``align_array`` for a Tensor whose leading axes are ``src_dims``
-    (its unnamed trailing axes are summed first)."""
-    t = ops.sum(t, axis=tuple(range(len(src_dims), t.ndim))) if t.ndim > len(src_dims) else t
-    sum_axes, kept = _alignment(src_dims, dst_dims)
-    if sum_axes:
-        t = ops.sum(t, axis=tuple(sum_axes))
-    order = sorted(range(len(kept)), key=lambda i: dst_dims.index(kept[i]))
-    if order != list(range(len(kept))):
-        t = ops.transpose(t, order)
-    shape = tuple(d.size if d in kept else 1 for d in dst_dims) + (1,) * (dst_ndim - len(dst_dims))
-    return ops.reshape(t, shape) if t.shape != shape else t
+@contextmanager
+def replay(values):
+    """Within this block, graphs use ``values[name]`` as the value of stochastic node
+    ``name`` instead of drawing it (``{name: array}``; the nodes need score-function
+    estimators). For conditioning on data and for exact checks by enumeration."""
+    _replays.append(dict(values))
+    try:
+        yield
+    finally:
+        _replays.pop()
 
 
 # ---- forcing estimators (diagnostics.exact_gradient) -------------------------------------

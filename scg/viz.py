@@ -13,6 +13,7 @@ import tempfile
 
 import graphviz
 
+from .graph import _bits
 from .tensor import Tensor
 
 ESTIMATOR_COLORS = {
@@ -185,11 +186,11 @@ def graph_to_dot(g, detail="nodes", view="model", stats=None, stat_name="Var", r
         dot.edge(ids[src], ids[dst], style="solid" if pathwise else "dashed",
                  color="black" if pathwise else "#999999")
     if view == "surrogate":
-        g.downstream_costs()
+        credit = g.credit()
         for w in g.stochastic:
             if not w.estimator.score:
                 continue
-            for c in getattr(g, "credited", {}).get(w.name, []):
+            for c in credit.credited(w.name):
                 dot.edge(ids[c], ids[w.name], style="dotted", color="#e07b00", constraint="false",
                          label="credit", fontsize="8", fontcolor="#e07b00")
             baseline = getattr(w.estimator, "baseline", None)
@@ -200,7 +201,7 @@ def graph_to_dot(g, detail="nodes", view="model", stats=None, stat_name="Var", r
                 dot.edge(bid, ids[w.name], style="dotted", color="#e07b00", arrowhead="odot")
     elif view == "dice":
         for c in g.costs:
-            ups = [g.stochastic[i].name for i in _set_bits(c.anc & g._score_mask)]
+            ups = [g.stochastic[i].name for i in _bits(c.info.anc & g.score_mask)]
             if not ups:
                 continue
             mid = f"m_{ids[c.name]}"
@@ -210,13 +211,6 @@ def graph_to_dot(g, detail="nodes", view="model", stats=None, stat_name="Var", r
                 dot.edge(ids[u], mid, style="dotted", color="#8e44ad")
             dot.edge(mid, ids[c.name], style="dotted", color="#8e44ad", label="x", fontsize="8")
     return dot
-
-
-def _set_bits(x):
-    while x:
-        low = x & -x
-        yield low.bit_length() - 1
-        x ^= low
 
 
 def _ops_dot(dot, g, ids):
