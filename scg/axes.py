@@ -100,7 +100,10 @@ class Tracker:
         self.memo[id(t)] = info
         self.keep.append(t)
 
-    def info(self, t):
+    def info(self, t, strict=True):
+        """The Info of ``t``. ``strict=False`` lets unnamed axes of the same size take any
+        named axis they meet: for the inside of a distribution's ``sample``/``log_prob``,
+        which line a fresh draw up with the parameters by construction (torch's shape rules)."""
         memo = self.memo
         got = memo.get(id(t))
         if got is not None:
@@ -116,12 +119,12 @@ class Tracker:
                 stack.extend(pending)
                 continue
             stack.pop()
-            memo[id(x)] = _compute(x, [memo[id(p)] for p in x._parents])
+            memo[id(x)] = _compute(x, [memo[id(p)] for p in x._parents], strict)
             self.keep.append(x)
         return memo[id(t)]
 
 
-def _compute(x, infos):
+def _compute(x, infos, strict=True):
     op = x._op
     if op is None:
         return Info((None,) * x.ndim)
@@ -148,7 +151,7 @@ def _compute(x, infos):
             f"'{op.name}' has no rule for named axes, and its inputs carry {', '.join(named)}; "
             f"apply it outside the graph or to values without named axes"
         )
-    dims, dropped = rule(x, x._parents, infos, x._static or {})
+    dims, dropped = rule(x, x._parents, infos, x._static or {}, strict)
     for k, d in dropped:
         mixed = dict(mixed) if mixed else {}
         mixed[d] = mixed.get(d, 0) | infos[k].anc
@@ -159,7 +162,7 @@ def _what(x, xs):
     return f"'{x._op.name}' (inputs of shapes {', '.join(str(p.shape) for p in xs)})"
 
 
-def join(out_shape, shapes, dims_list, what):
+def join(out_shape, shapes, dims_list, what, strict=True):
     """Named axes of a broadcast of arrays of ``shapes`` with ``dims_list``, right-aligned."""
     n = len(out_shape)
     out = [None] * n
@@ -184,7 +187,7 @@ def join(out_shape, shapes, dims_list, what):
                     f"each named axis has its own position"
                 )
     for q, d in enumerate(out):
-        if d is None or d.kind == "plate" or out_shape[q] == 1:
+        if not strict or d is None or d.kind == "plate" or out_shape[q] == 1:
             continue
         for shape, dims in zip(shapes, dims_list):
             p = q - (n - len(shape))
@@ -198,14 +201,14 @@ def join(out_shape, shapes, dims_list, what):
     return out
 
 
-# ---- rules: (out, inputs, infos, static) -> (dims of out, [(input index, dropped Dim)]) ----
+# ---- rules: (out, inputs, infos, static, strict) -> (dims of out, [(input, dropped Dim)]) ----
 
 
-def _elementwise(x, xs, infos, static):
-    return join(x.shape, [p.shape for p in xs], [i.dims for i in infos], _what(x, xs)), []
+def _elementwise(x, xs, infos, static, strict):
+    return join(x.shape, [p.shape for p in xs], [i.dims for i in infos], _what(x, xs), strict), []
 
 
-def _reduction(x, xs, infos, static):
+def _reduction(x, xs, infos, static, strict):
     (src,), (inf,) = xs, infos
     axis, keepdims = static.get("axis"), static.get("keepdims", False)
     axes = set(range(src.ndim)) if axis is None else {a % src.ndim for a in np.atleast_1d(axis).tolist()}
@@ -221,15 +224,18 @@ def _reduction(x, xs, infos, static):
     return dims, dropped
 
 
-def _transpose(x, xs, infos, static):
+def _transpose(x, xs, infos, static, strict):
     axes = static.get("axes")
     src_dims = infos[0].dims
     order = range(len(src_dims) - 1, -1, -1) if axes is None else axes
     return [src_dims[a] for a in order], []
 
 
-def _reshape(x, xs, infos, static):
-    old = list(zip(xs[0].shape, infos[0].dims))
+def _reshape(x, xs, infos, static, strict):
+    # A named axis of size 1 is dropped (marked mixed, which for one element changes
+    # nothing): where size-1 axes are added or removed its place would be a guess.
+    old = [(n, d if n != 1 else None) for n, d in zip(xs[0].shape, infos[0].dims)]
+    dropped = [(0, d) for n, d in zip(xs[0].shape, infos[0].dims) if n == 1 and d is not None]
     new = x.shape
     i = j = 0
     dims = []
@@ -245,7 +251,7 @@ def _reshape(x, xs, infos, static):
             j += 1
         else:
             break
-    dropped = [(0, d) for _, d in old[i:] if d is not None]
+    dropped += [(0, d) for _, d in old[i:] if d is not None]
     return dims + [None] * (len(new) - j), dropped
 
 
@@ -253,7 +259,7 @@ def _full_slice(s, n):
     return range(*s.indices(n)) == range(n)
 
 
-def _getitem(x, xs, infos, static):
+def _getitem(x, xs, infos, static, strict):
     src, src_dims = xs[0], infos[0].dims
     template = static["index"]
     parts = template if isinstance(template, tuple) else (template,)
@@ -305,7 +311,7 @@ def _getitem(x, xs, infos, static):
         rest = [d for d in dims if d != "ADV"]
         first = adv_at[0] if _contiguous(adv_at) else 0
         block_shape = x.shape[first : first + x.ndim - len(rest)]
-        block = join(block_shape, [s for s, _ in adv], [ds for _, ds in adv], _what(x, xs))
+        block = join(block_shape, [s for s, _ in adv], [ds for _, ds in adv], _what(x, xs), strict)
         dims = rest[:first] + block + rest[first:]
     if len(dims) != x.ndim:  # a form of indexing not modelled above
         named = [d for d in src_dims if d is not None]
@@ -319,18 +325,19 @@ def _contiguous(positions):
     return positions == list(range(positions[0], positions[0] + len(positions)))
 
 
-def _concatenate(x, xs, infos, static):
+def _concatenate(x, xs, infos, static, strict):
     ax = static["axis"] % x.ndim
     dropped = [(k, inf.dims[ax]) for k, inf in enumerate(infos) if inf.dims[ax] is not None]
     shapes = [p.shape[:ax] + p.shape[ax + 1 :] for p in xs]
     rest = join(x.shape[:ax] + x.shape[ax + 1 :], shapes,
-                [inf.dims[:ax] + inf.dims[ax + 1 :] for inf in infos], _what(x, xs))
+                [inf.dims[:ax] + inf.dims[ax + 1 :] for inf in infos], _what(x, xs), strict)
     return rest[:ax] + [None] + rest[ax:], dropped
 
 
-def _matmul(x, xs, infos, static):
+def _matmul(x, xs, infos, static, strict):
     (a, b), (ia, ib) = xs, infos
-    batch = join(x.shape[:-2], [a.shape[:-2], b.shape[:-2]], [ia.dims[:-2], ib.dims[:-2]], _what(x, xs))
+    batch = join(x.shape[:-2], [a.shape[:-2], b.shape[:-2]], [ia.dims[:-2], ib.dims[:-2]], _what(x, xs),
+                 strict)
     dropped = [(k, d) for k, d in ((0, ia.dims[-1]), (1, ib.dims[-2])) if d is not None]
     return batch + [ia.dims[-2], ib.dims[-1]], dropped
 

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from . import ops
 from .autodiff import grad
-from .graph import Graph, force_estimator, replay
+from .graph import Graph, force_estimator, parameters, replay
 
 
 class GradientStats:
@@ -84,10 +84,9 @@ def outcomes(build, max_outcomes=100_000):
     def choose(dist):
         return ScoreFunction() if getattr(dist, "has_enumerate_support", False) else None
 
-    pending = [{}]
-    total = 1
+    pending = [({}, 1)]  # (values fixed so far, number of outcomes they stand for)
     while pending:
-        values = pending.pop()
+        values, total = pending.pop()
         with force_estimator(choose), replay(values):
             g = _build(build)
         free = [s for s in g.stochastic if s.name not in values]
@@ -113,7 +112,7 @@ def outcomes(build, max_outcomes=100_000):
                 f"makes more than max_outcomes={max_outcomes} joint outcomes; use gradient_stats instead"
             )
         for v in _joint_values(s.dist, s.n):
-            pending.append({**values, s.name: v})
+            pending.append(({**values, s.name: v}, total))
 
 
 def exact_gradient(build, params, max_outcomes=100_000):
@@ -128,19 +127,6 @@ def exact_gradient(build, params, max_outcomes=100_000):
     return total
 
 
-def _distribution_tensors(dist, depth=2):
-    """The Tensors that parametrize ``dist`` and require grad (one level into wrapped ones)."""
-    from .tensor import Tensor
-
-    found = []
-    for value in vars(dist).values():
-        if isinstance(value, Tensor) and value.requires_grad:
-            found.append(value)
-        elif depth > 1 and hasattr(value, "log_prob") and hasattr(value, "batch_shape"):
-            found += _distribution_tensors(value, depth - 1)
-    return found
-
-
 def node_gradient_stats(build, n, objective="surrogate"):
     """{stochastic node name: total variance} of the gradient of the estimator with
     respect to each node's distribution parameters (loc/scale, logits, ...) over ``n``
@@ -152,7 +138,7 @@ def node_gradient_stats(build, n, objective="surrogate"):
     for _ in range(n):
         g = _build(build)
         loss = objective(g) if callable(objective) else getattr(g, objective)()
-        targets = {s.name: _distribution_tensors(s.dist) for s in g.stochastic}
+        targets = {s.name: [t for t in parameters(s.dist) if t.requires_grad] for s in g.stochastic}
         flat = [t for ts in targets.values() for t in ts]
         grads = grad(loss, flat, retain_graph=True) if flat else []
         i = 0

@@ -274,7 +274,11 @@ class Graph:
         if kind is not None:
             dim = Dim(name, value.shape[0], kind)
         # The node's axes: from its log-prob (sample + batch axes) or, without one, its value.
-        base = self.tracker.info(log_prob if log_prob is not None else value)
+        # The parameters are followed strictly first; inside rsample/log_prob the fresh
+        # draw's unnamed axes line up with the parameters' by the distribution's shape rules.
+        for t in parameters(dist):
+            self.tracker.info(t)
+        base = self.tracker.info(log_prob if log_prob is not None else value, strict=False)
         dims = list(base.dims)
         if dim is not None:
             if dims[0] is not None:
@@ -341,7 +345,7 @@ class Graph:
         info = self.tracker.info(value)
         before = (1 << len(self.stochastic)) - 1
         extra = 0
-        if value._op is None and not value.requires_grad and self.score_mask & before:
+        if value._op is None and not value.requires_grad and not info.anc and self.score_mask & before:
             extra = before  # no history: it may depend on anything sampled so far
             warnings.warn(
                 f"cost '{name}' has no recorded history (a numpy array, or computed through .data), so "
@@ -458,6 +462,17 @@ def _bits(x):
         low = x & -x
         yield low.bit_length() - 1
         x ^= low
+
+
+def parameters(dist, depth=2):
+    """The Tensors a distribution holds (one level into a wrapped distribution)."""
+    found = []
+    for value in vars(dist).values():
+        if isinstance(value, Tensor):
+            found.append(value)
+        elif depth > 1 and hasattr(value, "log_prob") and hasattr(value, "batch_shape"):
+            found += parameters(value, depth - 1)
+    return found
 
 
 def _replayed(graph, name):
