@@ -54,8 +54,12 @@ class enable_grad(no_grad):
 
 
 class detect_anomaly:
-    """Context manager: raise ``FloatingPointError`` naming the primitive as soon as
-    a forward value or a gradient contains NaN or Inf."""
+    """Context manager: raise ``FloatingPointError`` naming the primitive as soon as a
+    forward value contains NaN or a gradient contains NaN or Inf.
+
+    Infinite forward values are allowed because valid models produce them (a log-prob
+    of -inf for an impossible value, a -inf logit); an infinite gradient is not valid.
+    """
 
     def __enter__(self):
         self._prev = state.anomaly
@@ -120,9 +124,9 @@ def record(op, data, xs, static):
                 t._parents = tuple(xs)
                 t._op = op
                 t._static = static
-    if state.anomaly and data.dtype.kind in "fc" and not np.isfinite(data).all():
+    if state.anomaly and data.dtype.kind in "fc" and np.isnan(data).any():
         raise FloatingPointError(
-            f"detect_anomaly: '{op.name}' produced NaN or Inf from inputs of shapes {_shapes(xs)}"
+            f"detect_anomaly: '{op.name}' produced NaN from inputs of shapes {_shapes(xs)}"
         )
     return t
 

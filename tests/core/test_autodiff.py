@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import scg
+import scg.distributions as D
 from scg.autodiff import primitive
 
 
@@ -215,3 +216,31 @@ def test_detect_anomaly_names_the_backward_op():
 def test_gradient_through_custom_primitive():
     cube = primitive("cube", lambda x: x**3, lambda g, ans, x: g * 3 * x * x)
     assert scg.gradcheck(lambda x: cube(x), [np.array([0.5, -1.2])], order=2)
+
+
+# ---- detect_anomaly accepts valid -inf values
+
+
+def test_detect_anomaly_accepts_minus_inf_log_probs():
+    with scg.detect_anomaly():
+        logits = scg.tensor([0.0, -np.inf], requires_grad=True)
+        lp = D.Categorical(logits=logits).log_prob(np.array(0))
+        lp.backward()
+        # log p(0) = 0 - log(e^0 + e^-inf) = 0; d/dlogits = onehot(0) - softmax = [0, 0]
+        assert lp.item() == 0.0
+        np.testing.assert_array_equal(logits.grad.data, [0.0, 0.0])
+        p = scg.tensor(0.0, requires_grad=True)
+        lp = D.Bernoulli(probs=p).log_prob(0.0)
+        lp.backward()
+        # log p(0) = log(1 - p) = 0 at p = 0; d/dp = -1 / (1 - p) = -1
+        assert lp.item() == 0.0 and p.grad.item() == -1.0
+
+
+def test_detect_anomaly_still_refuses_an_infinite_gradient():
+    x = scg.tensor(0.0, requires_grad=True)
+    with scg.detect_anomaly():
+        y = scg.log(x)  # -inf is a valid value...
+        assert y.item() == -np.inf
+        with np.errstate(divide="ignore"):
+            with pytest.raises(FloatingPointError, match="through 'log'.*NaN or Inf"):
+                y.backward()  # ...but d log x / dx = 1 / 0 is not a valid gradient
