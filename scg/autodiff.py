@@ -158,7 +158,7 @@ def primitive(name, forward, *vjps):
     return op
 
 
-def _freed_vjp(*_args, **_kw):
+def _raise_freed():
     raise RuntimeError(
         "trying to differentiate through a graph a second time, but its records were freed "
         "by the first backward pass; pass retain_graph=True the first time"
@@ -166,8 +166,10 @@ def _freed_vjp(*_args, **_kw):
 
 
 class _Freed:
+    """The ``_op`` of a record whose inputs a backward pass has dropped."""
+
     name = "freed"
-    vjps = (_freed_vjp,) * 64
+    vjps = ()
 
 
 FREED = _Freed()
@@ -248,9 +250,10 @@ def _run(outputs, grads, wanted, retain_graph, create_graph):
     order = _toposort([o for o in outputs if o.requires_grad])
     if wanted is not None:
         # Keep only nodes that lead to a wanted tensor: one forward sweep over the order.
+        # A freed record has lost its inputs, so it may lead anywhere: keep it (to raise).
         leads = set()
         for node in order:
-            if id(node) in wanted or any(id(p) in leads for p in node._parents):
+            if id(node) in wanted or node._op is FREED or any(id(p) in leads for p in node._parents):
                 leads.add(id(node))
     else:
         leads = None
@@ -270,6 +273,12 @@ def _run(outputs, grads, wanted, retain_graph, create_graph):
             if op is None:
                 if wanted is None:
                     _accumulate_leaf(node, g, create_graph)
+                continue
+            if op is FREED:
+                # Its inputs are gone: stopping here would silently drop their gradients.
+                # (Harmless only when this tensor is the one input asked for.)
+                if wanted is None or wanted != {id(node)}:
+                    _raise_freed()
                 continue
             parents, static = node._parents, node._static
             for j, p in enumerate(parents):
@@ -316,8 +325,6 @@ def backward(output, grad=None, retain_graph=False, create_graph=False):
             "backward() on a Tensor that does not require grad: nothing it was computed "
             "from has requires_grad=True (or it was computed under no_grad)"
         )
-    if output._op is FREED:
-        _freed_vjp()
     grads = _seed_grads([output], [grad])
     _run([output], grads, None, retain_graph or create_graph, create_graph)
 
@@ -348,9 +355,6 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=No
             )
     if retain_graph is None:
         retain_graph = create_graph
-    for o in outputs:
-        if isinstance(o, Tensor) and o._op is FREED:
-            _freed_vjp()
     grads = _seed_grads(outputs, grad_outputs)
     results = _run(outputs, grads, {id(x) for x in inputs}, retain_graph, create_graph)
     out = []

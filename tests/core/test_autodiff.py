@@ -218,6 +218,40 @@ def test_gradient_through_custom_primitive():
     assert scg.gradcheck(lambda x: cube(x), [np.array([0.5, -1.2])], order=2)
 
 
+# ---- a graph freed by an earlier backward
+
+
+def test_backward_through_a_freed_shared_subexpression_is_refused():
+    mu = scg.tensor(1.0, requires_grad=True)
+    h = mu * 3.0
+    a, b = h * 2.0, h * 5.0
+    a.backward()
+    assert mu.grad.item() == 6.0
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        b.backward()  # h's record was freed by a.backward(): not a silent zero
+    mu = scg.tensor(1.0, requires_grad=True)
+    h = mu * 3.0
+    a, b = h * 2.0, h * 5.0
+    a.backward(retain_graph=True)
+    b.backward()
+    assert mu.grad.item() == 6.0 + 15.0
+
+
+def test_grad_twice_over_a_freed_shared_subexpression_is_refused():
+    mu = scg.tensor(1.0, requires_grad=True)
+    h = (mu * 3.0) * 1.0  # the freed records lie two steps behind b
+    a, b = h * 2.0, h * 5.0
+    assert scg.grad(a, [mu])[0].item() == 6.0
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        scg.grad(b, [mu])
+    assert scg.grad(h * 5.0, [h])[0].item() == 5.0  # h itself is asked for: its record is not needed
+    mu = scg.tensor(1.0, requires_grad=True)
+    h = mu * 3.0
+    a, b = h * 2.0, h * 5.0
+    assert scg.grad(a, [mu], retain_graph=True)[0].item() == 6.0
+    assert scg.grad(b, [mu])[0].item() == 15.0
+
+
 # ---- detect_anomaly accepts valid -inf values
 
 
