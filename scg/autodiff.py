@@ -111,6 +111,8 @@ def record(op, data, xs, static):
     t._parents = ()
     t._op = None
     t._static = None
+    t._version = 0
+    t._saved_versions = None
     if state.grad_enabled:
         for x in xs:
             if x.requires_grad:
@@ -118,6 +120,8 @@ def record(op, data, xs, static):
                 t._parents = tuple(xs)
                 t._op = op
                 t._static = static
+                # The VJPs read the inputs' values: remember which versions they saw.
+                t._saved_versions = [x._version for x in xs]
                 break
         else:
             if state.track:
@@ -173,6 +177,18 @@ class _Freed:
 
 
 FREED = _Freed()
+
+
+def _check_versions(node):
+    """Raise if an input of ``node`` was changed in place after ``node`` was recorded."""
+    for i, (p, v) in enumerate(zip(node._parents, node._saved_versions)):
+        if p._version != v:
+            raise RuntimeError(
+                f"one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: input {i} of '{node._op.name}' (shape {p.shape}, {p.dtype}) "
+                f"is at version {p._version}; expected version {v}. Recompute the forward pass "
+                f"after changing it (e.g. after optimizer.step())"
+            )
 
 
 def unbroadcast(g, shape):
@@ -281,6 +297,8 @@ def _run(outputs, grads, wanted, retain_graph, create_graph):
                     _raise_freed()
                 continue
             parents, static = node._parents, node._static
+            if node._saved_versions != [p._version for p in parents]:
+                _check_versions(node)
             for j, p in enumerate(parents):
                 if not p.requires_grad or (leads is not None and id(p) not in leads):
                     continue

@@ -218,7 +218,7 @@ def test_gradient_through_custom_primitive():
     assert scg.gradcheck(lambda x: cube(x), [np.array([0.5, -1.2])], order=2)
 
 
-# ---- a graph freed by an earlier backward
+# ---- a graph freed by an earlier backward, and values changed in place after recording
 
 
 def test_backward_through_a_freed_shared_subexpression_is_refused():
@@ -250,6 +250,38 @@ def test_grad_twice_over_a_freed_shared_subexpression_is_refused():
     a, b = h * 2.0, h * 5.0
     assert scg.grad(a, [mu], retain_graph=True)[0].item() == 6.0
     assert scg.grad(b, [mu])[0].item() == 15.0
+
+
+def test_an_optimizer_step_between_forward_and_backward_is_refused():
+    x = scg.tensor(1.0, requires_grad=True)
+    y = x * x  # dy/dx = 2x = 2 here
+    x.grad = scg.tensor(2.0)
+    scg.optim.SGD([x], lr=2.0).step()  # x becomes -3
+    x.grad = None
+    with pytest.raises(RuntimeError, match=r"modified by an inplace operation.*'multiply'.*"
+                                           r"is at version 1; expected version 0"):
+        y.backward()  # would be 2 * (-3) = -6, from the new value
+    assert x.version == 1
+    y = x * x
+    y.backward()
+    assert x.grad.item() == -6.0
+
+
+def test_adam_steps_and_load_state_dict_bump_the_version():
+    layer = scg.nn.Linear(2, 1, dtype=np.float64)
+    x = np.ones((1, 2))
+    out = layer(x).sum()
+    opt = scg.optim.Adam(layer.parameters(), lr=0.1)
+    for p in layer.parameters():
+        p.grad = scg.tensor(np.ones(p.shape))
+    opt.step()
+    with pytest.raises(RuntimeError, match="is at version 1; expected version 0"):
+        out.backward()
+    out = layer(x).sum()
+    layer.load_state_dict(layer.state_dict())
+    with pytest.raises(RuntimeError, match="is at version 2; expected version 1"):
+        out.backward()
+    assert [p.version for p in layer.parameters()] == [2, 2]
 
 
 # ---- detect_anomaly accepts valid -inf values
