@@ -57,8 +57,12 @@ class enable_grad(no_grad):
 
 
 class detect_anomaly:
-    """Context manager: raise ``FloatingPointError`` naming the primitive as soon as
-    a forward value or a gradient contains NaN or Inf."""
+    """Context manager: raise ``FloatingPointError`` naming the primitive as soon as a
+    forward value contains NaN or a gradient contains NaN or Inf.
+
+    Infinite forward values are allowed because valid models produce them (a log-prob
+    of -inf for an impossible value, a -inf logit); an infinite gradient is not valid.
+    """
 
     def __enter__(self):
         self._prev = state.anomaly
@@ -110,12 +114,16 @@ def record(op, data, xs, static):
     t._parents = ()
     t._op = None
     t._static = None
+    t._version = 0
+    t._saved_versions = None
     # Only floating-point outputs carry gradients (a comparison or an integer cast
     # of a Tensor that requires grad does not).
     if state.grad_enabled and data.dtype.kind in "fc":
         for x in xs:
             if x.requires_grad:
                 t.requires_grad = True
+                # The VJPs read the inputs' values: remember which versions they saw.
+                t._saved_versions = [x._version for x in xs]
                 break
     if t.requires_grad or state.track:
         # While a stochastic graph is being built the link is kept whatever the dtype
@@ -123,9 +131,9 @@ def record(op, data, xs, static):
         t._parents = tuple(xs)
         t._op = op
         t._static = static
-    if state.anomaly and data.dtype.kind in "fc" and not np.isfinite(data).all():
+    if state.anomaly and data.dtype.kind in "fc" and np.isnan(data).any():
         raise FloatingPointError(
-            f"detect_anomaly: '{op.name}' produced NaN or Inf from inputs of shapes {_shapes(xs)}"
+            f"detect_anomaly: '{op.name}' produced NaN from inputs of shapes {_shapes(xs)}"
         )
     return t
 
@@ -157,7 +165,7 @@ def primitive(name, forward, *vjps):
     return op
 
 
-def _freed_vjp(*_args, **_kw):
+def _raise_freed():
     raise RuntimeError(
         "trying to differentiate through a graph a second time, but its records were freed "
         "by the first backward pass; pass retain_graph=True the first time"
@@ -165,11 +173,25 @@ def _freed_vjp(*_args, **_kw):
 
 
 class _Freed:
+    """The ``_op`` of a record whose inputs a backward pass has dropped."""
+
     name = "freed"
-    vjps = (_freed_vjp,) * 64
+    vjps = ()
 
 
 FREED = _Freed()
+
+
+def _check_versions(node):
+    """Raise if an input of ``node`` was changed in place after ``node`` was recorded."""
+    for i, (p, v) in enumerate(zip(node._parents, node._saved_versions)):
+        if p._version != v:
+            raise RuntimeError(
+                f"one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: input {i} of '{node._op.name}' (shape {p.shape}, {p.dtype}) "
+                f"is at version {p._version}; expected version {v}. Recompute the forward pass "
+                f"after changing it (e.g. after optimizer.step())"
+            )
 
 
 def unbroadcast(g, shape):
@@ -247,9 +269,10 @@ def _run(outputs, grads, wanted, retain_graph, create_graph):
     order = _toposort([o for o in outputs if o.requires_grad])
     if wanted is not None:
         # Keep only nodes that lead to a wanted tensor: one forward sweep over the order.
+        # A freed record has lost its inputs, so it may lead anywhere: keep it (to raise).
         leads = set()
         for node in order:
-            if id(node) in wanted or any(id(p) in leads for p in node._parents):
+            if id(node) in wanted or node._op is FREED or any(id(p) in leads for p in node._parents):
                 leads.add(id(node))
     else:
         leads = None
@@ -270,7 +293,15 @@ def _run(outputs, grads, wanted, retain_graph, create_graph):
                 if wanted is None:
                     _accumulate_leaf(node, g, create_graph)
                 continue
+            if op is FREED:
+                # Its inputs are gone: stopping here would silently drop their gradients.
+                # (Harmless only when this tensor is the one input asked for.)
+                if wanted is None or wanted != {id(node)}:
+                    _raise_freed()
+                continue
             parents, static = node._parents, node._static
+            if node._saved_versions != [p._version for p in parents]:
+                _check_versions(node)
             for j, p in enumerate(parents):
                 if not p.requires_grad or (leads is not None and id(p) not in leads):
                     continue
@@ -315,8 +346,6 @@ def backward(output, grad=None, retain_graph=False, create_graph=False):
             "backward() on a Tensor that does not require grad: nothing it was computed "
             "from has requires_grad=True (or it was computed under no_grad)"
         )
-    if output._op is FREED:
-        _freed_vjp()
     grads = _seed_grads([output], [grad])
     _run([output], grads, None, retain_graph or create_graph, create_graph)
 
@@ -347,9 +376,6 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=No
             )
     if retain_graph is None:
         retain_graph = create_graph
-    for o in outputs:
-        if isinstance(o, Tensor) and o._op is FREED:
-            _freed_vjp()
     grads = _seed_grads(outputs, grad_outputs)
     results = _run(outputs, grads, {id(x) for x in inputs}, retain_graph, create_graph)
     out = []

@@ -79,6 +79,7 @@ class Module:
                 )
         for name, p in own.items():
             p.data[...] = state[name]
+            p._bump()
 
 
 def _walk_value(value, name):

@@ -45,7 +45,13 @@ negative = primitive("negative", np.negative, lambda g, ans, x: -g)
 
 
 def _power_vjp_base(g, ans, x, y):
-    return unbroadcast(g * y * x ** (y - 1), x.shape)
+    # d(x^y)/dx = y x^(y-1) is 0 for y == 0, also at x == 0 where x^(y-1) is inf: there
+    # x is replaced by 1, so that no 0 * inf gives NaN, in this order or the next.
+    shape = x.shape
+    singular = (x.data == 0) & (y.data == 0)
+    if singular.any():
+        x = where(singular, 1, x)
+    return unbroadcast(g * y * x ** (y - 1), shape)
 
 
 def _power_vjp_exponent(g, ans, x, y):
@@ -473,12 +479,24 @@ def clip(x, lo=None, hi=None):
     return x
 
 
-def xlogy(x, y):
-    """x * log(y), taken as 0 where x == 0 (so 0 * log 0 = 0), gradients included."""
-    xd = x.data if isinstance(x, Tensor) else np.asarray(x)
-    zero = xd == 0
-    safe_y = where(zero, 1, y) if isinstance(y, Tensor) else np.where(zero, 1, y)
-    return where(zero, 0, x * log(safe_y))
+def _xlogy_vjp_y(g, ans, x, y):
+    # d/dy = x / y; at x == y == 0 (where 0 log 0 is taken as 0) it is taken as 0 too.
+    both_zero = (x.data == 0) & (y.data == 0)
+    return unbroadcast(g * x / where(both_zero, 1, y), y.shape)
+
+
+def _xlogy(x, y):
+    """x * log(y), with 0 * log(0) = 0. Only that value is special: d/dx = log(y)
+    everywhere (so d log_prob / d concentration of a Gamma is right at concentration 1)."""
+    return sp.xlogy(x, y)
+
+
+xlogy = primitive(
+    "xlogy",
+    _xlogy,
+    lambda g, ans, x, y: unbroadcast(g * log(y), x.shape),
+    _xlogy_vjp_y,
+)
 
 
 _stop = primitive("stop_gradient", lambda x: x, lambda g, ans, x: None)
@@ -504,8 +522,15 @@ def logsumexp(x, axis=None, keepdims=False):
     x = x if isinstance(x, Tensor) else Tensor(x)
     axis = _axis(axis)
     m = np.max(x.data, axis=axis, keepdims=True) if x.size else np.zeros(_kept_shape(x.shape, axis), x.dtype)
-    m = np.where(np.isfinite(m), m, 0).astype(x.dtype, copy=False)  # all -inf rows give -inf, not NaN
+    # A row of only -inf gives -inf with gradient 0 (as torch): compute it on a row of
+    # zeros and put -inf in afterwards, so that no inf * 0 gives NaN in any order.
+    empty = m == -np.inf
+    if empty.any():
+        x = where(empty, 0, x)
+    m = np.where(np.isfinite(m), m, 0).astype(x.dtype, copy=False)
     out = log(sum(exp(x - m), axis=axis, keepdims=True)) + m
+    if empty.any():
+        out = where(empty, -np.inf, out)
     return out if keepdims else reshape(out, _reduced_shape(x.shape, axis))
 
 

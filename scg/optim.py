@@ -94,6 +94,7 @@ class SGD(Optimizer):
                 v += g
                 g = v
             p.data -= lr * g
+            p._bump()  # records made before this step would read the new values
         self.step_count += 1
 
 
@@ -143,3 +144,4 @@ class Adam(Optimizer):
             np.divide(m, tmp, out=tmp)
             tmp *= step_size
             p.data -= tmp
+            p._bump()

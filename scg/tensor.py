@@ -19,7 +19,8 @@ class Tensor:
     float32; numpy arrays and numpy scalars mix in as numpy would mix them.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_op", "_static", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_op", "_static",
+                 "_version", "_saved_versions", "__weakref__")
 
     # ``ndarray + Tensor`` must give numpy's operator back to us (``Tensor.__radd__``)
     # instead of numpy converting the Tensor through ``__array__``.
@@ -39,6 +40,8 @@ class Tensor:
         self._parents = ()
         self._op = None
         self._static = None
+        self._version = 0
+        self._saved_versions = None
 
     # ---- array-like properties -------------------------------------------------
     @property
@@ -61,6 +64,20 @@ class Tensor:
     def is_leaf(self):
         """True for Tensors created by the user (not by a recorded primitive)."""
         return self._op is None
+
+    @property
+    def version(self):
+        """How many times ``data`` was changed in place (by an optimizer step, say).
+
+        A recorded primitive remembers the versions of its inputs, and the reverse
+        pass refuses to run if one changed since: its VJP would read new values.
+        Code that writes into ``data`` in place calls ``_bump()`` afterwards.
+        """
+        return self._version
+
+    def _bump(self):
+        """Declare that ``data`` was just changed in place (see ``version``)."""
+        self._version += 1
 
     @property
     def T(self):

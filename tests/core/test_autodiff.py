@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import scg
+import scg.distributions as D
 from scg.autodiff import primitive
 
 
@@ -215,3 +216,97 @@ def test_detect_anomaly_names_the_backward_op():
 def test_gradient_through_custom_primitive():
     cube = primitive("cube", lambda x: x**3, lambda g, ans, x: g * 3 * x * x)
     assert scg.gradcheck(lambda x: cube(x), [np.array([0.5, -1.2])], order=2)
+
+
+# ---- a graph freed by an earlier backward, and values changed in place after recording
+
+
+def test_backward_through_a_freed_shared_subexpression_is_refused():
+    mu = scg.tensor(1.0, requires_grad=True)
+    h = mu * 3.0
+    a, b = h * 2.0, h * 5.0
+    a.backward()
+    assert mu.grad.item() == 6.0
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        b.backward()  # h's record was freed by a.backward(): not a silent zero
+    mu = scg.tensor(1.0, requires_grad=True)
+    h = mu * 3.0
+    a, b = h * 2.0, h * 5.0
+    a.backward(retain_graph=True)
+    b.backward()
+    assert mu.grad.item() == 6.0 + 15.0
+
+
+def test_grad_twice_over_a_freed_shared_subexpression_is_refused():
+    mu = scg.tensor(1.0, requires_grad=True)
+    h = (mu * 3.0) * 1.0  # the freed records lie two steps behind b
+    a, b = h * 2.0, h * 5.0
+    assert scg.grad(a, [mu])[0].item() == 6.0
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        scg.grad(b, [mu])
+    assert scg.grad(h * 5.0, [h])[0].item() == 5.0  # h itself is asked for: its record is not needed
+    mu = scg.tensor(1.0, requires_grad=True)
+    h = mu * 3.0
+    a, b = h * 2.0, h * 5.0
+    assert scg.grad(a, [mu], retain_graph=True)[0].item() == 6.0
+    assert scg.grad(b, [mu])[0].item() == 15.0
+
+
+def test_an_optimizer_step_between_forward_and_backward_is_refused():
+    x = scg.tensor(1.0, requires_grad=True)
+    y = x * x  # dy/dx = 2x = 2 here
+    x.grad = scg.tensor(2.0)
+    scg.optim.SGD([x], lr=2.0).step()  # x becomes -3
+    x.grad = None
+    with pytest.raises(RuntimeError, match=r"modified by an inplace operation.*'multiply'.*"
+                                           r"is at version 1; expected version 0"):
+        y.backward()  # would be 2 * (-3) = -6, from the new value
+    assert x.version == 1
+    y = x * x
+    y.backward()
+    assert x.grad.item() == -6.0
+
+
+def test_adam_steps_and_load_state_dict_bump_the_version():
+    layer = scg.nn.Linear(2, 1, dtype=np.float64)
+    x = np.ones((1, 2))
+    out = layer(x).sum()
+    opt = scg.optim.Adam(layer.parameters(), lr=0.1)
+    for p in layer.parameters():
+        p.grad = scg.tensor(np.ones(p.shape))
+    opt.step()
+    with pytest.raises(RuntimeError, match="is at version 1; expected version 0"):
+        out.backward()
+    out = layer(x).sum()
+    layer.load_state_dict(layer.state_dict())
+    with pytest.raises(RuntimeError, match="is at version 2; expected version 1"):
+        out.backward()
+    assert [p.version for p in layer.parameters()] == [2, 2]
+
+
+# ---- detect_anomaly accepts valid -inf values
+
+
+def test_detect_anomaly_accepts_minus_inf_log_probs():
+    with scg.detect_anomaly():
+        logits = scg.tensor([0.0, -np.inf], requires_grad=True)
+        lp = D.Categorical(logits=logits).log_prob(np.array(0))
+        lp.backward()
+        # log p(0) = 0 - log(e^0 + e^-inf) = 0; d/dlogits = onehot(0) - softmax = [0, 0]
+        assert lp.item() == 0.0
+        np.testing.assert_array_equal(logits.grad.data, [0.0, 0.0])
+        p = scg.tensor(0.0, requires_grad=True)
+        lp = D.Bernoulli(probs=p).log_prob(0.0)
+        lp.backward()
+        # log p(0) = log(1 - p) = 0 at p = 0; d/dp = -1 / (1 - p) = -1
+        assert lp.item() == 0.0 and p.grad.item() == -1.0
+
+
+def test_detect_anomaly_still_refuses_an_infinite_gradient():
+    x = scg.tensor(0.0, requires_grad=True)
+    with scg.detect_anomaly():
+        y = scg.log(x)  # -inf is a valid value...
+        assert y.item() == -np.inf
+        with np.errstate(divide="ignore"):
+            with pytest.raises(FloatingPointError, match="through 'log'.*NaN or Inf"):
+                y.backward()  # ...but d log x / dx = 1 / 0 is not a valid gradient

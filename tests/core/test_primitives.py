@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
 
 import scg
+import scg.distributions as D
 
 SMALL = array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=3)
 PAIRS = mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=1, max_side=3)
@@ -200,3 +201,70 @@ def test_astype_round_trip_gradient():
     (g,) = scg.grad(y, [x])
     assert g.dtype == np.float64
     np.testing.assert_array_equal(g.data, [3.0, 3.0])
+
+
+# ---- the special points of xlogy, x ** 0 and logsumexp
+
+
+def test_xlogy_gradient_in_x_is_log_y_also_where_x_is_zero():
+    x = scg.tensor([0.0, 0.0, 2.0], requires_grad=True)
+    y = scg.tensor([0.5, 2.0, 3.0], requires_grad=True)
+    assert scg.xlogy(0.0, 0.0).item() == 0.0  # the one special value: 0 log 0 = 0
+    gx, gy = scg.grad(scg.xlogy(x, y).sum(), [x, y], create_graph=True)
+    np.testing.assert_allclose(gx.data, [np.log(0.5), np.log(2.0), np.log(3.0)])  # log y
+    np.testing.assert_allclose(gy.data, [0.0, 0.0, 2.0 / 3.0])  # x / y
+    # d2/dy dx = 1 / y from either side; d2/dx2 = 0
+    gxy, gxx = scg.grad(gx.sum(), [y, x], retain_graph=True)
+    np.testing.assert_allclose(gxy.data, [2.0, 0.5, 1.0 / 3.0])
+    np.testing.assert_allclose(gxx.data, [0.0, 0.0, 0.0])
+    (gyx,) = scg.grad(gy.sum(), [x])
+    np.testing.assert_allclose(gyx.data, [2.0, 0.5, 1.0 / 3.0])
+    assert scg.gradcheck(scg.xlogy, [np.array([0.0, 0.0]), np.array([0.5, 2.0])], order=2)
+
+
+def test_log_prob_gradient_at_concentration_one():
+    # Gamma(a, r): d/da [a log r + (a - 1) log x - lgamma(a) - r x] = log r + log x - digamma(a),
+    # and digamma(1) = -euler_gamma.
+    a = scg.tensor(1.0, requires_grad=True)
+    D.Gamma(a, 2.0).log_prob(0.3).backward()
+    assert np.isclose(a.grad.item(), np.log(2.0) + np.log(0.3) + np.euler_gamma)
+    # Beta(a, b) at (1, 2): d/da = log x - digamma(a) + digamma(a + b) = log x + 1 + 1/2,
+    # d/db = log(1 - x) - digamma(b) + digamma(a + b) = log(1 - x) + 1/2 (digamma(n + 1) = digamma(n) + 1/n).
+    a, b = scg.tensor(1.0, requires_grad=True), scg.tensor(2.0, requires_grad=True)
+    D.Beta(a, b).log_prob(0.3).backward()
+    assert np.isclose(a.grad.item(), np.log(0.3) + 1.5) and np.isclose(b.grad.item(), np.log(0.7) + 0.5)
+    # Dirichlet([1, 2]) at (0.3, 0.7) is that Beta.
+    c = scg.tensor([1.0, 2.0], requires_grad=True)
+    D.Dirichlet(c).log_prob(np.array([0.3, 0.7])).backward()
+    np.testing.assert_allclose(c.grad.data, [np.log(0.3) + 1.5, np.log(0.7) + 0.5])
+
+
+def test_zero_power_of_zero_has_zero_gradient_of_every_order():
+    x = scg.tensor([0.0, 2.0], requires_grad=True)
+    y = x**0
+    np.testing.assert_array_equal(y.data, [1.0, 1.0])
+    (g,) = scg.grad(y.sum(), [x], create_graph=True)
+    np.testing.assert_array_equal(g.data, [0.0, 0.0])  # x^0 = 1 does not depend on x
+    (h,) = scg.grad(g.sum(), [x])
+    np.testing.assert_array_equal(h.data, [0.0, 0.0])
+    # A Tensor exponent: d/de x^e = x^e log x, taken as 0 at x = 0 (as torch); log 2 at x = 2.
+    e = scg.tensor(0.0, requires_grad=True)
+    gx, ge = scg.grad((x**e).sum(), [x, e])
+    np.testing.assert_array_equal(gx.data, [0.0, 0.0])
+    assert np.isclose(ge.item(), np.log(2.0))
+
+
+def test_logsumexp_of_only_minus_inf_is_minus_inf_with_zero_gradient():
+    x = scg.tensor([[-np.inf, -np.inf], [0.0, np.log(3.0)]], requires_grad=True)
+    out = scg.logsumexp(x, axis=-1)
+    np.testing.assert_allclose(out.data, [-np.inf, np.log(4.0)])
+    (g,) = scg.grad(out.sum(), [x], create_graph=True)
+    np.testing.assert_allclose(g.data, [[0.0, 0.0], [0.25, 0.75]])  # softmax, 0 on the empty row
+    # The Hessian is diag(p) - p p^T: its first column is (p0 (1 - p0), -p0 p1) = (3/16, -3/16).
+    (h,) = scg.grad(g[:, 0].sum(), [x])
+    np.testing.assert_allclose(h.data, [[0.0, 0.0], [3.0 / 16, -3.0 / 16]])
+    z = scg.tensor([-np.inf, -np.inf, -np.inf], requires_grad=True)
+    out = scg.logsumexp(z)
+    assert out.item() == -np.inf
+    (g,) = scg.grad(out, [z])
+    np.testing.assert_array_equal(g.data, [0.0, 0.0, 0.0])
