@@ -13,7 +13,7 @@ normalises with a log-sum-exp), implicitly reparameterized and differentiable to
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, params
+from .distribution import Distribution, broadcast, check, params, simplex_tolerance
 from .gamma import rsample_log_standard_gamma
 
 
@@ -56,10 +56,9 @@ class Dirichlet(Distribution):
             raise ValueError(
                 f"Dirichlet.log_prob: value must have K = {k} on its last axis; got shape {x.shape}"
             )
-        # Like torch's simplex check (|sum - 1| < 1e-6), widened for many float32 terms.
-        eps = max(np.finfo(x.dtype).eps, np.finfo(self.dtype).eps)
-        tol = max(1e-6, 4 * k * float(eps))
-        on_simplex = (x.data >= 0).all(axis=-1) & (abs(x.data.sum(axis=-1) - 1) <= tol)
+        # (in the coarser of the value's and the parameters' float dtypes)
+        tol = max(simplex_tolerance(k, t) for t in (x.dtype, self.dtype) if t.kind == "f")
+        on_simplex = (x.data >= 0).all(axis=-1) & (abs(x.data.sum(axis=-1, dtype=np.float64) - 1) <= tol)
         inside = np.broadcast_to(on_simplex, np.broadcast_shapes(on_simplex.shape, self.batch_shape))
         if self._validate and not inside.all():
             bad = np.broadcast_to(x.data, inside.shape + (k,))[~inside][0]

@@ -148,6 +148,7 @@ class Gamma(Distribution):
             "Gamma", concentration=concentration, rate=rate
         )
         check("Gamma", "concentration", self.concentration, self.concentration.data > 0, "positive")
+        check("Gamma", "concentration", self.concentration, np.isfinite(self.concentration.data), "finite")
         check("Gamma", "rate", self.rate, self.rate.data > 0, "positive")
         check("Gamma", "rate", self.rate, np.isfinite(self.rate.data), "finite")
         super().__init__(shape, (), dtype, validate_args)
@@ -160,10 +161,13 @@ class Gamma(Distribution):
     def log_prob(self, value):
         x = self._value(value)
         inside = self._support(x, x.data >= 0)
-        safe_x = ops.where(inside, x, 1)
+        # x = inf is the end of the support, where the density is 0 (as scipy says);
+        # evaluating there would give (a - 1) log x - b x = inf - inf = NaN.
+        finite = inside & (x.data < np.inf)
+        safe_x = ops.where(finite, x, 1)
         a, b = self.concentration, self.rate
         lp = a * ops.log(b) + ops.xlogy(a - 1, safe_x) - b * safe_x - ops.lgamma(a)
-        return ops.where(inside, lp, -np.inf)
+        return ops.where(finite, lp, -np.inf)
 
     def entropy(self):
         a, b = self.concentration, self.rate

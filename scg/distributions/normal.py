@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 from .. import ops
 from .distribution import Distribution, broadcast, check, params
 
@@ -19,6 +21,7 @@ class Normal(Distribution):
     def __init__(self, loc, scale, validate_args=None):
         (self.loc, self.scale), shape, dtype = params("Normal", loc=loc, scale=scale)
         check("Normal", "scale", self.scale, self.scale.data > 0, "positive")
+        check("Normal", "scale", self.scale, np.isfinite(self.scale.data), "finite")
         check("Normal", "loc", self.loc, abs(self.loc.data) < float("inf"), "finite")
         super().__init__(shape, (), dtype, validate_args)
 
