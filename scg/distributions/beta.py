@@ -14,7 +14,7 @@ differentiable in a and b to any order.
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, params
+from .distribution import Distribution, broadcast, check, params, untyped
 from .gamma import rsample_log_standard_gamma
 
 
@@ -28,6 +28,7 @@ class Beta(Distribution):
         (self.concentration1, self.concentration0), shape, dtype = params(
             "Beta", concentration1=concentration1, concentration0=concentration0
         )
+        self._untyped = untyped(concentration1=concentration1, concentration0=concentration0)
         for name, t in (("concentration1", self.concentration1), ("concentration0", self.concentration0)):
             check("Beta", name, t, t.data > 0, "positive")
             check("Beta", name, t, np.isfinite(t.data), "finite")
@@ -45,6 +46,9 @@ class Beta(Distribution):
         return x if (inside == x.data).all() else x + (inside - x.data)
 
     def log_prob(self, value):
+        follower = self._follow(value)  # Python-number parameters take the value's dtype
+        if follower is not self:
+            return follower.log_prob(value)
         x = self._value(value)
         inside = self._support(x, (x.data >= 0) & (x.data <= 1))
         x = ops.where(inside, x, 0.5)

@@ -8,7 +8,9 @@ import numpy as np
 
 from .. import ops
 from ..tensor import Tensor
-from .distribution import Distribution, broadcast, check, gather_last, p_log_q, params, probs_or_logits, simplex_tolerance
+from .distribution import (
+    Distribution, broadcast, check, gather_last, p_log_q, params, probs_or_logits, simplex_tolerance, untyped,
+)
 
 
 class Categorical(Distribution):
@@ -39,6 +41,7 @@ class Categorical(Distribution):
             self._probs = None
         self.num_categories = param.shape[-1]
         self.support = f"the integers 0..{self.num_categories - 1}"
+        self._untyped = untyped(**{given: probs if probs is not None else logits})
         super().__init__(shape[:-1], (), dtype, validate_args)
 
     @property

@@ -13,7 +13,7 @@ normalises with a log-sum-exp), implicitly reparameterized and differentiable to
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, params, simplex_tolerance
+from .distribution import Distribution, broadcast, check, params, simplex_tolerance, untyped
 from .gamma import rsample_log_standard_gamma
 
 
@@ -28,6 +28,7 @@ class Dirichlet(Distribution):
 
     def __init__(self, concentration, validate_args=None):
         (self.concentration,), shape, dtype = params("Dirichlet", concentration=concentration)
+        self._untyped = untyped(concentration=concentration)
         if len(shape) == 0 or shape[-1] == 0:
             raise ValueError(
                 f"Dirichlet: parameter 'concentration' needs a last axis of K >= 1 categories; "
@@ -50,6 +51,9 @@ class Dirichlet(Distribution):
         return x if (floor == x.data).all() else x + (floor - x.data)
 
     def log_prob(self, value):
+        follower = self._follow(value)  # Python-number parameters take the value's dtype
+        if follower is not self:
+            return follower.log_prob(value)
         x = self._value(value)
         k = self.event_shape[0]
         if x.ndim == 0 or x.shape[-1] != k:

@@ -21,6 +21,7 @@ class Distribution:
     has_enumerate_support = False
     support = "the real numbers"
     _validate_default = False
+    _untyped = None  # the parameters as given, when none had a float dtype (see _follow)
 
     def __init__(self, batch_shape=(), event_shape=(), dtype=np.float64, validate_args=None):
         self.batch_shape = tuple(batch_shape)
@@ -90,6 +91,20 @@ class Distribution:
         )
 
     # ---- helpers for subclasses ------------------------------------------------
+    def _follow(self, other):
+        """This distribution in the float dtype of ``other`` (a dtype, or a value that has
+        one) when none of its parameters had a float dtype of its own, else itself.
+
+        The rule, as for the core's operators: Python numbers (and lists of them) take the
+        dtype of what they meet. A distribution built only from them is float64 (numpy's
+        default) on its own, and follows a float value in ``log_prob`` and the other
+        distribution in ``kl_divergence``: ``Normal(0.0, 1.0).log_prob(z32)`` is float32."""
+        dtype = other if isinstance(other, np.dtype) else getattr(other, "dtype", None)
+        if self._untyped is None or dtype is None or np.dtype(dtype).kind != "f" or dtype == self.dtype:
+            return self
+        args = {name: np.asarray(v, dtype=dtype) for name, v in self._untyped.items()}
+        return type(self)(**args, validate_args=self._validate)
+
     def _rng(self, rng):
         return resolve(rng)
 
@@ -101,7 +116,8 @@ class Distribution:
         value = value if isinstance(value, Tensor) else Tensor(value)
         if self._validate and np.isnan(value.data).any():  # NaN is in no support
             raise ValueError(
-                f"{type(self).__name__}.log_prob: value contains NaN, which is outside the support, {self.support}"
+                f"{type(self).__name__}.log_prob: value contains NaN, which is outside the "
+                f"support, {self.support}"
             )
         return value
 
@@ -158,6 +174,16 @@ def params(cls_name, **named):
         desc = ", ".join(f"{n} {t.shape}" for n, t in zip(named, out))
         raise ValueError(f"{cls_name}: parameter shapes do not broadcast: {desc}") from None
     return out, shape, dtype
+
+
+def untyped(**named):
+    """``named`` when no parameter has a float dtype of its own (Python numbers, lists,
+    integers), else None: what ``Distribution._follow`` rebuilds a distribution from."""
+    for v in named.values():
+        d = v.data.dtype if isinstance(v, Tensor) else getattr(v, "dtype", None)
+        if d is not None and np.dtype(d).kind == "f":
+            return None
+    return named
 
 
 def simplex_tolerance(k, dtype):

@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import ops
 from ..autodiff import primitive, unbroadcast
-from .distribution import Distribution, broadcast, check, params
+from .distribution import Distribution, broadcast, check, params, untyped
 
 SERIES_MAX_Z = 4.0  # above it, quadrature: the series grows long and cancels (error ~ eps e^z)
 _SERIES_TERMS = int(np.ceil(SERIES_MAX_Z + 10.0 * np.sqrt(SERIES_MAX_Z) + 30.0))  # float64 rounding level
@@ -147,6 +147,7 @@ class Gamma(Distribution):
         (self.concentration, self.rate), shape, dtype = params(
             "Gamma", concentration=concentration, rate=rate
         )
+        self._untyped = untyped(concentration=concentration, rate=rate)
         check("Gamma", "concentration", self.concentration, self.concentration.data > 0, "positive")
         check("Gamma", "concentration", self.concentration, np.isfinite(self.concentration.data), "finite")
         check("Gamma", "rate", self.rate, self.rate.data > 0, "positive")
@@ -159,6 +160,9 @@ class Gamma(Distribution):
         return z / self.rate
 
     def log_prob(self, value):
+        follower = self._follow(value)  # Python-number parameters take the value's dtype
+        if follower is not self:
+            return follower.log_prob(value)
         x = self._value(value)
         inside = self._support(x, x.data >= 0)
         # x = inf is the end of the support, where the density is 0 (as scipy says);

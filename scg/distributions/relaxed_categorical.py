@@ -57,7 +57,8 @@ class RelaxedOneHotCategorical(Distribution):
                 f"RelaxedOneHotCategorical.log_prob: value of shape {y.shape} does not end in the "
                 f"event shape {self.event_shape}"
             )
-        on_simplex = np.all(y.data > 0, axis=-1) & (np.abs(y.data.sum(-1, dtype=np.float64) - 1) <= simplex_tolerance(k, y.dtype))
+        total = y.data.sum(-1, dtype=np.float64)
+        on_simplex = np.all(y.data > 0, axis=-1) & (np.abs(total - 1) <= simplex_tolerance(k, y.dtype))
         inside = self._support(y, np.broadcast_to(on_simplex, np.broadcast_shapes(y.shape[:-1], self.batch_shape)))
         safe = ops.where(np.expand_dims(inside, -1), y, 1.0 / k)
         t = self.temperature

@@ -124,7 +124,8 @@ def test_gamma_implicit_gradient_at_large_concentrations(alpha):
     assert peak < 8 * 2**20, peak
     # dz/da is ~1 + xi / (2 sqrt(a)); rounding of z (1e-16 z) in the differences of
     # the inverse CDF limits them to ~1e-16 z / h = 1e-14 sqrt(a).
-    np.testing.assert_allclose(g1.data, _inverse_cdf_derivative(alpha, z.data), rtol=1e-8 + 1e-13 * np.sqrt(alpha))
+    rtol = 1e-8 + 1e-13 * np.sqrt(alpha)
+    np.testing.assert_allclose(g1.data, _inverse_cdf_derivative(alpha, z.data), rtol=rtol)
 
 
 def test_gamma_implicit_gradient_in_the_far_tails():
