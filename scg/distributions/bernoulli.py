@@ -6,7 +6,7 @@ log p(x) = x log p + (1 - x) log(1 - p); from logits that is x l - softplus(l).
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, p_log_q, params, probs_or_logits
+from .distribution import Distribution, broadcast, check, p_log_q, params, probs_or_logits, untyped
 
 
 class Bernoulli(Distribution):
@@ -21,6 +21,7 @@ class Bernoulli(Distribution):
         (param,), shape, dtype = params("Bernoulli", **{self._given: probs if probs is not None else logits})
         if self._given == "probs":
             check("Bernoulli", "probs", param, (param.data >= 0) & (param.data <= 1), "in [0, 1]")
+        self._untyped = untyped(**{self._given: probs if probs is not None else logits})
         super().__init__(shape, (), dtype, validate_args)
         self._param = param
 

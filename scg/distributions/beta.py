@@ -4,16 +4,18 @@ With a = concentration1, b = concentration0 and log B(a, b) = lgamma(a) + lgamma
 - lgamma(a + b): entropy log B(a, b) - (a-1) psi(a) - (b-1) psi(b) + (a+b-2) psi(a+b),
 mean a/(a+b), variance ab / ((a+b)^2 (a+b+1)).
 
-``rsample``: x = G1 / (G1 + G0) with G1 ~ Gamma(a, 1), G0 ~ Gamma(b, 1) drawn by
-:func:`~scg.distributions.gamma.rsample_standard_gamma`, so the sample is implicitly
-reparameterized and differentiable in a and b to any order.
+``rsample``: x = G1 / (G1 + G0) = sigmoid(log G1 - log G0) with G1 ~ Gamma(a, 1),
+G0 ~ Gamma(b, 1) drawn in log space by
+:func:`~scg.distributions.gamma.rsample_log_standard_gamma` (so small concentrations,
+whose Gammas underflow, still give the right ratio), implicitly reparameterized and
+differentiable in a and b to any order.
 """
 
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, params
-from .gamma import rsample_standard_gamma
+from .distribution import Distribution, broadcast, check, params, untyped
+from .gamma import rsample_log_standard_gamma
 
 
 class Beta(Distribution):
@@ -26,6 +28,7 @@ class Beta(Distribution):
         (self.concentration1, self.concentration0), shape, dtype = params(
             "Beta", concentration1=concentration1, concentration0=concentration0
         )
+        self._untyped = untyped(concentration1=concentration1, concentration0=concentration0)
         for name, t in (("concentration1", self.concentration1), ("concentration0", self.concentration0)):
             check("Beta", name, t, t.data > 0, "positive")
             check("Beta", name, t, np.isfinite(t.data), "finite")
@@ -33,16 +36,19 @@ class Beta(Distribution):
 
     def rsample(self, sample_shape=(), rng=None):
         shape, rng = self._extended_shape(sample_shape), self._rng(rng)
-        g1 = rsample_standard_gamma(broadcast(self.concentration1, self.batch_shape), shape, rng)
-        g0 = rsample_standard_gamma(broadcast(self.concentration0, self.batch_shape), shape, rng)
-        x = g1 / (g1 + g0)
+        log_g1 = rsample_log_standard_gamma(broadcast(self.concentration1, self.batch_shape), shape, rng)
+        log_g0 = rsample_log_standard_gamma(broadcast(self.concentration0, self.batch_shape), shape, rng)
+        x = ops.sigmoid(log_g1 - log_g0)
         # Small concentrations put much mass within rounding of 0 and 1: keep every
         # draw in [tiny, largest float below 1], moving it by a constant so that its
-        # gradient stays that of g1 / (g1 + g0).
+        # gradient stays that of G1 / (G1 + G0).
         inside = np.clip(x.data, np.finfo(self.dtype).tiny, np.nextafter(self.dtype.type(1), 0))
         return x if (inside == x.data).all() else x + (inside - x.data)
 
     def log_prob(self, value):
+        follower = self._follow(value)  # Python-number parameters take the value's dtype
+        if follower is not self:
+            return follower.log_prob(value)
         x = self._value(value)
         inside = self._support(x, (x.data >= 0) & (x.data <= 1))
         x = ops.where(inside, x, 0.5)

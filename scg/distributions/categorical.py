@@ -8,7 +8,9 @@ import numpy as np
 
 from .. import ops
 from ..tensor import Tensor
-from .distribution import Distribution, broadcast, check, gather_last, p_log_q, params, probs_or_logits
+from .distribution import (
+    Distribution, broadcast, check, gather_last, p_log_q, params, probs_or_logits, simplex_tolerance, untyped,
+)
 
 
 class Categorical(Distribution):
@@ -25,9 +27,8 @@ class Categorical(Distribution):
             raise ValueError(f"{name}: parameter '{given}' needs a last axis of categories, got shape {param.shape}")
         if given == "probs":
             check(name, "probs", param, (param.data >= 0) & (param.data <= 1), "in [0, 1]")
-            total = param.data.sum(-1)
-            tol = 1e-6 if dtype == np.float64 else 1e-4
-            if not np.all(np.abs(total - 1) <= tol * param.shape[-1]):
+            total = param.data.sum(-1, dtype=np.float64)
+            if not np.all(np.abs(total - 1) <= simplex_tolerance(param.shape[-1], dtype)):
                 raise ValueError(f"{name}: parameter 'probs' must sum to one on the last axis; sums are {total}")
             self._log_probs = ops.log(param)
             self._probs = param
@@ -40,6 +41,7 @@ class Categorical(Distribution):
             self._probs = None
         self.num_categories = param.shape[-1]
         self.support = f"the integers 0..{self.num_categories - 1}"
+        self._untyped = untyped(**{given: probs if probs is not None else logits})
         super().__init__(shape[:-1], (), dtype, validate_args)
 
     @property

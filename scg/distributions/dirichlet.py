@@ -4,16 +4,17 @@
 Entropy log B(a) + (a0 - K) psi(a0) - sum_k (a_k - 1) psi(a_k), mean a / a0,
 variance a_k (a0 - a_k) / (a0^2 (a0 + 1)).
 
-``rsample``: x_k = G_k / sum_j G_j with G_k ~ Gamma(a_k, 1) drawn by
-:func:`~scg.distributions.gamma.rsample_standard_gamma` (implicit reparameterization,
-differentiable to any order).
+``rsample``: x_k = G_k / sum_j G_j = softmax(log G)_k with G_k ~ Gamma(a_k, 1) drawn in
+log space by :func:`~scg.distributions.gamma.rsample_log_standard_gamma` (so small
+concentrations, whose Gammas underflow, still give the right ratios; the softmax
+normalises with a log-sum-exp), implicitly reparameterized and differentiable to any order.
 """
 
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, params
-from .gamma import rsample_standard_gamma
+from .distribution import Distribution, broadcast, check, params, simplex_tolerance, untyped
+from .gamma import rsample_log_standard_gamma
 
 
 class Dirichlet(Distribution):
@@ -27,6 +28,7 @@ class Dirichlet(Distribution):
 
     def __init__(self, concentration, validate_args=None):
         (self.concentration,), shape, dtype = params("Dirichlet", concentration=concentration)
+        self._untyped = untyped(concentration=concentration)
         if len(shape) == 0 or shape[-1] == 0:
             raise ValueError(
                 f"Dirichlet: parameter 'concentration' needs a last axis of K >= 1 categories; "
@@ -39,24 +41,28 @@ class Dirichlet(Distribution):
 
     def rsample(self, sample_shape=(), rng=None):
         shape = self._extended_shape(sample_shape)
-        g = rsample_standard_gamma(self.concentration, shape, self._rng(rng))
-        x = g / ops.sum(g, axis=-1, keepdims=True)
-        # A Gamma draw at its floor (tiny) divided by a large sum can round to 0: keep
+        log_g = rsample_log_standard_gamma(self.concentration, shape, self._rng(rng))
+        # Shift by the (constant) largest log G first: log G ~ -1000 carries an absolute
+        # rounding of 1e-13, which a log-sum-exp of the unshifted values passes on to x.
+        x = ops.softmax(log_g - np.max(log_g.data, axis=-1, keepdims=True), axis=-1)
+        # A component far below the largest rounds to 0: keep
         # every component >= tiny by adding a constant, so its gradient is unchanged.
         floor = np.maximum(x.data, np.finfo(self.dtype).tiny)
         return x if (floor == x.data).all() else x + (floor - x.data)
 
     def log_prob(self, value):
+        follower = self._follow(value)  # Python-number parameters take the value's dtype
+        if follower is not self:
+            return follower.log_prob(value)
         x = self._value(value)
         k = self.event_shape[0]
         if x.ndim == 0 or x.shape[-1] != k:
             raise ValueError(
                 f"Dirichlet.log_prob: value must have K = {k} on its last axis; got shape {x.shape}"
             )
-        # Like torch's simplex check (|sum - 1| < 1e-6), widened for many float32 terms.
-        eps = max(np.finfo(x.dtype).eps, np.finfo(self.dtype).eps)
-        tol = max(1e-6, 4 * k * float(eps))
-        on_simplex = (x.data >= 0).all(axis=-1) & (abs(x.data.sum(axis=-1) - 1) <= tol)
+        # (in the coarser of the value's and the parameters' float dtypes)
+        tol = max(simplex_tolerance(k, t) for t in (x.dtype, self.dtype) if t.kind == "f")
+        on_simplex = (x.data >= 0).all(axis=-1) & (abs(x.data.sum(axis=-1, dtype=np.float64) - 1) <= tol)
         inside = np.broadcast_to(on_simplex, np.broadcast_shapes(on_simplex.shape, self.batch_shape))
         if self._validate and not inside.all():
             bad = np.broadcast_to(x.data, inside.shape + (k,))[~inside][0]

@@ -23,7 +23,11 @@ def register_kl(type_p, type_q):
 
 
 def kl_divergence(p, q):
-    """KL(p || q) for a registered pair of families; ``NotImplementedError`` otherwise."""
+    """KL(p || q) for a registered pair of families; ``NotImplementedError`` otherwise.
+
+    A distribution built only from Python numbers takes the other's dtype, so that
+    ``kl_divergence(Normal(mu32, sigma32), Normal(0.0, 1.0))`` stays float32."""
+    p, q = p._follow(q.dtype), q._follow(p.dtype)
     for tp in type(p).__mro__:
         for tq in type(q).__mro__:
             fn = _KL.get((tp, tq))

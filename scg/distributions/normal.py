@@ -2,8 +2,10 @@
 
 import math
 
+import numpy as np
+
 from .. import ops
-from .distribution import Distribution, broadcast, check, params
+from .distribution import Distribution, broadcast, check, params, untyped
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -18,7 +20,9 @@ class Normal(Distribution):
 
     def __init__(self, loc, scale, validate_args=None):
         (self.loc, self.scale), shape, dtype = params("Normal", loc=loc, scale=scale)
+        self._untyped = untyped(loc=loc, scale=scale)
         check("Normal", "scale", self.scale, self.scale.data > 0, "positive")
+        check("Normal", "scale", self.scale, np.isfinite(self.scale.data), "finite")
         check("Normal", "loc", self.loc, abs(self.loc.data) < float("inf"), "finite")
         super().__init__(shape, (), dtype, validate_args)
 
@@ -27,6 +31,9 @@ class Normal(Distribution):
         return self.loc + self.scale * eps
 
     def log_prob(self, value):
+        follower = self._follow(value)  # Python-number parameters take the value's dtype
+        if follower is not self:
+            return follower.log_prob(value)
         x = self._value(value)
         z = (x - self.loc) / self.scale
         return -0.5 * z * z - ops.log(self.scale) - HALF_LOG_2PI

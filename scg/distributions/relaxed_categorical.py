@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import ops
 from .categorical import Categorical
-from .distribution import Distribution, relaxation_params
+from .distribution import Distribution, relaxation_params, simplex_tolerance
 
 
 class RelaxedOneHotCategorical(Distribution):
@@ -57,8 +57,8 @@ class RelaxedOneHotCategorical(Distribution):
                 f"RelaxedOneHotCategorical.log_prob: value of shape {y.shape} does not end in the "
                 f"event shape {self.event_shape}"
             )
-        tol = 1e-6 if y.dtype == np.float64 else 1e-4
-        on_simplex = np.all(y.data > 0, axis=-1) & (np.abs(y.data.sum(-1) - 1) <= tol * k)
+        total = y.data.sum(-1, dtype=np.float64)
+        on_simplex = np.all(y.data > 0, axis=-1) & (np.abs(total - 1) <= simplex_tolerance(k, y.dtype))
         inside = self._support(y, np.broadcast_to(on_simplex, np.broadcast_shapes(y.shape[:-1], self.batch_shape)))
         safe = ops.where(np.expand_dims(inside, -1), y, 1.0 / k)
         t = self.temperature

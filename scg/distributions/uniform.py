@@ -8,7 +8,7 @@ Reparameterized by the inverse CDF: ``x = low + (high - low) u`` with
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, params
+from .distribution import Distribution, broadcast, check, params, untyped
 
 
 class Uniform(Distribution):
@@ -19,6 +19,7 @@ class Uniform(Distribution):
 
     def __init__(self, low, high, validate_args=None):
         (self.low, self.high), shape, dtype = params("Uniform", low=low, high=high)
+        self._untyped = untyped(low=low, high=high)
         check("Uniform", "low", self.low, np.isfinite(self.low.data), "finite")
         check("Uniform", "high", self.high, np.isfinite(self.high.data), "finite")
         ordered = self.low.data < self.high.data
@@ -39,6 +40,9 @@ class Uniform(Distribution):
         return x if (below == x.data).all() else x + (below - x.data)
 
     def log_prob(self, value):
+        follower = self._follow(value)  # Python-number parameters take the value's dtype
+        if follower is not self:
+            return follower.log_prob(value)
         x = self._value(value)
         inside = self._support(x, (x.data >= self.low.data) & (x.data < self.high.data))
         return ops.where(inside, -ops.log(self.high - self.low), -np.inf)
