@@ -57,6 +57,7 @@ class Dim:
         self.full_size = size if full_size is None else full_size
 
     def describe(self):
+        """How error messages name this axis."""
         if self.kind == "plate":
             return f"plate '{self.name}' (size {self.size})"
         if self.kind == "sample":
@@ -97,6 +98,7 @@ class Tracker:
         self.keep = []  # the tensors whose ids are in memo, so the ids stay valid
 
     def set(self, t, info):
+        """Record what is known of ``t`` (a sampled value, whose axes the graph assigns)."""
         self.memo[id(t)] = info
         self.keep.append(t)
 
