@@ -54,9 +54,11 @@ def atomic_write(path, write):
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError) and e.errno is not None:  # name the file meant, not the temporary one
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 
@@ -73,9 +75,11 @@ def pid_alive(pid):
 
 def remove_stale_temps(folder, owned=()):
     """Remove the temporary files of atomic writes into ``folder`` whose writer is dead
-    (a kill -9 or power loss leaves them). Temporary files without a pid, as older versions
-    named them (``.<name>.<random><suffix>``), are removed only for names in ``owned``: files
-    that only the caller, holding the folder's lock, writes. Returns the names removed."""
+    (a kill -9 or power loss leaves them). Temporary files without a pid are removed only
+    when the caller holds the folder's lock and names in ``owned`` the files that only it
+    writes: ``.<name>.<random><suffix>`` for those names (as older versions of
+    ``atomic_write`` named them) and ``.scg-render-*`` (``scg.viz.render``, for graph.svg).
+    Returns the names removed."""
     removed = []
     for p in Path(folder).iterdir():
         m = TEMP_NAME.match(p.name)
@@ -83,7 +87,7 @@ def remove_stale_temps(folder, owned=()):
             stale = not pid_alive(int(m["pid"]))
         else:
             stale = any(re.fullmatch(rf"\.{re.escape(n)}\.[A-Za-z0-9_]{{8}}{re.escape(Path(n).suffix)}", p.name)
-                        for n in owned)
+                        for n in owned) or (bool(owned) and p.name.startswith(".scg-render-"))
         if stale and p.is_file():
             try:
                 p.unlink()
@@ -236,6 +240,15 @@ def check_finite(model, path):
                            f"the run diverged, so there is nothing meaningful to evaluate or sample")
 
 
+def check_diverged(row, epoch, ckpt):
+    """Refuse to save an epoch whose bound is NaN or infinite: the last good checkpoint stays."""
+    bad = {k: row[k] for k in ("train_bound", "valid_bound") if not np.isfinite(row[k])}
+    if bad:
+        kept = f"the checkpoint after epoch {epoch - 1} in {ckpt} is kept" if epoch > 1 else "no checkpoint was written"
+        raise CommandError(f"epoch {epoch}: the bound is not finite ({bad}); training diverged and {kept}; "
+                           f"try a smaller --lr")
+
+
 def split_train_valid(images, valid):
     """(x_valid, x_train): ``valid`` images held out by a fixed permutation (seed 12345)."""
     if valid >= len(images):
@@ -260,7 +273,7 @@ def fail(message, code):
 def run_command(command, args):
     """Run ``command(args)``; refusals, out-of-memory, I/O errors and interruptions end with
     one line on stderr and a non-zero exit status (2 for refusals)."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return command(args)
     except (CommandError, data.DataError) as e:
@@ -274,3 +287,5 @@ def run_command(command, args):
         fail("interrupted; the checkpoint of the last finished epoch is kept", 130)
     except Terminated:
         fail("terminated (SIGTERM); the checkpoint of the last finished epoch is kept", 143)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
