@@ -197,6 +197,7 @@ def run_folder(out, resume=False, overwrite=False, outputs=(), can_resume=True):
 
 
 def gib(nbytes):
+    """A byte count for people: '1.5 GiB' or '300 MiB'."""
     return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MiB"
 
 
@@ -227,6 +228,7 @@ def check_memory(nbytes, what, advice):
 
 
 def check_disk(folder, nbytes, what):
+    """Refuse up front when ``what`` needs more disk in ``folder`` than is free."""
     free = shutil.disk_usage(folder).free
     if nbytes > free:
         raise CommandError(f"{what} needs about {gib(nbytes)} of disk in {folder} and {gib(free)} is free")
@@ -266,6 +268,7 @@ def _on_sigterm(signum, frame):
 
 
 def fail(message, code):
+    """Print ``error: message`` on stderr and exit with ``code``."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
 
