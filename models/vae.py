@@ -387,22 +387,13 @@ def train(args):
             valid_bound = dataset_bound(model, x_valid, k=args.k, kl=args.kl, rng=np.random.default_rng(epoch))
             row = dict(epoch=epoch, train_bound=total / seen, valid_bound=valid_bound,
                        seconds=time.perf_counter() - t0)
-            check_diverged(row, epoch, ckpt)
+            cli.check_diverged(row, epoch, ckpt)
             history.append(row)
             print(json.dumps(row), flush=True)
             save_checkpoint(ckpt, model, opt, rng, epoch, config, history)
             write_metrics(out / "metrics.jsonl", history)
         write_pictures(model, args, out, history, x_test, y_test, x_test_bin)
     return model, history
-
-
-def check_diverged(row, epoch, ckpt):
-    """Refuse to save an epoch whose bound is NaN or infinite: the last good checkpoint stays."""
-    bad = {k: row[k] for k in ("train_bound", "valid_bound") if not math.isfinite(row[k])}
-    if bad:
-        kept = f"the checkpoint after epoch {epoch - 1} in {ckpt} is kept" if epoch > 1 else "no checkpoint was written"
-        raise CommandError(f"epoch {epoch}: the bound is not finite ({bad}); training diverged and {kept}; "
-                           f"try a smaller --lr")
 
 
 def write_pictures(model, args, out, history, x_test, y_test, x_test_bin):
