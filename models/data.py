@@ -1,9 +1,10 @@
 """MNIST-format image data sets (IDX files) found on disk.
 
-Search order for data set ``name`` ("fashion-mnist" or "mnist"): ``data_dir``
-argument, ``$SCG_DATA`` (either may hold the files or a ``<name>/`` folder),
-``~/.cache/scg/<name>``, then the system location of Debian's package
-(``/usr/share/datasets/fashion-mnist``, from ``apt-get install dataset-fashion-mnist``).
+Search order for data set ``name`` ("fashion-mnist" or "mnist"): ``$SCG_DATA`` (the
+files or a ``<name>/`` folder), ``~/.cache/scg/<name>``, then the system location of
+Debian's package (``/usr/share/datasets/fashion-mnist``, from ``apt-get install
+dataset-fashion-mnist``). A ``data_dir`` argument (``--data-dir``) replaces the search:
+the files must be there (or in its ``<name>/`` folder), never silently taken elsewhere.
 """
 
 import gzip
@@ -96,9 +97,12 @@ def candidate_dirs(name, data_dir=None):
 
 
 def find(name, data_dir=None):
-    """The first folder holding all four files of data set ``name``."""
+    """The first folder holding all four files of data set ``name``; with ``data_dir``, only
+    ``data_dir/<name>`` or ``data_dir`` itself (a DataError names the files missing there)."""
     if name not in DATASETS:
         raise ValueError(f"unknown data set '{name}'; choose from {DATASETS}")
+    if data_dir is not None:
+        return find_in(name, Path(data_dir))
     dirs = candidate_dirs(name, data_dir)
     for d in dirs:
         if all((d / f).is_file() for f in FILES.values()):
@@ -113,6 +117,24 @@ def find(name, data_dir=None):
         + ", ".join(str(d) for d in dirs)
         + f". {hint}Or copy the four files into ~/.cache/scg/{name} or point --data-dir/SCG_DATA at them."
     )
+
+
+def find_in(name, base):
+    """``base/<name>`` or ``base`` if it holds all four files, else a DataError naming what is missing."""
+    how = (f"copy {', '.join(FILES.values())} there, or leave out --data-dir to search SCG_DATA, "
+           f"~/.cache/scg/{name} and the system copy")
+    if not base.is_dir():
+        what = "is not a folder" if base.exists() else "does not exist"
+        raise DataError(f"data set '{name}' not found: --data-dir {base} {what}; {how}")
+    dirs = [base / name, base]
+    for d in dirs:
+        if all((d / f).is_file() for f in FILES.values()):
+            return d
+    best = max([base, base / name], key=lambda d: sum((d / f).is_file() for f in FILES.values()))  # ties: base
+    missing = [f for f in FILES.values() if not (best / f).is_file()]
+    held = "none of its files" if len(missing) == len(FILES) else f"only part of it; missing: {', '.join(missing)}"
+    other = base / name if best == base else base
+    raise DataError(f"data set '{name}' not found: --data-dir {best} holds {held} (looked in {other} too); {how}")
 
 
 def download(name, dest, base_url=None, checksums=None, progress=True, timeout=30):
@@ -170,13 +192,13 @@ def load(name="fashion-mnist", data_dir=None, allow_download=True):
     try:
         d = find(name, data_dir)
     except DataError as missing:
-        if not allow_download:
+        if not allow_download or (data_dir is not None and not Path(data_dir).is_dir()):
             raise
         dest = Path(data_dir) if data_dir else Path.home() / ".cache" / "scg" / name
         try:
             download(name, dest)
         except DataError as failed:
-            raise DataError(f"{missing}\nDownloading them failed too: {failed}") from None
+            raise DataError(f"{missing}. Downloading them failed too: {failed}") from None
         d = find(name, data_dir or dest)
     data = {k: read_idx(d / f) for k, f in FILES.items()}
     for split in ("train", "test"):

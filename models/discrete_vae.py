@@ -25,7 +25,6 @@ import argparse
 import copy
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -34,9 +33,10 @@ from tqdm.auto import tqdm
 
 import scg
 import scg.distributions as D
-from models import data
-from models.vae import (atomic_write, load_checkpoint, plot_curve, positive_float, positive_int, save_checkpoint,
-                        write_metrics)
+from models import cli, data
+from models.cli import CheckpointError, CommandError, atomic_write
+from models.vae import (add_run_options, load_checkpoint, plot_curve, positive_float, positive_int, save_checkpoint,
+                        step_bytes, write_metrics)
 
 ESTIMATORS = ("score-ma", "nvil", "vimco", "enumerate", "gumbel")
 
@@ -140,8 +140,7 @@ def prepare(args):
     d = data.load(args.dataset, args.data_dir)
     x = d["train_images"].reshape(len(d["train_images"]), -1).astype(np.float32) / 255
     x_test = d["test_images"].reshape(len(d["test_images"]), -1).astype(np.float32) / 255
-    perm = np.random.default_rng(12345).permutation(len(x))
-    x_valid, x_train = x[perm[: args.valid]], x[perm[args.valid :]]
+    x_valid, x_train = cli.split_train_valid(x, args.valid)
     if args.limit:
         x_train, x_valid, x_test = x_train[: args.limit], x_valid[: max(args.limit // 10, 100)], \
             x_test[: max(args.limit // 5, 200)]
@@ -155,9 +154,29 @@ CONFIG_KEYS = ("dataset", "data_dir", "epochs", "batch_size", "lr", "latents", "
                "estimator", "samples", "temperature", "seed", "valid", "limit")
 
 
+OUTPUTS = ("checkpoint.npz", "metrics.jsonl", "evaluation.json", "learning_curve.png", "graph.svg")
+
+
+def parameter_count(latents, categories, hidden):
+    """Number of scalars in DiscreteVAE(latents, categories, hidden)."""
+    dk = latents * categories
+    return 2 * (784 * hidden + hidden + hidden * dk) + dk + 784 + 784 * 100 + 100 + 101
+
+
 def train(args):
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    n = args.samples if args.estimator == "vimco" else None
+    count = parameter_count(args.latents, args.categories, args.hidden)
+    draws = (n or 1) * (args.categories if args.estimator == "enumerate" else 1)
+    cli.check_memory(step_bytes(draws, args.batch_size, args.hidden, args.latents * args.categories, count),
+                     f"a training step with --batch-size {args.batch_size} --hidden {args.hidden} and {draws} "
+                     f"draw(s) of z per image", "choose a smaller --batch-size, --samples or --hidden")
+    x_train, x_valid, _ = prepare(args)
+    with cli.run_folder(args.out, overwrite=args.overwrite, outputs=OUTPUTS, can_resume=False) as out:
+        cli.check_disk(out, 2 * 12 * count, "a checkpoint (written beside the previous one)")
+        return _train(args, out, n, x_train, x_valid)
+
+
+def _train(args, out, n, x_train, x_valid):
     rng = np.random.default_rng(args.seed)
     scg.manual_seed(args.seed)
     model = DiscreteVAE(args.latents, args.categories, args.hidden, rng=rng)
@@ -165,8 +184,6 @@ def train(args):
     params = model.parameters() if args.estimator == "nvil" else \
         model.encoder.parameters() + model.decoder.parameters()
     opt = scg.optim.Adam(params, lr=args.lr)
-    n = args.samples if args.estimator == "vimco" else None
-    x_train, x_valid, _ = prepare(args)
     probe = (np.random.default_rng(7).random((64, 784)) < x_train[:64]).astype(np.float32)
     history = []
     for epoch in range(1, args.epochs + 1):
@@ -190,10 +207,11 @@ def train(args):
                    encoder_grad_variance=encoder_gradient_variance(model, probe, estimator, n,
                                                                    rng=np.random.default_rng(epoch)),
                    seconds=time.perf_counter() - t0)
+        cli.check_diverged(row, epoch, out / "checkpoint.npz")
         history.append(row)
         print(json.dumps(row), flush=True)
         save_checkpoint(out / "checkpoint.npz", model, opt, rng, epoch,
-                        {k: getattr(args, k) for k in CONFIG_KEYS}, history)
+                        {k: getattr(args, k) for k in CONFIG_KEYS}, history, kind="discrete_vae")
         write_metrics(out / "metrics.jsonl", history)
     plot_curve(history, out / "learning_curve.png")
     build_graph(model, probe[:8], copy.deepcopy(estimator), n, rng=np.random.default_rng(0)).render(
@@ -202,14 +220,23 @@ def train(args):
 
 
 def evaluate(args):
-    model_state, _, _, epoch, config, _ = load_checkpoint(Path(args.out) / "checkpoint.npz")
+    path = Path(args.out) / "checkpoint.npz"
+    model_state, _, _, epoch, config, _ = load_checkpoint(
+        path, kind="discrete_vae", config_keys=("latents", "categories", "hidden", "estimator", "dataset", "valid"))
     model = DiscreteVAE(config["latents"], config["categories"], config["hidden"])
-    model.load_state_dict(model_state)
+    try:
+        model.load_state_dict(model_state)
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: its arrays do not fit the model its settings describe ({e})") from None
+    cli.check_finite(model, path)
     cfg = argparse.Namespace(**{**config, "data_dir": args.data_dir or config.get("data_dir")})
     _, _, x_test = prepare(cfg)
     test = float(np.mean(np.concatenate([elbo(model, x_test[i : i + 500], rng=np.random.default_rng(i))
                                          for i in range(0, len(x_test), 500)])))
     result = dict(estimator=config["estimator"], epoch=epoch, test_elbo=test, n_test=len(x_test))
+    if not math.isfinite(test):
+        raise CommandError(f"the test ELBO is not finite ({test}); nothing was written to "
+                           f"{Path(args.out) / 'evaluation.json'}")
     print(json.dumps(result))
     atomic_write(Path(args.out) / "evaluation.json", lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
     return result
@@ -270,6 +297,7 @@ def parser():
         t.add_argument("--limit", type=positive_int, default=None)
         t.add_argument("--seed", type=int, default=0)
         t.add_argument("--out", default="runs/dvae")
+        add_run_options(t, resume=False)
     e = sub.add_parser("evaluate", help="test ELBO of a trained run")
     e.add_argument("--out", default="runs/dvae")
     e.add_argument("--data-dir", default=None)
@@ -280,11 +308,10 @@ def main(argv=None):
     args = parser().parse_args(argv)
     if args.command == "train" and args.estimator == "vimco" and args.samples < 2:
         parser().error("--estimator vimco needs --samples >= 2")
-    try:
-        {"train": train, "evaluate": evaluate, "compare": compare}[args.command](args)
-    except (data.DataError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    if args.command == "train" and args.estimator == "enumerate" and args.latents != 1:
+        parser().error(f"--estimator enumerate needs --latents 1: the joint support of {args.latents} "
+                       f"categoricals has {args.categories}^{args.latents} values")
+    cli.run_command({"train": train, "evaluate": evaluate, "compare": compare}[args.command], args)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,6 @@ Bernoulli draw of each image every time it is used) unless --binarize static.
 import argparse
 import json
 import math
-import os
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +25,8 @@ from tqdm.auto import tqdm
 import scg
 import scg.distributions as D
 from models import data
+from models.cli import CheckpointError, CommandError, atomic_write  # noqa: F401 (atomic_write: public here too)
+from models import cli
 
 # ---- the model ----------------------------------------------------------------------
 
@@ -118,35 +117,20 @@ def dataset_bound(model, x, k, batch=500, kl="analytic", rng=None, desc=None):
 # ---- checkpoints ----------------------------------------------------------------------
 
 
-def atomic_write(path, write):
-    """``write(tmp_path)``, then move into place: a crash never leaves a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_metrics(path, history):
     """One JSON object per epoch, one per line (written atomically)."""
     atomic_write(path, lambda tmp: Path(tmp).write_text("".join(json.dumps(h) + "\n" for h in history)))
 
 
-def save_checkpoint(path, model, opt, rng, epoch, config, history):
+def save_checkpoint(path, model, opt, rng, epoch, config, history, kind="vae"):
+    """Model and optimizer arrays plus a JSON ``meta`` (epoch, settings, history, random
+    state, and ``model``: which command line wrote it)."""
     arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
     sd = opt.state_dict()
     for name, values in sd["state"].items():
         for i, a in enumerate(values):
             arrays[f"opt/{name}/{i}"] = a
-    meta = dict(epoch=epoch, config=config, history=history, opt_hyper=sd["hyper"], opt_step=sd["step"],
+    meta = dict(model=kind, epoch=epoch, config=config, history=history, opt_hyper=sd["hyper"], opt_step=sd["step"],
                 opt_param_steps=sd["param_steps"],
                 opt_state_names=sorted(sd["state"]), rng=rng.bit_generator.state)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -158,17 +142,34 @@ def save_checkpoint(path, model, opt, rng, epoch, config, history):
     atomic_write(path, write)
 
 
-def load_checkpoint(path):
-    """(model_state, optimizer_state_dict, rng_state, epoch, config, history)."""
+META_KEYS = ("epoch", "config", "history", "opt_hyper", "opt_step", "opt_state_names", "rng")
+
+
+def load_checkpoint(path, kind=None, config_keys=()):
+    """(model_state, optimizer_state_dict, rng_state, epoch, config, history).
+
+    Raises CheckpointError if the file is missing or unreadable, was written by another
+    model's command line than ``kind``, or lacks a meta key or one of ``config_keys``.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; train a model with this --out first")
+        raise CheckpointError(f"no checkpoint at {path}; train a model with this --out first")
     try:
         with np.load(path) as f:
             arrays = {k: f[k] for k in f.files}
         meta = json.loads(arrays.pop("meta").tobytes().decode())
     except Exception as e:  # a truncated or foreign file
-        raise ValueError(f"{path} is not a readable scg checkpoint ({e})") from None
+        raise CheckpointError(f"{path} is not a readable scg checkpoint ({e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} is not a readable scg checkpoint (its meta is not a JSON object)")
+    if kind and meta.get("model", kind) != kind:
+        raise CheckpointError(f"{path} is a checkpoint of models.{meta['model']}, not models.{kind}; "
+                              f"use python -m models.{meta['model']}")
+    missing = [k for k in META_KEYS if k not in meta]
+    missing += [f"config.{k}" for k in config_keys if k not in meta.get("config", {})]
+    if missing:
+        of = f" of models.{kind}" if kind else ""
+        raise CheckpointError(f"{path} is not a complete scg checkpoint{of}: it lacks {', '.join(missing)}")
     model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
     opt_state = {"hyper": meta["opt_hyper"], "step": meta["opt_step"], "state": {}}
     if "opt_param_steps" in meta:  # absent in checkpoints from before per-parameter steps
@@ -218,12 +219,14 @@ def decode_mean(model, z):
 
 
 def plot_samples(model, path, n=64, rng=None):
+    """n samples in a grid of ceil(sqrt(n)) columns (the last row may be part empty)."""
     rng = scg.random.resolve(rng)
     z = rng.standard_normal((n, model.latent)).astype(np.float32)
-    side = int(math.sqrt(n))
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.imshow(image_grid(decode_mean(model, z), side, side), cmap="gray_r")
+    fig, ax = plt.subplots(figsize=(5, 5 * rows / cols))
+    ax.imshow(image_grid(decode_mean(model, z), rows, cols), cmap="gray_r")
     ax.set_title("samples: mean of p(x|z), z ~ N(0, I)")
     ax.axis("off")
     save_figure(fig, path)
@@ -302,9 +305,7 @@ def prepare(args, rng):
     x_train = d["train_images"].reshape(len(d["train_images"]), -1).astype(np.float32) / 255
     x_test = d["test_images"].reshape(len(d["test_images"]), -1).astype(np.float32) / 255
     y_test = d["test_labels"].astype(np.int64)
-    perm = np.random.default_rng(12345).permutation(len(x_train))
-    valid, train = perm[: args.valid], perm[args.valid :]
-    x_valid, x_train = x_train[valid], x_train[train]
+    x_valid, x_train = cli.split_train_valid(x_train, args.valid)
     if args.limit:
         x_train = x_train[: args.limit]
         x_valid = x_valid[: max(args.limit // 10, 100)]
@@ -321,53 +322,77 @@ def prepare(args, rng):
     return x_train, x_valid, x_test, x_test_bin, y_test
 
 
+def parameter_count(hidden, latent, x_dim=784, likelihood="bernoulli"):
+    """Number of scalars in VAE(x_dim, hidden, latent, likelihood)."""
+    encoder = x_dim * hidden + hidden + hidden * 2 * latent + 2 * latent
+    decoder = latent * hidden + hidden + hidden * x_dim + x_dim
+    return encoder + decoder + (x_dim if likelihood == "gaussian" else 0)
+
+
+def step_bytes(k, batch, hidden, latent, params, x_dim=784, backward=True):
+    """Rough peak memory of one step on a batch: k*batch*(9*784 + 8*hidden + 8*latent) float32
+    activations with backward (measured), about half without; plus parameters, gradients and
+    Adam's two moments."""
+    per_draw = 9 * x_dim + 8 * hidden + 8 * latent if backward else 5 * x_dim + 4 * hidden + 8 * latent
+    return 4 * k * batch * per_draw + 16 * params
+
+
+OUTPUTS = ("checkpoint.npz", "metrics.jsonl", "evaluation.json", "learning_curve.png", "samples.png",
+           "reconstructions.png", "latent.png", "graph.svg")
+
+
 def train(args):
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt = out / "checkpoint.npz"
     config = {k: getattr(args, k) for k in CONFIG_KEYS}
-    rng = np.random.default_rng(args.seed)
-    scg.manual_seed(args.seed)
-    model = VAE(hidden=args.hidden, latent=args.latent, likelihood=args.likelihood, rng=rng)
-    opt = scg.optim.Adam(model.parameters(), lr=args.lr)
-    history, start = [], 1
-    if args.resume:
-        model_state, opt_state, rng_state, epoch, saved, history = load_checkpoint(ckpt)
-        changed = {k: (saved.get(k), v) for k, v in config.items() if k not in ("epochs",) and saved.get(k) != v}
-        if changed:
-            raise SystemExit(f"--resume: the checkpoint was trained with different settings: {changed}")
-        model.load_state_dict(model_state)
-        opt.load_state_dict(opt_state)
-        rng.bit_generator.state = rng_state
-        start = epoch + 1
-        print(f"resuming after epoch {epoch} from {ckpt}")
+    params = parameter_count(args.hidden, args.latent, likelihood=args.likelihood)
+    cli.check_memory(step_bytes(args.k, args.batch_size, args.hidden, args.latent, params),
+                     f"a training step with --k {args.k} --batch-size {args.batch_size} --hidden {args.hidden}",
+                     "choose a smaller --k, --batch-size or --hidden")
     x_train, x_valid, x_test, x_test_bin, y_test = prepare(args, np.random.default_rng(args.seed))
-    dynamic = args.likelihood == "bernoulli" and args.binarize == "dynamic"
-    for epoch in range(start, args.epochs + 1):
-        t0 = time.perf_counter()
-        order = rng.permutation(len(x_train))
-        total, seen = 0.0, 0
-        bar = tqdm(range(0, len(order), args.batch_size), desc=f"epoch {epoch}/{args.epochs}", unit="batch")
-        for i in bar:
-            xb = x_train[order[i : i + args.batch_size]]
-            if dynamic:
-                xb = (rng.random(xb.shape) < xb).astype(np.float32)
-            g = build_graph(model, xb, k=args.k, kl=args.kl, rng=rng)
-            loss = g.surrogate()
-            opt.zero_grad()
-            (loss / len(xb)).backward()
-            opt.step()
-            total -= loss.item()
-            seen += len(xb)
-            bar.set_postfix(bound=f"{total / seen:.2f}")
-        valid_bound = dataset_bound(model, x_valid, k=args.k, kl=args.kl, rng=np.random.default_rng(epoch))
-        row = dict(epoch=epoch, train_bound=total / seen, valid_bound=valid_bound,
-                   seconds=time.perf_counter() - t0)
-        history.append(row)
-        print(json.dumps(row), flush=True)
-        save_checkpoint(ckpt, model, opt, rng, epoch, config, history)
-        write_metrics(out / "metrics.jsonl", history)
-    write_pictures(model, args, out, history, x_test, y_test, x_test_bin)
+    with cli.run_folder(args.out, resume=args.resume, overwrite=args.overwrite, outputs=OUTPUTS) as out:
+        ckpt = out / "checkpoint.npz"
+        cli.check_disk(out, 2 * 12 * params, "a checkpoint (written beside the previous one)")
+        rng = np.random.default_rng(args.seed)
+        scg.manual_seed(args.seed)
+        model = VAE(hidden=args.hidden, latent=args.latent, likelihood=args.likelihood, rng=rng)
+        opt = scg.optim.Adam(model.parameters(), lr=args.lr)
+        history, start = [], 1
+        if args.resume:
+            model_state, opt_state, rng_state, epoch, saved, history = load_checkpoint(ckpt, kind="vae")
+            changed = {k: (saved.get(k), v) for k, v in config.items() if k not in ("epochs",) and saved.get(k) != v}
+            if changed:
+                raise CommandError(f"--resume: the checkpoint was trained with different settings: {changed}")
+            model.load_state_dict(model_state)
+            opt.load_state_dict(opt_state)
+            rng.bit_generator.state = rng_state
+            start = epoch + 1
+            print(f"resuming after epoch {epoch} from {ckpt}")
+        dynamic = args.likelihood == "bernoulli" and args.binarize == "dynamic"
+        for epoch in range(start, args.epochs + 1):
+            t0 = time.perf_counter()
+            order = rng.permutation(len(x_train))
+            total, seen = 0.0, 0
+            bar = tqdm(range(0, len(order), args.batch_size), desc=f"epoch {epoch}/{args.epochs}", unit="batch")
+            for i in bar:
+                xb = x_train[order[i : i + args.batch_size]]
+                if dynamic:
+                    xb = (rng.random(xb.shape) < xb).astype(np.float32)
+                g = build_graph(model, xb, k=args.k, kl=args.kl, rng=rng)
+                loss = g.surrogate()
+                opt.zero_grad()
+                (loss / len(xb)).backward()
+                opt.step()
+                total -= loss.item()
+                seen += len(xb)
+                bar.set_postfix(bound=f"{total / seen:.2f}")
+            valid_bound = dataset_bound(model, x_valid, k=args.k, kl=args.kl, rng=np.random.default_rng(epoch))
+            row = dict(epoch=epoch, train_bound=total / seen, valid_bound=valid_bound,
+                       seconds=time.perf_counter() - t0)
+            cli.check_diverged(row, epoch, ckpt)
+            history.append(row)
+            print(json.dumps(row), flush=True)
+            save_checkpoint(ckpt, model, opt, rng, epoch, config, history)
+            write_metrics(out / "metrics.jsonl", history)
+        write_pictures(model, args, out, history, x_test, y_test, x_test_bin)
     return model, history
 
 
@@ -383,9 +408,17 @@ def write_pictures(model, args, out, history, x_test, y_test, x_test_bin):
 
 
 def model_from_checkpoint(out):
-    model_state, _, _, epoch, config, history = load_checkpoint(Path(out) / "checkpoint.npz")
+    """(model, config, epoch) from ``out/checkpoint.npz``; refuses other models' checkpoints
+    and models with non-finite parameters."""
+    path = Path(out) / "checkpoint.npz"
+    model_state, _, _, epoch, config, history = load_checkpoint(
+        path, kind="vae", config_keys=("hidden", "latent", "likelihood", "dataset", "valid", "binarize"))
     model = VAE(hidden=config["hidden"], latent=config["latent"], likelihood=config["likelihood"])
-    model.load_state_dict(model_state)
+    try:
+        model.load_state_dict(model_state)
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: its arrays do not fit the model its settings describe ({e})") from None
+    cli.check_finite(model, path)
     return model, config, epoch
 
 
@@ -393,11 +426,17 @@ def evaluate(args):
     model, config, epoch = model_from_checkpoint(args.out)
     cfg = argparse.Namespace(**{**config, "data_dir": args.data_dir or config.get("data_dir"),
                                 "limit": args.limit if args.limit is not None else config.get("limit")})
+    step = max(1, 500 // args.k)
+    cli.check_memory(step_bytes(args.k, step, config["hidden"], config["latent"], 0, backward=False),
+                     f"evaluating with --k {args.k}", "choose a smaller --k")
     _, _, _, x_test_bin, _ = prepare(cfg, None)
     rng = np.random.default_rng(args.seed)
     elbo = dataset_bound(model, x_test_bin, k=1, rng=rng, desc="test ELBO")
     ll = dataset_bound(model, x_test_bin, k=args.k, rng=rng, desc=f"test log-likelihood (k={args.k})")
     result = dict(epoch=epoch, test_elbo=elbo, test_log_likelihood=ll, k=args.k, n_test=len(x_test_bin))
+    if not (math.isfinite(elbo) and math.isfinite(ll)):
+        raise CommandError(f"the test bounds are not finite (ELBO {elbo}, log-likelihood {ll}); "
+                           f"nothing was written to {Path(args.out) / 'evaluation.json'}")
     print(json.dumps(result))
     atomic_write(Path(args.out) / "evaluation.json", lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
     return result
@@ -407,7 +446,7 @@ def sample(args):
     model, _, _ = model_from_checkpoint(args.out)
     path = Path(args.out) / "samples.png"
     plot_samples(model, path, n=args.n, rng=np.random.default_rng(args.seed))
-    print(f"wrote {path}")
+    print(f"wrote {args.n} samples to {path}")
 
 
 CONFIG_KEYS = ("dataset", "data_dir", "epochs", "batch_size", "lr", "latent", "hidden", "k", "kl",
@@ -426,6 +465,15 @@ def positive_float(s):
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {s}")
     return v
+
+
+def add_run_options(p, resume=True):
+    """--out's companions for training: --resume (if the model supports it) and --overwrite."""
+    group = p.add_mutually_exclusive_group()
+    if resume:
+        group.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz")
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace a run already in --out (otherwise training there is refused)")
 
 
 def parser():
@@ -448,7 +496,7 @@ def parser():
     t.add_argument("--limit", type=positive_int, default=None, help="use only the first N training images")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="runs/vae")
-    t.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz")
+    add_run_options(t)
     e = sub.add_parser("evaluate", help="test ELBO and importance-sampled log-likelihood")
     e.add_argument("--out", default="runs/vae")
     e.add_argument("--k", type=positive_int, default=500, help="importance samples for log p(x)")
@@ -464,16 +512,7 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    try:
-        if args.command == "train":
-            train(args)
-        elif args.command == "evaluate":
-            evaluate(args)
-        else:
-            sample(args)
-    except (data.DataError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    cli.run_command({"train": train, "evaluate": evaluate, "sample": sample}[args.command], args)
 
 
 if __name__ == "__main__":
