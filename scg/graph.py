@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import autodiff, ops
+from . import autodiff
 from .axes import ANY, AxisError, Dim, Info, Tracker
 from .estimators import Reparam, ScoreFunction
 from .random import resolve
@@ -507,8 +507,10 @@ def _force_estimator(dist):
 
 @contextmanager
 def force_estimator(choose):
-    """Within this block, ``g.sample`` calls without an explicit estimator use
-    ``choose(dist)`` (if it returns one)."""
+    """Within this block, ``g.sample`` uses ``choose(dist)`` as the node's estimator wherever
+    it returns one, overriding the estimator the model passed (or the default); where it
+    returns None the model's choice stands. :func:`scg.diagnostics.outcomes` uses it to
+    give every discrete node a log-prob to replay."""
     _force.append(choose)
     try:
         yield
