@@ -56,13 +56,13 @@ class StochasticNode:
 class CostNode:
     """A cost: ``value`` (Tensor) whose elements are summed into the objective; ``info``
     holds its named axes and upstream nodes, ``dims`` the named axes in position order,
-    ``scale`` the factor for sample axes (1/K each) and subsampled plates (N/B each)."""
+    ``scale`` the factor for sample axes (1/K each) and subsampled plates (N/B each).
+    ``kind`` is "cost", or "observed" for ``g.observe`` (then ``dist`` and ``observed``,
+    the data, are set and ``value`` is ``-dist.log_prob(observed)``)."""
 
-    kind = "cost"
-
-    def __init__(self, name, value, index, plates, info, scale):
+    def __init__(self, name, value, index, plates, info, scale, kind="cost", dist=None, observed=None):
         self.name, self.value, self.index, self.plates = name, value, index, plates
-        self.info, self.scale = info, scale
+        self.info, self.scale, self.kind, self.dist, self.observed = info, scale, kind, dist, observed
         self.dims = info.named()
         self.bit = 1 << index
 
@@ -330,6 +330,27 @@ class Graph:
             raise ValueError(f"sample '{name}': replayed value has shape {data.shape}, expected {shape}")
         return Tensor(data)
 
+    def observe(self, name, dist, value):
+        """Condition on observed data (Pyro's ``obs=``): adds the cost ``-dist.log_prob(value)``
+        (its elements summed like any cost) after checking that every observed value is in
+        the support; pictures draw it as a shaded circle. Returns the value as a Tensor."""
+        self._require_active("observe")
+        self._claim(name)
+        if not hasattr(dist, "log_prob") or not hasattr(dist, "batch_shape"):
+            raise TypeError(f"observe '{name}': expected a distribution, got {type(dist).__name__}")
+        data = value if isinstance(value, Tensor) else Tensor(np.asarray(value, dtype=dist.dtype))
+        if data.dtype.kind in "fc" and np.isnan(data.data).any():
+            raise ValueError(f"observe '{name}': the observed value contains NaN")
+        log_prob = dist.log_prob(data)
+        if not np.isfinite(log_prob.data).all():
+            where = np.argwhere(~np.isfinite(log_prob.data))[0]
+            raise ValueError(
+                f"observe '{name}': an observed value is outside the support of {type(dist).__name__} "
+                f"({getattr(dist, 'support', 'its support')}), e.g. at index {tuple(where.tolist())}"
+            )
+        self._add_cost(name, -log_prob, kind="observed", dist=dist, observed=data)
+        return data
+
     def cost(self, name, value):
         """Declare a cost; its elements are summed into the objective. Returns it."""
         self._require_active("cost")
@@ -342,6 +363,10 @@ class Graph:
             raise TypeError(f"cost '{name}' must be a Tensor or a numpy array, got {type(value).__name__}")
         if value.dtype.kind != "f":
             raise TypeError(f"cost '{name}' must be floating point, got dtype {value.dtype}")
+        self._add_cost(name, value)
+        return value
+
+    def _add_cost(self, name, value, kind="cost", dist=None, observed=None):
         info = self.tracker.info(value)
         before = (1 << len(self.stochastic)) - 1
         extra = 0
@@ -375,10 +400,9 @@ class Graph:
         for d in dims:
             if d is not None:
                 scale *= 1.0 / d.size if d.kind == "sample" else d.scale
-        node = CostNode(name, value, len(self.costs), tuple(self._plates), info, scale)
+        node = CostNode(name, value, len(self.costs), tuple(self._plates), info, scale, kind, dist, observed)
         self.nodes[name] = node
         self.costs.append(node)
-        return value
 
     # ---- compiling (see scg.compiler) -------------------------------------------------
     def objective(self):

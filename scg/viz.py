@@ -42,6 +42,8 @@ def _label(node):
     if kind == "stochastic":
         lines = [node.name, f"{type(node.dist).__name__} [{_shape(node.value)}]", node.estimator.describe()]
         return "\n".join(lines)
+    if kind == "observed":
+        return f"{node.name}\n{type(node.dist).__name__} [{_shape(node.observed)}]\nobserved"
     return f"{node.name}\n[{_shape(node.value)}]"
 
 
@@ -52,6 +54,8 @@ def _attrs(node):
         return dict(shape="ellipse", style="filled", fillcolor="white", color=c, penwidth="2", fontcolor="black")
     if kind == "cost":
         return dict(shape="diamond", style="filled", fillcolor="#fbe3e3", color="#b03030")
+    if kind == "observed":  # a shaded circle, as in graphical-model notation
+        return dict(shape="ellipse", style="filled", fillcolor="#bbbbbb", color="#b03030", penwidth="2")
     if kind == "input":
         return dict(shape="parallelogram", style="filled", fillcolor="#eeeeee")
     if kind == "param":
@@ -63,7 +67,7 @@ def _named_tensors(g):
     """id(tensor) -> node for every named node's value."""
     named = {}
     for node in g.nodes.values():
-        if node.kind != "cost":
+        if node.kind not in ("cost", "observed"):
             named[id(node.value)] = node
     return named
 
@@ -101,7 +105,7 @@ def _edges(g):
             start = list(node.value._parents)
             if node.log_prob is not None:
                 start += [p for p in node.log_prob._parents if p is not node.value]
-        elif node.kind == "cost":
+        elif node.kind in ("cost", "observed"):
             own = named.get(id(node.value))
             start = [node.value] if own is not None else list(node.value._parents)
         elif node.kind == "deterministic":
