@@ -51,19 +51,24 @@ class VAE(scg.nn.Module):
         mu, pre = h[..., : self.latent], h[..., self.latent :]
         return D.Normal(mu, scg.softplus(pre) + 1e-4)
 
-    def log_likelihood(self, x, z):
-        """log p(x|z) summed over pixels: shape z.shape[:-1]."""
+    def p_x(self, z):
+        """p(x|z), one distribution per pixel: batch shape z.shape[:-1] + (784,)."""
         out = self.decoder(z)
         if self.likelihood == "bernoulli":
-            return (x * out - scg.softplus(out)).sum(-1)
-        return D.Normal(out, scg.exp(self.log_scale)).log_prob(x).sum(-1)
+            return D.Bernoulli(logits=out)
+        return D.Normal(out, scg.exp(self.log_scale))
+
+    def log_likelihood(self, x, z):
+        """log p(x|z) summed over pixels: shape z.shape[:-1]."""
+        return self.p_x(z).log_prob(x).sum(-1)
 
 
 def build_graph(model, x, k=1, kl="analytic", rng=None):
     """The stochastic computation graph of one minibatch ``x`` (B, 784): a plate over the
     data, the latent z as a reparameterized node, and the negative bound as costs.
 
-    k == 1: costs "reconstruction" = -log p(x|z) and "kl" (analytic or Monte Carlo);
+    k == 1: x observed under p(x|z) (the cost -log p(x|z)) and the cost "kl" (analytic or
+    Monte Carlo), so the negative ELBO reads -E_q[log p(x|z)] + KL(q || p);
     k > 1: z has k samples and the cost is "neg_iwae" = -log mean_j w_j.
     """
     if kl not in ("analytic", "mc"):
@@ -72,13 +77,13 @@ def build_graph(model, x, k=1, kl="analytic", rng=None):
     g = scg.Graph("vae" if k == 1 else f"iwae_k{k}", rng=rng)
     prior = D.Normal(np.zeros((b, model.latent), np.float32), np.ones((b, model.latent), np.float32))
     with g:
-        xin = g.input("x", x)
+        xin = g.input("image", x)
         with g.plate("data", b):
             q = model.q(xin)
             g.deterministic("encoder", q.loc)
             if k == 1:
                 z = g.sample("z", q)
-                g.cost("reconstruction", -model.log_likelihood(xin, z))
+                g.observe("x", model.p_x(z), xin)
                 if kl == "analytic":
                     g.cost("kl", D.kl_divergence(q, prior).sum(-1))
                 else:

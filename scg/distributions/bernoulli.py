@@ -58,9 +58,14 @@ class Bernoulli(Distribution):
     def log_prob(self, value):
         x = self._value(value)
         inside = self._support(x, (x.data == 0) | (x.data == 1))
-        log_p, log_q = self._log_p()
-        one = np.broadcast_to(x.data == 1, np.broadcast_shapes(x.shape, self.batch_shape))
-        return ops.where(inside, ops.where(one, log_p, log_q), -np.inf)
+        if self._given == "logits":
+            # x l - softplus(l): log sigmoid(l) at x = 1, log sigmoid(-l) at x = 0, one pass
+            lp = x * self._param - ops.softplus(self._param)
+        else:
+            log_p, log_q = self._log_p()
+            one = np.broadcast_to(x.data == 1, np.broadcast_shapes(x.shape, self.batch_shape))
+            lp = ops.where(one, log_p, log_q)
+        return lp if inside.all() else ops.where(inside, lp, -np.inf)
 
     def entropy(self):
         log_p, log_q = self._log_p()

@@ -50,7 +50,7 @@ def test_outputs_exist_and_are_valid(trained):
         assert w > 100 and h > 100, name
     root = ET.parse(trained / "graph.svg").getroot()
     text = " ".join(t.text or "" for t in root.iter() if t.tag.endswith("text"))
-    assert "reconstruction" in text and "kl" in text and "Normal" in text
+    assert "observed" in text and "Bernoulli" in text and "kl" in text and "Normal" in text
 
 
 def test_evaluate_reports_elbo_below_iwae_estimate(trained):
