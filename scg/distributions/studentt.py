@@ -80,5 +80,5 @@ class StudentT(Distribution):
         nu = self.df
         finite = nu.data > 2
         v = self.scale * self.scale * nu / ops.where(finite, nu - 2, 1)
-        v = ops.where(finite, v, np.where(nu.data > 1, np.inf, np.nan))
+        v = ops.where(finite, v, np.where(nu.data > 1, np.inf, np.nan).astype(self.dtype))
         return broadcast(v, self.batch_shape)
