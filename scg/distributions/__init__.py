@@ -19,3 +19,11 @@ from .one_hot_categorical import OneHotCategorical
 from .relaxed_bernoulli import RelaxedBernoulli
 from .relaxed_categorical import RelaxedOneHotCategorical
 from .kl import kl_divergence, register_kl  # noqa: I001  (after the families it registers)
+from .independent import Independent
+from .transforms import AffineTransform, ComposeTransform, ExpTransform, SigmoidTransform, TanhTransform, Transform
+from .transformed_distribution import TransformedDistribution
+from .log_normal import LogNormal
+from .laplace import Laplace
+from .studentt import StudentT
+from .cauchy import Cauchy
+from .half_normal import HalfNormal

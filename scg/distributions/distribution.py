@@ -134,6 +134,15 @@ class Distribution:
             )
         return inside
 
+    def to_event(self, reinterpreted_batch_ndims=None):
+        """This distribution with its rightmost ``reinterpreted_batch_ndims`` batch axes
+        declared part of the event (all of them when None): ``Independent(self, n)``,
+        and ``self`` itself for n = 0."""
+        from .independent import Independent
+
+        n = len(self.batch_shape) if reinterpreted_batch_ndims is None else reinterpreted_batch_ndims
+        return self if n == 0 else Independent(self, n)
+
     def __repr__(self):
         return f"{type(self).__name__}(batch_shape={self.batch_shape}, event_shape={self.event_shape})"
 
@@ -246,3 +255,8 @@ def relaxation_params(cls_name, temperature, base):
             f"{cls_name}: parameter shapes do not broadcast: temperature {t.shape}, batch {base.batch_shape}"
         ) from None
     return t, shape, np.result_type(base.dtype, t.dtype)
+
+
+def sum_rightmost(t, n):
+    """``t`` summed over its rightmost ``n`` axes (``t`` itself for n = 0)."""
+    return ops.sum(t, axis=tuple(range(-n, 0))) if n > 0 else t

@@ -118,3 +118,34 @@ def _register_all():
 
 
 _register_all()
+
+
+def _register_continuous():
+    from .distribution import sum_rightmost
+    from .independent import Independent
+    from .laplace import Laplace
+    from .log_normal import LogNormal
+
+    @register_kl(LogNormal, LogNormal)
+    def _lognormal_lognormal(p, q):
+        return kl_divergence(p.base_dist, q.base_dist)  # KL is invariant under the bijection exp
+
+    @register_kl(Laplace, Laplace)
+    def _laplace_laplace(p, q):
+        # log(b2/b1) + |m1 - m2|/b2 + (b1/b2) exp(-|m1 - m2|/b1) - 1
+        ratio = p.scale / q.scale
+        gap = ops.abs(p.loc - q.loc)
+        return -ops.log(ratio) + gap / q.scale + ratio * ops.exp(-gap / p.scale) - 1
+
+    @register_kl(Independent, Independent)
+    def _independent_independent(p, q):
+        n = p.reinterpreted_batch_ndims
+        if n != q.reinterpreted_batch_ndims:
+            raise NotImplementedError(
+                f"no closed-form KL divergence between Independent distributions reinterpreting "
+                f"{n} and {q.reinterpreted_batch_ndims} batch axes; make the two agree (.to_event(n))"
+            )
+        return sum_rightmost(kl_divergence(p.base_dist, q.base_dist), n)
+
+
+_register_continuous()

@@ -1,0 +1,54 @@
+"""HalfNormal(scale): |x| for x ~ Normal(0, scale); density sqrt(2/pi) / scale
+exp(-y^2 / (2 scale^2)) for y >= 0.
+
+Entropy log(scale sqrt(pi e / 2)), mean scale sqrt(2/pi), variance scale^2 (1 - 2/pi).
+``rsample``: scale * |eps| with eps ~ N(0, 1), so dy/dscale = y / scale.
+"""
+
+import math
+
+import numpy as np
+
+from .. import ops
+from .distribution import Distribution, broadcast, check, params, untyped
+
+HALF_LOG_PI_OVER_2 = 0.5 * math.log(math.pi / 2)
+
+
+class HalfNormal(Distribution):
+    """Half-normal with ``scale > 0``: the absolute value of a Normal(0, scale)."""
+
+    has_rsample = True
+    support = "y >= 0"
+
+    def __init__(self, scale, validate_args=None):
+        (self.scale,), shape, dtype = params("HalfNormal", scale=scale)
+        self._untyped = untyped(scale=scale)
+        check("HalfNormal", "scale", self.scale, self.scale.data > 0, "positive")
+        check("HalfNormal", "scale", self.scale, np.isfinite(self.scale.data), "finite")
+        super().__init__(shape, (), dtype, validate_args)
+
+    def rsample(self, sample_shape=(), rng=None):
+        eps = self._rng(rng).standard_normal(self._extended_shape(sample_shape), dtype=self.dtype)
+        return self.scale * np.abs(eps)
+
+    def log_prob(self, value):
+        follower = self._follow(value)  # Python-number parameters take the value's dtype
+        if follower is not self:
+            return follower.log_prob(value)
+        x = self._value(value)
+        inside = self._support(x, x.data >= 0)
+        z = ops.where(inside, x, 0) / self.scale
+        lp = -0.5 * z * z - ops.log(self.scale) - HALF_LOG_PI_OVER_2
+        return ops.where(inside, lp, -np.inf)
+
+    def entropy(self):
+        return broadcast(0.5 + HALF_LOG_PI_OVER_2 + ops.log(self.scale), self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast(self.scale * math.sqrt(2 / math.pi), self.batch_shape)
+
+    @property
+    def variance(self):
+        return broadcast(self.scale * self.scale * (1 - 2 / math.pi), self.batch_shape)

@@ -1,0 +1,38 @@
+"""LogNormal(loc, scale): y = exp(x) with x ~ Normal(loc, scale).
+
+Density exp(-(log y - loc)^2 / (2 scale^2)) / (y scale sqrt(2 pi)) for y > 0, computed
+as a TransformedDistribution of Normal by ExpTransform (the change of variables in one
+place). Entropy loc + 1/2 + log(scale sqrt(2 pi)); mean exp(loc + scale^2/2); variance
+(exp(scale^2) - 1) exp(2 loc + scale^2). ``rsample``: exp(loc + scale * eps).
+"""
+
+from .. import ops
+from .distribution import broadcast, untyped
+from .normal import Normal
+from .transformed_distribution import TransformedDistribution
+from .transforms import ExpTransform
+
+
+class LogNormal(TransformedDistribution):
+    """Log-normal: ``log y ~ Normal(loc, scale)`` with ``scale > 0`` (broadcast together)."""
+
+    has_rsample = True
+    support = "y > 0"
+
+    def __init__(self, loc, scale, validate_args=None):
+        base = Normal(loc, scale, validate_args=validate_args)
+        super().__init__(base, ExpTransform(), validate_args=validate_args)
+        self._untyped = untyped(loc=loc, scale=scale)
+        self.loc, self.scale = base.loc, base.scale
+
+    def entropy(self):
+        return self.base_dist.entropy() + broadcast(self.loc, self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast(ops.exp(self.loc + 0.5 * self.scale * self.scale), self.batch_shape)
+
+    @property
+    def variance(self):
+        s2 = self.scale * self.scale
+        return broadcast(ops.expm1(s2) * ops.exp(2 * self.loc + s2), self.batch_shape)
