@@ -19,3 +19,9 @@ from .one_hot_categorical import OneHotCategorical
 from .relaxed_bernoulli import RelaxedBernoulli
 from .relaxed_categorical import RelaxedOneHotCategorical
 from .kl import kl_divergence, register_kl  # noqa: I001  (after the families it registers)
+from .poisson import Poisson
+from .binomial import Binomial
+from .geometric import Geometric
+from .multinomial import Multinomial
+from .multivariate_normal import MultivariateNormal
+from .lowrank_multivariate_normal import LowRankMultivariateNormal
