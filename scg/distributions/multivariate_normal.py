@@ -85,7 +85,8 @@ class MultivariateNormal(Distribution):
         if key == "scale_tril":
             if np.any(np.triu(m.data, 1) != 0):
                 raise ValueError(f"{name}: parameter 'scale_tril' must be lower triangular")
-            check(name, "scale_tril", m, diagonal(m).data > 0, "with a positive diagonal")
+            diag = diagonal(m)
+            check(name, "scale_tril", diag, diag.data > 0, "positive on its diagonal")
             self._scale_tril = m
         elif key == "covariance_matrix":
             self._scale_tril = factor(name, key, m)

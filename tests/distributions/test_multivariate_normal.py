@@ -285,6 +285,11 @@ def test_bad_parameters_raise_value_error_naming_them(make, name):
         make()
 
 
+def test_a_bad_diagonal_of_scale_tril_is_reported():
+    with pytest.raises(ValueError, match=r"'scale_tril' must be positive on its diagonal; got .*-1\.5"):
+        D.MultivariateNormal(np.zeros(3), scale_tril=np.diag([1.0, -1.5, 2.0]))
+
+
 def test_log_prob_refuses_a_value_of_the_wrong_event_size():
     with pytest.raises(ValueError, match="last axis"):
         D.MultivariateNormal(np.zeros(2), covariance_matrix=np.eye(2)).log_prob(np.zeros(3))
