@@ -344,6 +344,21 @@ def _matmul(x, xs, infos, static, strict):
     return batch + [ia.dims[-2], ib.dims[-1]], dropped
 
 
+def _solve(x, xs, infos, static, strict):
+    """solve_triangular(L, B): batch axes broadcast; each column of the result mixes B's column."""
+    (a, b), (ia, ib) = xs, infos
+    batch = join(x.shape[:-2], [a.shape[:-2], b.shape[:-2]], [ia.dims[:-2], ib.dims[:-2]], _what(x, xs),
+                 strict)
+    dropped = [(k, d) for k, d in ((0, ia.dims[-2]), (0, ia.dims[-1]), (1, ib.dims[-2])) if d is not None]
+    return batch + [None, ib.dims[-1]], dropped
+
+
+def _matrix_function(x, xs, infos, static, strict):
+    """cholesky(A) and the like: batch axes kept, the two matrix axes mixed."""
+    dims = infos[0].dims
+    return list(dims[:-2]) + [None, None], [(0, d) for d in dims[-2:] if d is not None]
+
+
 ELEMENTWISE = (
     "add subtract multiply divide negative power maximum minimum exp log log1p expm1 sqrt tanh "
     "sigmoid softplus relu abs polygamma digamma lgamma where astype stop_gradient broadcast_to "
@@ -351,4 +366,5 @@ ELEMENTWISE = (
 ).split()
 RULES = {name: _elementwise for name in ELEMENTWISE}
 RULES.update(sum=_reduction, max=_reduction, transpose=_transpose, reshape=_reshape,
-             getitem=_getitem, concatenate=_concatenate, matmul=_matmul)
+             getitem=_getitem, concatenate=_concatenate, matmul=_matmul, solve_triangular=_solve,
+             cholesky=_matrix_function)

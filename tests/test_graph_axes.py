@@ -348,3 +348,15 @@ def test_backward_before_the_last_cost_is_refused():
         y.backward()
         with pytest.raises(RuntimeError, match="freed by an earlier backward"):
             g.cost("f", y)
+
+
+def test_multivariate_normal_in_a_plate_keeps_per_datapoint_credit():
+    mu = scg.tensor(np.zeros((3, 2)), requires_grad=True)
+    g = scg.Graph()
+    with g:
+        with g.plate("data", 3):
+            z = g.sample("z", D.MultivariateNormal(mu, scale_tril=np.eye(2)), estimator=SF(), n=4)
+            g.cost("c", (z**2).sum(-1))
+    node = g.nodes["z"]
+    assert z.shape == (4, 3, 2) and g.costs[0].dims == node.dims and len(node.dims) == 2
+    np.testing.assert_allclose(g.downstream_costs()["z"], (z.data**2).sum(-1))  # per draw, per datapoint

@@ -27,3 +27,9 @@ from .laplace import Laplace
 from .studentt import StudentT
 from .cauchy import Cauchy
 from .half_normal import HalfNormal
+from .poisson import Poisson
+from .binomial import Binomial
+from .geometric import Geometric
+from .multinomial import Multinomial
+from .multivariate_normal import MultivariateNormal
+from .lowrank_multivariate_normal import LowRankMultivariateNormal

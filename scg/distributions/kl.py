@@ -149,3 +149,36 @@ def _register_continuous():
 
 
 _register_continuous()
+def _register_discrete_and_multivariate():
+    """Poisson, Geometric and the (low-rank) multivariate normal pairs."""
+    from .geometric import Geometric
+    from .lowrank_multivariate_normal import LowRankMultivariateNormal
+    from .multivariate_normal import MultivariateNormal, kl_gaussian
+    from .poisson import Poisson
+
+    @register_kl(Poisson, Poisson)
+    def _poisson_poisson(p, q):
+        # sum_k p(k) log(p(k) / q(k)) = r_p log(r_p / r_q) - (r_p - r_q); 0 log 0 = 0.
+        return _weighted_log_ratio(p.rate, ops.log(p.rate), ops.log(q.rate)) - (p.rate - q.rate)
+
+    @register_kl(Geometric, Geometric)
+    def _geometric_geometric(p, q):
+        # E_p[k] (log(1 - p) - log(1 - q)) + log p - log q, with E_p[k] = 1/p - 1.
+        (lp1, lp0), (lq1, lq0) = p._bernoulli._log_p(), q._bernoulli._log_p()
+        return _weighted_log_ratio(1 / p.probs - 1, lp0, lq0) + lp1 - lq1
+
+    def _gaussian_gaussian(p, q):
+        return kl_gaussian(p.loc, _tril(p), q.loc, _tril(q))
+
+    gaussians = (MultivariateNormal, LowRankMultivariateNormal)
+    for type_p in gaussians:
+        for type_q in gaussians:
+            register_kl(type_p, type_q)(_gaussian_gaussian)
+
+
+def _tril(d):
+    """The Cholesky factor of a (low-rank) multivariate normal's covariance, unbroadcast."""
+    return d._scale_tril if hasattr(d, "_scale_tril") else d.scale_tril
+
+
+_register_discrete_and_multivariate()

@@ -1,0 +1,95 @@
+"""Binomial(total_count, probs=None, logits=None): successes in n Bernoulli(p) trials,
+P(x = k) = C(n, k) p^k (1 - p)^(n - k) for k = 0..n.
+
+log p(k) = lgamma(n + 1) - lgamma(k + 1) - lgamma(n - k + 1) + k log p + (n - k) log(1 - p);
+mean n p, variance n p (1 - p); entropy by summing over the (finite) support.
+"""
+
+import numpy as np
+
+from .. import ops
+from ..tensor import Tensor
+from .bernoulli import Bernoulli
+from .distribution import Distribution, broadcast, check, p_log_q, params
+from .poisson import is_count
+
+
+class Binomial(Distribution):
+    """Successes in ``total_count`` (non-negative integers) trials with success
+    probability ``probs`` in [0, 1] or ``logits`` (exactly one); all broadcast together.
+    No pathwise sample; the support 0..total_count can be enumerated when
+    total_count is the same for the whole batch. Samples are floats, as in torch."""
+
+    has_enumerate_support = True
+
+    def __init__(self, total_count=1, probs=None, logits=None, validate_args=None):
+        self._bernoulli = Bernoulli(probs=probs, logits=logits, validate_args=validate_args)
+        given = self._bernoulli._given
+        param = probs if probs is not None else logits
+        if isinstance(total_count, Tensor):
+            total_count = total_count.data
+        # total_count carries no gradient: it takes the probabilities' dtype.
+        (self.total_count, _), shape, dtype = params(
+            "Binomial", total_count=np.asarray(total_count, dtype=self._bernoulli.dtype), **{given: self._bernoulli._param}
+        )
+        check("Binomial", "total_count", self.total_count, is_count(self.total_count.data), "a non-negative integer")
+        self._untyped = None if self._bernoulli._untyped is None else {"total_count": total_count, given: param}
+        self.support = "the integers 0..total_count"
+        super().__init__(shape, (), dtype, validate_args)
+
+    @property
+    def probs(self):
+        return self._bernoulli.probs
+
+    @property
+    def logits(self):
+        return self._bernoulli.logits
+
+    def sample(self, sample_shape=(), rng=None):
+        shape = self._extended_shape(sample_shape)
+        n = np.broadcast_to(self.total_count.data, self.batch_shape).astype(np.int64)
+        p = np.broadcast_to(self.probs.data, self.batch_shape).astype(np.float64)
+        return Tensor(self._rng(rng).binomial(n, p, size=shape).astype(self.dtype))
+
+    def log_prob(self, value):
+        follower = self._follow(value)  # Python-number parameters take the value's dtype
+        if follower is not self:
+            return follower.log_prob(value)
+        x = self._value(value)
+        n = self.total_count
+        inside = self._support(x, is_count(x.data) & (x.data <= n.data))
+        k = ops.where(inside, x, 0)
+        log_p, log_q = self._bernoulli._log_p()
+        log_choose = ops.lgamma(n + 1) - ops.lgamma(k + 1) - ops.lgamma(n - k + 1)
+        return ops.where(inside, log_choose + p_log_q(k, log_p) + p_log_q(n - k, log_q), -np.inf)
+
+    def entropy(self):
+        """-sum_k p(k) log p(k) over k = 0..max(total_count), shape batch_shape."""
+        k_max = int(np.max(self.total_count.data, initial=0))
+        k = np.arange(k_max + 1, dtype=self.dtype).reshape((-1,) + (1,) * len(self.batch_shape))
+        lp = self.log_prob(k)  # -inf where k > total_count
+        return broadcast(-ops.sum(p_log_q(ops.exp(lp), lp), axis=0), self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast(self.total_count * self.probs, self.batch_shape)
+
+    @property
+    def variance(self):
+        p = self.probs
+        return broadcast(self.total_count * p * (1 - p), self.batch_shape)
+
+    def enumerate_support(self, expand=True):
+        """0..total_count on a new leading axis: (n + 1,) + batch_shape (floats); needs
+        one total_count for the whole batch."""
+        counts = np.unique(self.total_count.data)
+        if counts.size > 1:
+            raise NotImplementedError(
+                "Binomial.enumerate_support needs the same total_count across the batch; "
+                f"got {counts.tolist()}"
+            )
+        n = int(counts[0]) if counts.size else 0
+        values = np.arange(n + 1, dtype=self.dtype).reshape((-1,) + (1,) * len(self.batch_shape))
+        if expand:
+            values = np.broadcast_to(values, (n + 1,) + self.batch_shape).copy()
+        return Tensor(values)

@@ -1,0 +1,68 @@
+"""Geometric(probs=None, logits=None): the number of failures before the first success
+in Bernoulli(p) trials, P(x = k) = (1 - p)^k p for k = 0, 1, 2, ... (torch's convention;
+scipy.stats.geom counts trials, k + 1).
+
+log p(k) = k log(1 - p) + log p; mean (1 - p) / p, variance (1 - p) / p^2,
+entropy H_Bernoulli(p) / p.
+"""
+
+import numpy as np
+
+from .. import ops
+from ..tensor import Tensor
+from .bernoulli import Bernoulli
+from .distribution import Distribution, broadcast, check, p_log_q
+from .poisson import is_count
+
+
+class Geometric(Distribution):
+    """Failures before the first success, success probability ``probs`` in (0, 1] or
+    ``logits`` (exactly one). No pathwise sample; samples are floats, as in torch."""
+
+    support = "the non-negative integers"
+
+    def __init__(self, probs=None, logits=None, validate_args=None):
+        self._bernoulli = Bernoulli(probs=probs, logits=logits, validate_args=validate_args)
+        if self._bernoulli._given == "probs":
+            p = self._bernoulli._param
+            check("Geometric", "probs", p, p.data > 0, "in (0, 1]")
+        else:
+            l = self._bernoulli._param
+            check("Geometric", "logits", l, l.data > -np.inf, "greater than -inf")
+        self._untyped = self._bernoulli._untyped
+        super().__init__(self._bernoulli.batch_shape, (), self._bernoulli.dtype, validate_args)
+
+    @property
+    def probs(self):
+        return self._bernoulli.probs
+
+    @property
+    def logits(self):
+        return self._bernoulli.logits
+
+    def sample(self, sample_shape=(), rng=None):
+        shape = self._extended_shape(sample_shape)
+        p = np.broadcast_to(self.probs.data, self.batch_shape).astype(np.float64)
+        return Tensor((self._rng(rng).geometric(p, size=shape) - 1).astype(self.dtype))
+
+    def log_prob(self, value):
+        follower = self._follow(value)  # Python-number parameters take the value's dtype
+        if follower is not self:
+            return follower.log_prob(value)
+        x = self._value(value)
+        inside = self._support(x, np.broadcast_to(is_count(x.data), np.broadcast_shapes(x.shape, self.batch_shape)))
+        k = ops.where(inside, x, 0)
+        log_p, log_q = self._bernoulli._log_p()
+        return ops.where(inside, p_log_q(k, log_q) + log_p, -np.inf)
+
+    def entropy(self):
+        return broadcast(self._bernoulli.entropy() / self.probs, self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast(1 / self.probs - 1, self.batch_shape)
+
+    @property
+    def variance(self):
+        p = self.probs
+        return broadcast((1 / p - 1) / p, self.batch_shape)

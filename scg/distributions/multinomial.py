@@ -1,0 +1,97 @@
+"""Multinomial(total_count=1, probs=None, logits=None): counts x_1..x_K of n draws from
+a Categorical(p), P(x) = n! / prod_i x_i! prod_i p_i^(x_i) where sum_i x_i = n.
+
+log p(x) = lgamma(n + 1) - sum_i lgamma(x_i + 1) + sum_i x_i log p_i; mean n p,
+variance n p (1 - p); entropy
+H = -lgamma(n + 1) - n sum_i p_i log p_i + sum_i E[lgamma(x_i + 1)], x_i ~ Binomial(n, p_i).
+"""
+
+import numpy as np
+from scipy.special import gammaln
+
+from .. import ops
+from ..tensor import Tensor
+from .binomial import Binomial
+from .categorical import Categorical
+from .distribution import Distribution, broadcast, p_log_q
+from .poisson import is_count
+
+
+class Multinomial(Distribution):
+    """Counts in K categories of ``total_count`` (a non-negative integer, shared by the
+    batch) draws with ``probs`` (on the simplex, last axis) or ``logits`` (exactly one).
+    event_shape = (K,). No pathwise sample and, as in torch, no enumerate_support."""
+
+    def __init__(self, total_count=1, probs=None, logits=None, validate_args=None):
+        if isinstance(total_count, Tensor):
+            total_count = total_count.data
+        n = np.asarray(total_count)
+        if n.ndim != 0 or not is_count(n):
+            raise ValueError(f"Multinomial: parameter 'total_count' must be a non-negative integer; got {total_count!r}")
+        self.total_count = int(n)
+        self._categorical = Categorical(probs=probs, logits=logits, validate_args=validate_args)
+        k = self._categorical.num_categories
+        self.support = f"vectors of {k} non-negative integers summing to {self.total_count}"
+        c = self._categorical._untyped
+        self._untyped = None if c is None else dict(c, total_count=self.total_count)
+        super().__init__(self._categorical.batch_shape, (k,), self._categorical.dtype, validate_args)
+
+    @property
+    def probs(self):
+        return self._categorical.probs
+
+    @property
+    def logits(self):
+        return self._categorical.logits
+
+    def _log_probs(self):
+        """log p_i with -inf (and a zero gradient, not NaN) where p_i = 0."""
+        if self._categorical._probs is None:
+            return self._categorical.logits
+        p = self._categorical._probs
+        return ops.where(p.data > 0, ops.log(ops.where(p.data > 0, p, 1)), -np.inf)
+
+    def sample(self, sample_shape=(), rng=None):
+        shape = self._extended_shape(sample_shape)
+        p = np.broadcast_to(self.probs.data, self.batch_shape + self.event_shape).astype(np.float64)
+        p = p / p.sum(-1, keepdims=True)
+        return Tensor(self._rng(rng).multinomial(self.total_count, p, size=shape[:-1]).astype(self.dtype))
+
+    def log_prob(self, value):
+        follower = self._follow(value)  # Python-number parameters take the value's dtype
+        if follower is not self:
+            return follower.log_prob(value)
+        x = self._value(value)
+        k = self.event_shape[0]
+        if x.ndim == 0 or x.shape[-1] != k:
+            raise ValueError(f"Multinomial.log_prob: value must have K = {k} on its last axis; got shape {x.shape}")
+        ok = is_count(x.data).all(-1) & (x.data.sum(-1) == self.total_count)
+        inside = np.broadcast_to(ok, np.broadcast_shapes(ok.shape, self.batch_shape))
+        if self._validate and not inside.all():
+            bad = np.broadcast_to(x.data, inside.shape + (k,))[~inside][0]
+            raise ValueError(f"Multinomial.log_prob: value {bad!r} is outside the support, {self.support}")
+        x = ops.where(inside[..., None], x, 0)
+        lp = (
+            float(gammaln(self.total_count + 1))
+            - ops.sum(ops.lgamma(x + 1), axis=-1)
+            + ops.sum(p_log_q(x, self._log_probs()), axis=-1)
+        )
+        return ops.where(inside, lp, -np.inf)
+
+    def entropy(self):
+        n = self.total_count
+        p, log_p = self.probs, self._log_probs()
+        marginal = Binomial(n, probs=p)  # x_i ~ Binomial(n, p_i), batch_shape + (K,)
+        support = np.arange(n + 1, dtype=self.dtype).reshape((-1,) + (1,) * (len(self.batch_shape) + 1))
+        expected_lgamma = ops.sum(ops.exp(marginal.log_prob(support)) * gammaln(support + 1), axis=0)
+        h = -float(gammaln(n + 1)) - n * ops.sum(p_log_q(p, log_p), axis=-1) + ops.sum(expected_lgamma, axis=-1)
+        return broadcast(h, self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast(self.total_count * self.probs, self.batch_shape + self.event_shape)
+
+    @property
+    def variance(self):
+        p = self.probs
+        return broadcast(self.total_count * p * (1 - p), self.batch_shape + self.event_shape)

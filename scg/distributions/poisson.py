@@ -1,0 +1,54 @@
+"""Poisson(rate): P(x = k) = rate^k e^(-rate) / k! for k = 0, 1, 2, ...
+
+log p(k) = k log rate - rate - lgamma(k + 1); mean and variance are both ``rate``.
+Like torch.distributions there is no closed-form entropy.
+"""
+
+import numpy as np
+
+from .. import ops
+from ..tensor import Tensor
+from .distribution import Distribution, broadcast, check, params, untyped
+
+
+def is_count(v):
+    """Elementwise: ``v`` is a finite non-negative integer (of any numeric dtype)."""
+    v = np.asarray(v)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(v) & (v >= 0) & (v == np.floor(v))
+
+
+class Poisson(Distribution):
+    """Counts with mean ``rate >= 0``. No pathwise sample (use a score-function
+    estimator); samples are floats in the parameter's dtype, as in torch."""
+
+    support = "the non-negative integers"
+
+    def __init__(self, rate, validate_args=None):
+        (self.rate,), shape, dtype = params("Poisson", rate=rate)
+        self._untyped = untyped(rate=rate)
+        check("Poisson", "rate", self.rate, self.rate.data >= 0, "non-negative")
+        check("Poisson", "rate", self.rate, np.isfinite(self.rate.data), "finite")
+        super().__init__(shape, (), dtype, validate_args)
+
+    def sample(self, sample_shape=(), rng=None):
+        shape = self._extended_shape(sample_shape)
+        rate = np.broadcast_to(self.rate.data, self.batch_shape).astype(np.float64)
+        return Tensor(self._rng(rng).poisson(rate, size=shape).astype(self.dtype))
+
+    def log_prob(self, value):
+        follower = self._follow(value)  # Python-number parameters take the value's dtype
+        if follower is not self:
+            return follower.log_prob(value)
+        x = self._value(value)
+        inside = self._support(x, np.broadcast_to(is_count(x.data), np.broadcast_shapes(x.shape, self.batch_shape)))
+        k = ops.where(inside, x, 0)
+        return ops.where(inside, ops.xlogy(k, self.rate) - self.rate - ops.lgamma(k + 1), -np.inf)
+
+    @property
+    def mean(self):
+        return broadcast(self.rate, self.batch_shape)
+
+    @property
+    def variance(self):
+        return broadcast(self.rate, self.batch_shape)
