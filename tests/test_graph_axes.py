@@ -359,4 +359,5 @@ def test_multivariate_normal_in_a_plate_keeps_per_datapoint_credit():
             g.cost("c", (z**2).sum(-1))
     node = g.nodes["z"]
     assert z.shape == (4, 3, 2) and g.costs[0].dims == node.dims and len(node.dims) == 2
-    np.testing.assert_allclose(g.downstream_costs()["z"], (z.data**2).sum(-1))  # per draw, per datapoint
+    # per draw and datapoint, with the 1/K of the average over the four draws
+    np.testing.assert_allclose(g.downstream_costs()["z"], (z.data**2).sum(-1) / 4)
