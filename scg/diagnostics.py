@@ -9,7 +9,6 @@ differentiate with respect to.
 import itertools
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from . import ops
 from .autodiff import grad
@@ -49,6 +48,8 @@ def gradient_stats(build, params, n, objective="surrogate", progress=False):
     method of the graph (``"dice"``) or is a function ``graph -> scalar Tensor``."""
     if n < 2:
         raise ValueError(f"gradient_stats needs n >= 2 runs to estimate a variance, got {n}")
+    from tqdm.auto import tqdm  # here, not at the top: `import scg` needs no tqdm
+
     params = list(params)
     runs = []
     for _ in tqdm(range(n), disable=not progress, desc="gradient runs"):
