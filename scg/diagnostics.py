@@ -48,11 +48,14 @@ def gradient_stats(build, params, n, objective="surrogate", progress=False):
     method of the graph (``"dice"``) or is a function ``graph -> scalar Tensor``."""
     if n < 2:
         raise ValueError(f"gradient_stats needs n >= 2 runs to estimate a variance, got {n}")
-    from tqdm.auto import tqdm  # here, not at the top: `import scg` needs no tqdm
-
     params = list(params)
     runs = []
-    for _ in tqdm(range(n), disable=not progress, desc="gradient runs"):
+    steps = range(n)
+    if progress:
+        from tqdm.auto import tqdm  # only here: `import scg` needs no tqdm
+
+        steps = tqdm(steps, desc="gradient runs")
+    for _ in steps:
         g = _build(build)
         loss = objective(g) if callable(objective) else getattr(g, objective)()
         runs.append([r.data.copy() for r in grad(loss, params)])
