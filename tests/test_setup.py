@@ -1,10 +1,12 @@
-"""README's first command works the way a new user meets it: in a clean clone, in a fresh
-terminal whose `python3` refuses `pip install` outside a virtual environment (PEP 668, as
-Debian's and Ubuntu's own Python), `bash scripts/setup.sh` makes `.venv`, installs scg into
-it, and the main job then runs through `.venv/bin/` (here on a small `--limit`).
+"""README's commands work the way a new user meets them.
 
-This needs what CI has: git, the package registry (pip fills a new `.venv`; about a minute
-with pip's cache), and Debian's graphviz and dataset-fashion-mnist (setup installs them)."""
+The slow test runs README's first command in a clean clone, in a fresh terminal whose
+`python3` refuses `pip install` outside a virtual environment (PEP 668, as Debian's and
+Ubuntu's own Python): `bash scripts/setup.sh` makes `.venv` and installs scg into it, and
+the main job then runs through `.venv/bin/` (on a small `--limit`). It needs what CI has:
+git, the package registry (pip fills the new `.venv`: half a minute or so), and Debian's
+graphviz and dataset-fashion-mnist. The fast tests check setup.sh's choices (python3-venv
+through apt, an active environment, a second run) with stand-ins for apt-get and Python."""
 
 import json
 import os
@@ -127,3 +129,90 @@ def test_pyproject_license_is_an_spdx_expression_and_the_clis_are_console_script
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["license"] == "MIT"
     assert project["scripts"] == {"scg-vae": "models.vae:main", "scg-dvae": "models.discrete_vae:main"}
+
+
+# ---- setup.sh's decisions, with stand-ins for apt-get, dpkg and Python (fast, no network) ----------
+
+STUB_PYTHON = r"""#!/usr/bin/env bash
+# stands in for a Python: logs its command line; `venv` needs python3-venv (ensurepip)
+echo "$0 $*" >> "$STUB_LOG"
+has_venv() { [ -e "$STUB_DIR/python3-venv" ]; }
+case "$1 $2" in
+    "-c import ensurepip"*) has_venv; exit ;;
+    "-m venv") has_venv || { echo "ensurepip is not available" >&2; exit 1; }
+               dest="${@: -1}"; mkdir -p "$dest/bin"; cp "$0" "$dest/bin/python"; echo "home = stub" > "$dest/pyvenv.cfg" ;;
+    "-m pip") case "$0" in */python3) echo "error: externally-managed-environment" >&2; exit 1 ;; esac ;;
+    "-c "*) echo "$(cd "$(dirname "$0")/.." && pwd)" ;;
+esac
+"""
+STUB_APT = """#!/usr/bin/env bash
+echo "apt-get $*" >> "$STUB_LOG"
+case " $* " in *" install "*" python3-venv "*) touch "$STUB_DIR/python3-venv" ;; esac
+"""
+STUB_DPKG = """#!/usr/bin/env bash
+echo "dpkg $*" >> "$STUB_LOG"
+"""  # every system package is installed
+
+
+def stub_project(tmp_path, python3_venv_installed, active_env=None):
+    """A project holding only scripts/setup.sh, and the environment of a fresh terminal whose
+    python3, apt-get, dpkg and sudo are the stand-ins above."""
+    project, stubs = tmp_path / "project", tmp_path / "stubs"
+    (project / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "setup.sh", project / "scripts" / "setup.sh")
+    stubs.mkdir()
+    for name, text in (("python3", STUB_PYTHON), ("apt-get", STUB_APT), ("dpkg", STUB_DPKG),
+                       ("sudo", '#!/usr/bin/env bash\nexec "$@"\n')):
+        (stubs / name).write_text(text)
+        (stubs / name).chmod(0o755)
+    if python3_venv_installed:
+        (stubs / "python3-venv").touch()
+    env = {"PATH": f"{stubs}:{SYSTEM_PATH}", "HOME": str(tmp_path), "STUB_LOG": str(tmp_path / "log"),
+           "STUB_DIR": str(stubs)}
+    if active_env is not None:
+        (active_env / "bin").mkdir(parents=True)
+        shutil.copy(stubs / "python3", active_env / "bin" / "python")
+        env["VIRTUAL_ENV"] = str(active_env)
+    return project, env
+
+
+def run_setup(tmp_path, project, env):
+    """Run setup.sh; the commands the stand-ins saw, with tmp_path cut off."""
+    log = Path(env["STUB_LOG"])
+    log.write_text("")
+    r = subprocess.run(["bash", project / "scripts" / "setup.sh"], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return [ln.replace(str(tmp_path), "") for ln in log.read_text().splitlines()]
+
+
+PIP_INTO_DOT_VENV = [".venv/bin/python -m pip install -q --upgrade pip",
+                     ".venv/bin/python -m pip install -q -e .[dev]"]
+
+
+def test_setup_installs_python3_venv_when_python_cannot_make_a_venv(tmp_path):
+    project, env = stub_project(tmp_path, python3_venv_installed=False)
+    log = run_setup(tmp_path, project, env)
+    apt = [ln for ln in log if ln.startswith("apt-get")]
+    assert apt == ["apt-get update -qq", "apt-get install -y -qq python3-venv"], log
+    assert "/stubs/python3 -m venv --clear .venv" in log
+    assert [ln for ln in log if " -m pip install" in ln] == PIP_INTO_DOT_VENV, log  # never the system Python's pip
+
+
+def test_setup_makes_the_venv_once_and_needs_no_apt_when_python_can(tmp_path):
+    project, env = stub_project(tmp_path, python3_venv_installed=True)
+    log = run_setup(tmp_path, project, env)
+    assert not any(ln.startswith("apt-get") for ln in log), log
+    assert sum(" -m venv " in ln for ln in log) == 1
+    assert [ln for ln in log if " -m pip install" in ln] == PIP_INTO_DOT_VENV, log
+    again = run_setup(tmp_path, project, env)  # a second run reuses .venv
+    assert not any(" -m venv " in ln for ln in again) and [ln for ln in again if " -m pip install" in ln] == PIP_INTO_DOT_VENV
+
+
+def test_setup_installs_into_an_active_venv_and_links_dot_venv_to_it(tmp_path):
+    active = tmp_path / "elsewhere"
+    project, env = stub_project(tmp_path, python3_venv_installed=False, active_env=active)
+    log = run_setup(tmp_path, project, env)
+    assert (project / ".venv").is_symlink() and (project / ".venv").resolve() == active.resolve()
+    assert not any(" -m venv " in ln or ln.startswith("apt-get") for ln in log), log
+    assert [ln for ln in log if " -m pip install" in ln] == [ln.replace(".venv", "/elsewhere", 1) for ln in PIP_INTO_DOT_VENV]
