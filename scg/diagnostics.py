@@ -9,7 +9,6 @@ differentiate with respect to.
 import itertools
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from . import ops
 from .autodiff import grad
@@ -51,7 +50,12 @@ def gradient_stats(build, params, n, objective="surrogate", progress=False):
         raise ValueError(f"gradient_stats needs n >= 2 runs to estimate a variance, got {n}")
     params = list(params)
     runs = []
-    for _ in tqdm(range(n), disable=not progress, desc="gradient runs"):
+    steps = range(n)
+    if progress:
+        from tqdm.auto import tqdm  # only here: `import scg` needs no tqdm
+
+        steps = tqdm(steps, desc="gradient runs")
+    for _ in steps:
         g = _build(build)
         loss = objective(g) if callable(objective) else getattr(g, objective)()
         runs.append([r.data.copy() for r in grad(loss, params)])
