@@ -9,27 +9,16 @@ import math
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, params, untyped
+from .distribution import LocationScale, broadcast
 
 LOG_PI = math.log(math.pi)
 
 
-class Cauchy(Distribution):
+class Cauchy(LocationScale):
     """Cauchy (Lorentz) with location (median) ``loc`` and half-width ``scale > 0``."""
 
-    has_rsample = True
-
-    def __init__(self, loc, scale, validate_args=None):
-        (self.loc, self.scale), shape, dtype = params("Cauchy", loc=loc, scale=scale)
-        self._untyped = untyped(loc=loc, scale=scale)
-        check("Cauchy", "scale", self.scale, self.scale.data > 0, "positive")
-        check("Cauchy", "scale", self.scale, np.isfinite(self.scale.data), "finite")
-        check("Cauchy", "loc", self.loc, np.isfinite(self.loc.data), "finite")
-        super().__init__(shape, (), dtype, validate_args)
-
-    def rsample(self, sample_shape=(), rng=None):
-        eps = self._rng(rng).standard_cauchy(size=self._extended_shape(sample_shape)).astype(self.dtype)
-        return self.loc + self.scale * eps
+    def _standard(self, rng, shape):
+        return rng.standard_cauchy(size=shape).astype(self.dtype)
 
     def log_prob(self, value):
         follower = self._follow(value)  # Python-number parameters take the value's dtype

@@ -205,6 +205,27 @@ def simplex_tolerance(k, dtype):
     return max(1e-6, 16 * np.sqrt(k) * float(np.finfo(dtype).eps))
 
 
+class LocationScale(Distribution):
+    """Base of the location-scale families (Normal, Laplace, Cauchy): finite ``loc`` and
+    positive finite ``scale``, broadcast together; ``rsample`` is ``loc + scale * eps`` with
+    ``eps`` from the subclass's ``_standard(rng, shape)``."""
+
+    has_rsample = True
+
+    def __init__(self, loc, scale, validate_args=None):
+        name = type(self).__name__
+        (self.loc, self.scale), shape, dtype = params(name, loc=loc, scale=scale)
+        self._untyped = untyped(loc=loc, scale=scale)
+        check(name, "scale", self.scale, self.scale.data > 0, "positive")
+        check(name, "scale", self.scale, np.isfinite(self.scale.data), "finite")
+        check(name, "loc", self.loc, np.isfinite(self.loc.data), "finite")
+        super().__init__(shape, (), dtype, validate_args)
+
+    def rsample(self, sample_shape=(), rng=None):
+        eps = self._standard(self._rng(rng), self._extended_shape(sample_shape))
+        return self.loc + self.scale * eps
+
+
 def check(cls_name, name, tensor, condition, requirement):
     """Raise ``ValueError`` naming the parameter unless ``condition`` holds everywhere."""
     if not np.all(condition):

@@ -6,30 +6,18 @@ with eps a standard Laplace draw (location-scale), so dx/dloc = 1, dx/dscale = e
 
 import math
 
-import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, params, untyped
+from .distribution import LocationScale, broadcast
 
 LOG_2 = math.log(2.0)
 
 
-class Laplace(Distribution):
+class Laplace(LocationScale):
     """Laplace (double exponential) with location ``loc`` and ``scale > 0``."""
 
-    has_rsample = True
-
-    def __init__(self, loc, scale, validate_args=None):
-        (self.loc, self.scale), shape, dtype = params("Laplace", loc=loc, scale=scale)
-        self._untyped = untyped(loc=loc, scale=scale)
-        check("Laplace", "scale", self.scale, self.scale.data > 0, "positive")
-        check("Laplace", "scale", self.scale, np.isfinite(self.scale.data), "finite")
-        check("Laplace", "loc", self.loc, np.isfinite(self.loc.data), "finite")
-        super().__init__(shape, (), dtype, validate_args)
-
-    def rsample(self, sample_shape=(), rng=None):
-        eps = self._rng(rng).laplace(size=self._extended_shape(sample_shape)).astype(self.dtype)
-        return self.loc + self.scale * eps
+    def _standard(self, rng, shape):
+        return rng.laplace(size=shape).astype(self.dtype)
 
     def log_prob(self, value):
         follower = self._follow(value)  # Python-number parameters take the value's dtype
