@@ -11,28 +11,18 @@ determinant lemma):
 ``rsample`` is loc + W eps_1 + sqrt(D) eps_2, eps_1 ~ N(0, I_r), eps_2 ~ N(0, I_n).
 """
 
-import math
-
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, untyped
-from .linalg import cholesky, diagonal, solve_triangular
-from .multivariate_normal import event_params
-
-HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+from .distribution import broadcast, check, untyped
+from .linalg import _mT, cholesky, diagonal, solve_triangular
+from .multivariate_normal import GaussianBase, event_params
 
 
-def _mT(x):
-    return ops.swapaxes(x, -1, -2)
-
-
-class LowRankMultivariateNormal(Distribution):
+class LowRankMultivariateNormal(GaussianBase):
     """Gaussian with mean ``loc`` (..., n) and covariance cov_factor cov_factor^T +
     diag(cov_diag); cov_diag > 0. event_shape = (n,); the batch shape broadcasts
     loc.shape[:-1], cov_factor.shape[:-2] and cov_diag.shape[:-1]."""
-
-    has_rsample = True
 
     def __init__(self, loc, cov_factor, cov_diag, validate_args=None):
         name = "LowRankMultivariateNormal"
@@ -77,28 +67,9 @@ class LowRankMultivariateNormal(Distribution):
         eps_d = rng.standard_normal(shape, dtype=self.dtype)
         return self.loc + ops.squeeze(ops.matmul(self.cov_factor, eps_w), -1) + ops.sqrt(self.cov_diag) * eps_d
 
-    def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
-        x = self._value(value)
-        n = self.event_shape[0]
-        if x.ndim == 0 or x.shape[-1] != n:
-            raise ValueError(
-                f"LowRankMultivariateNormal.log_prob: value must have n = {n} on its last axis; got shape {x.shape}"
-            )
-        diff = x - self.loc
+    def _mahalanobis(self, diff):
         u = solve_triangular(self._capacitance_tril, ops.matmul(self._wt_dinv, ops.expand_dims(diff, -1)))
-        maha = ops.sum(diff * diff / self.cov_diag, axis=-1) - ops.sum(ops.squeeze(u, -1) ** 2, axis=-1)
-        return -0.5 * maha - n * HALF_LOG_2PI - self._half_log_det()
-
-    def entropy(self):
-        n = self.event_shape[0]
-        return broadcast(n * (0.5 + HALF_LOG_2PI) + self._half_log_det(), self.batch_shape)
-
-    @property
-    def mean(self):
-        return broadcast(self.loc, self.batch_shape + self.event_shape)
+        return ops.sum(diff * diff / self.cov_diag, axis=-1) - ops.sum(ops.squeeze(u, -1) ** 2, axis=-1)
 
     @property
     def variance(self):

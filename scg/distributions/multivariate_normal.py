@@ -15,13 +15,9 @@ import numpy as np
 
 from .. import ops
 from .distribution import Distribution, broadcast, check, params, untyped
-from .linalg import cholesky, diagonal, solve_triangular
+from .linalg import _mT, cholesky, diagonal, solve_triangular
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
-
-def _mT(x):
-    return ops.swapaxes(x, -1, -2)
 
 
 def event_params(cls_name, **named):
@@ -57,13 +53,38 @@ def factor(cls_name, name, m):
         raise ValueError(f"{cls_name}: parameter '{name}' must be positive definite") from None
 
 
-class MultivariateNormal(Distribution):
+class GaussianBase(Distribution):
+    """What every Gaussian on R^n shares, given ``_mahalanobis(x - loc)`` (the squared
+    distance under Sigma^{-1}, shape (...)) and ``_half_log_det()`` (log det Sigma / 2)."""
+
+    has_rsample = True
+
+    def log_prob(self, value):
+        follower = self._follow(value)  # Python-number parameters take the value's dtype
+        if follower is not self:
+            return follower.log_prob(value)
+        x = self._value(value)
+        n = self.event_shape[0]
+        if x.ndim == 0 or x.shape[-1] != n:
+            raise ValueError(
+                f"{type(self).__name__}.log_prob: value must have n = {n} on its last axis; got shape {x.shape}"
+            )
+        return -0.5 * self._mahalanobis(x - self.loc) - n * HALF_LOG_2PI - self._half_log_det()
+
+    def entropy(self):
+        n = self.event_shape[0]
+        return broadcast(n * (0.5 + HALF_LOG_2PI) + self._half_log_det(), self.batch_shape)
+
+    @property
+    def mean(self):
+        return broadcast(self.loc, self.batch_shape + self.event_shape)
+
+
+class MultivariateNormal(GaussianBase):
     """Gaussian on R^n with mean ``loc`` (..., n) and exactly one of ``covariance_matrix``,
     ``precision_matrix`` (both symmetric positive definite) or ``scale_tril`` (lower
     triangular, positive diagonal), each (..., n, n). event_shape = (n,);
     batch_shape broadcasts loc's and the matrix's leading axes."""
-
-    has_rsample = True
 
     def __init__(self, loc, covariance_matrix=None, precision_matrix=None, scale_tril=None, validate_args=None):
         name = "MultivariateNormal"
@@ -138,25 +159,9 @@ class MultivariateNormal(Distribution):
         eps = self._rng(rng).standard_normal(shape, dtype=self.dtype)
         return self.loc + ops.squeeze(ops.matmul(self._scale_tril, eps[..., None]), -1)
 
-    def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
-        x = self._value(value)
-        n = self.event_shape[0]
-        if x.ndim == 0 or x.shape[-1] != n:
-            raise ValueError(f"MultivariateNormal.log_prob: value must have n = {n} on its last axis; got shape {x.shape}")
-        z = solve_triangular(self._scale_tril, ops.expand_dims(x - self.loc, -1))
-        maha = ops.sum(ops.squeeze(z, -1) ** 2, axis=-1)
-        return -0.5 * maha - n * HALF_LOG_2PI - self._half_log_det()
-
-    def entropy(self):
-        n = self.event_shape[0]
-        return broadcast(n * (0.5 + HALF_LOG_2PI) + self._half_log_det(), self.batch_shape)
-
-    @property
-    def mean(self):
-        return broadcast(self.loc, self.batch_shape + self.event_shape)
+    def _mahalanobis(self, diff):
+        z = solve_triangular(self._scale_tril, ops.expand_dims(diff, -1))
+        return ops.sum(ops.squeeze(z, -1) ** 2, axis=-1)
 
     @property
     def variance(self):
