@@ -328,7 +328,9 @@ class Graph:
         data = value.data if isinstance(value, Tensor) else np.asarray(value)
         if data.shape != shape:
             raise ValueError(f"sample '{name}': replayed value has shape {data.shape}, expected {shape}")
-        return Tensor(data)
+        value = Tensor(data)
+        _check_support(f"sample '{name}': a replayed value", dist, value)
+        return value
 
     def observe(self, name, dist, value):
         """Condition on observed data (Pyro's ``obs=``): adds the cost ``-dist.log_prob(value)``
@@ -341,13 +343,7 @@ class Graph:
         data = value if isinstance(value, Tensor) else Tensor(np.asarray(value, dtype=dist.dtype))
         if data.dtype.kind in "fc" and np.isnan(data.data).any():
             raise ValueError(f"observe '{name}': the observed value contains NaN")
-        log_prob = dist.log_prob(data)
-        if not np.isfinite(log_prob.data).all():
-            where = np.argwhere(~np.isfinite(log_prob.data))[0]
-            raise ValueError(
-                f"observe '{name}': an observed value is outside the support of {type(dist).__name__} "
-                f"({getattr(dist, 'support', 'its support')}), e.g. at index {tuple(where.tolist())}"
-            )
+        log_prob = _check_support(f"observe '{name}': an observed value", dist, data)
         self._add_cost(name, -log_prob, kind="observed", dist=dist, observed=data)
         return data
 
@@ -497,6 +493,19 @@ def parameters(dist, depth=2):
         elif depth > 1 and hasattr(value, "log_prob") and hasattr(value, "batch_shape"):
             found += parameters(value, depth - 1)
     return found
+
+
+def _check_support(what, dist, value):
+    """``dist.log_prob(value)``, refused where a value has probability zero (outside the support)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_prob = dist.log_prob(value)
+    if not np.isfinite(log_prob.data).all():
+        where = np.argwhere(~np.isfinite(np.broadcast_to(log_prob.data, log_prob.shape)))[0]
+        raise ValueError(
+            f"{what} is outside the support of {type(dist).__name__} "
+            f"({getattr(dist, 'support', 'its support')}), e.g. at index {tuple(where.tolist())}"
+        )
+    return log_prob
 
 
 def _replayed(graph, name):

@@ -361,3 +361,10 @@ def test_multivariate_normal_in_a_plate_keeps_per_datapoint_credit():
     assert z.shape == (4, 3, 2) and g.costs[0].dims == node.dims and len(node.dims) == 2
     # per draw and datapoint, with the 1/K of the average over the four draws
     np.testing.assert_allclose(g.downstream_costs()["z"], (z.data**2).sum(-1) / 4)
+
+
+def test_replayed_value_outside_the_support_is_refused():
+    g = scg.Graph(replay={"k": np.array(5)})
+    with g:
+        with pytest.raises(ValueError, match="sample 'k': a replayed value is outside the support of Categorical"):
+            g.sample("k", D.Categorical(logits=np.zeros(3)), estimator=SF())
