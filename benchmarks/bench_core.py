@@ -4,12 +4,11 @@
    against the same numpy calls (forward and the hand-written VJPs) without autodiff.
 2. One training step of an MLP classifier 784-400-400-10 (batch 128, float32,
    Adam): scg, the same step written straightforwardly in numpy, and PyTorch
-   eager on the CPU when ``torch`` is importable. Each runs in its own worker
-   process (so numpy's and torch's thread pools never compete); the parent
-   alternates rounds between them and reports medians.
+   eager on the CPU when ``torch`` is importable, timed by harness.py (one
+   implementation process alive at a time, order rotated, medians).
 3. Peak memory of one step for each (resident-set growth in a fresh subprocess).
 
-Usage: python benchmarks/bench_core.py [--rounds 7] [--steps 20] [--quick]
+Usage: python benchmarks/bench_core.py [--rounds 5] [--seconds 1.5] [--check] [--quick]
 """
 
 import argparse
@@ -180,19 +179,15 @@ FACTORIES = {"scg": scg_step_factory, "numpy": numpy_step_factory, "torch": torc
 def main():
     harness.serve(FACTORIES)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (median reported)")
-    ap.add_argument("--steps", type=int, default=20, help="MLP steps per round")
-    ap.add_argument("--quick", action="store_true", help="few rounds, for a smoke run")
+    harness.add_options(ap)
     args = ap.parse_args()
-    if args.quick:
-        args.rounds, args.steps = 2, 3
 
     print("== per-op overhead, forward + backward, arrays of 10 float64 ==")
     print(f"{'op':6s} {'scg us/op':>10s} {'numpy us/op':>12s} {'overhead us':>12s}")
     for name, (t_scg, t_np) in op_overhead(rounds=2 if args.quick else 5).items():
         print(f"{name:6s} {t_scg:10.2f} {t_np:12.2f} {t_scg - t_np:12.2f}")
-    print("target: overhead <= 8 us per elementwise op")
-    harness.report(__file__, FACTORIES, args.steps, args.rounds,
+    print("target: overhead <= 4 us per elementwise op")
+    harness.report(__file__, FACTORIES, args,
                    f"MLP {'-'.join(map(str, SIZES))} step, batch {B}, float32, Adam")
 
 

@@ -1,9 +1,11 @@
-"""The VAE training step (784-400-20, batch 128, float32, Adam, Bernoulli likelihood,
-analytic KL) in scg, written straightforwardly by hand in numpy, and in PyTorch eager
-(when installed), side by side in one run (see harness.py); plus seconds per
-Fashion-MNIST epoch (430 steps of 128 of the 55,000 training images) and memory.
+"""The VAE training step (784-400-20, float32, Adam, Bernoulli likelihood, analytic KL)
+in scg, written straightforwardly by hand in numpy, and in PyTorch eager (when
+installed), side by side in one run (see harness.py), at batch sizes 32, 128 and 512;
+plus the floor: the step's 11 matmuls alone, with preallocated outputs (no
+framework can do the step faster than its GEMMs); seconds per Fashion-MNIST epoch
+(55,000 training images) and memory.
 
-Usage: python benchmarks/bench_vae.py [--rounds 7] [--steps 20] [--quick]
+Usage: python benchmarks/bench_vae.py [--batch 32 128 512] [--rounds 5] [--seconds 1.5] [--check]
 """
 
 import argparse
@@ -17,12 +19,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import scg  # noqa: E402
 
-B, X, H, L = 128, 784, 400, 20
-STEPS_PER_EPOCH = -(-55_000 // B)
+X, H, L = 784, 400, 20
+TRAIN = 55_000
 
 
-def batch():
-    """128 real Fashion-MNIST images, binarized with a fixed seed."""
+def batch(B):
+    """B real Fashion-MNIST images, binarized with a fixed seed."""
     from models import data
 
     imgs = data.load("fashion-mnist")["train_images"][:B].reshape(B, -1).astype(np.float32) / 255
@@ -38,14 +40,15 @@ def init(seed=0):
     return ps
 
 
-def scg_factory():
+def scg_factory(batch_size=128):
+    B = batch_size
     from models.vae import VAE, build_graph
 
     model = VAE(hidden=H, latent=L)
     for p, a in zip(model.parameters(), init()):
         p.data[...] = a
     opt = scg.optim.Adam(model.parameters(), lr=1e-3)
-    x = batch()
+    x = batch(B)
     rng = np.random.default_rng(1)
 
     def step():
@@ -58,11 +61,12 @@ def scg_factory():
     return step
 
 
-def numpy_factory():
+def numpy_factory(batch_size=128):
     """The step as one would write it by hand: forward, hand-derived backward, Adam."""
+    B = batch_size
     ps = init()
     ms, vs = [np.zeros_like(p) for p in ps], [np.zeros_like(p) for p in ps]
-    x = batch()
+    x = batch(B)
     rng = np.random.default_rng(1)
     t = [0]
 
@@ -108,7 +112,8 @@ def numpy_factory():
     return step
 
 
-def torch_factory():
+def torch_factory(batch_size=128):
+    B = batch_size
     import torch
 
     ps = init()
@@ -121,7 +126,7 @@ def torch_factory():
         lin.append(layer)
     params = [p for layer in lin for p in layer.parameters()]
     opt = torch.optim.Adam(params, lr=1e-3)
-    x = torch.from_numpy(batch())
+    x = torch.from_numpy(batch(B))
     torch.manual_seed(1)
     F = torch.nn.functional
 
@@ -141,22 +146,49 @@ def torch_factory():
     return step
 
 
-FACTORIES = {"scg": scg_factory, "numpy": numpy_factory, "torch": torch_factory}
+def floor_factory(batch_size=128):
+    """The step's 11 matmuls (4 forward; 4 weight gradients; 3 input gradients) into
+    preallocated outputs: the GEMM time every implementation pays."""
+    B = batch_size
+    W1, _, W2, _, W3, _, W4, _ = init()
+    x = batch(B)
+    h1, enc, z, h3, lg = (np.zeros((B, n), np.float32) for n in (H, 2 * L, L, H, X))
+    d_enc, d_h1, d_z, d_h3 = (np.ones((B, n), np.float32) for n in (2 * L, H, L, H))
+    gW = [np.zeros_like(w) for w in (W1, W2, W3, W4)]
+    z[...] = 0.1
+
+    def step():
+        np.matmul(x, W1, out=h1)
+        np.matmul(h1, W2, out=enc)
+        np.matmul(z, W3, out=h3)
+        np.matmul(h3, W4, out=lg)
+        np.matmul(h3.T, lg, out=gW[3])
+        np.matmul(lg, W4.T, out=d_h3)
+        np.matmul(z.T, d_h3, out=gW[2])
+        np.matmul(d_h3, W3.T, out=d_z)
+        np.matmul(h1.T, d_enc, out=gW[1])
+        np.matmul(d_enc, W2.T, out=d_h1)
+        np.matmul(x.T, d_h1, out=gW[0])
+        return 0.0
+
+    return step
+
+
+FACTORIES = {"scg": scg_factory, "numpy": numpy_factory, "torch": torch_factory, "floor": floor_factory}
 
 
 def main():
     harness.serve(FACTORIES)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--batch", type=int, nargs="+", default=[32, 128, 512], help="batch sizes")
+    harness.add_options(ap)
     args = ap.parse_args()
-    if args.quick:
-        args.rounds, args.steps = 2, 3
-    times = harness.report(__file__, FACTORIES, args.steps, args.rounds,
-                           f"VAE {X}-{H}-{L} step, batch {B}, float32, Adam")
-    print(f"\nseconds per epoch ({STEPS_PER_EPOCH} steps): "
-          + ", ".join(f"{n} {t * STEPS_PER_EPOCH:.1f}" for n, t in times.items()))
+    for B in args.batch:
+        times = harness.report(__file__, FACTORIES, args, f"VAE {X}-{H}-{L} step, batch {B}, float32, Adam",
+                               config={"batch_size": B}, extra=("floor",))
+        steps = -(-TRAIN // B)
+        print(f"seconds per epoch ({steps} steps): "
+              + ", ".join(f"{n} {t * steps:.1f}" for n, t in times.items() if n != "floor"))
 
 
 if __name__ == "__main__":
