@@ -97,18 +97,47 @@ log1p = primitive("log1p", np.log1p, lambda g, ans, x: g / (1 + x))
 expm1 = primitive("expm1", np.expm1, lambda g, ans, x: g * (ans + 1))
 sqrt = primitive("sqrt", np.sqrt, lambda g, ans, x: g * 0.5 / ans)
 tanh = primitive("tanh", np.tanh, lambda g, ans, x: g * (1 - ans * ans))
-sigmoid = primitive("sigmoid", sp.expit, lambda g, ans, x: g * ans * (1 - ans))
+
+
+def _sigmoid(x):
+    """1 / (1 + exp(-x)), in place after the first pass: about twice as fast as
+    scipy's expit on large float32 arrays, within 3 ulps (tests/core/test_ops_accuracy.py)."""
+    if x.ndim == 0 or x.size < 4096:
+        return sp.expit(x)
+    out = np.negative(x)
+    with np.errstate(over="ignore", under="ignore"):  # exp(-x) = inf for x << 0: 1/inf = 0, as it should
+        np.exp(out, out=out)
+        out += 1
+        np.reciprocal(out, out=out)
+    return out
+
+
+sigmoid = primitive("sigmoid", _sigmoid, lambda g, ans, x: g * ans * (1 - ans))
+
+
+def _log1p_unit(e):
+    """log(1 + e) for e in [0, 1], in place, within 4 ulps. numpy's log1p is
+    scalar code (~40 ns per element here, most of a VAE step's softplus), while log is
+    vectorized: log1p(e) = log(u) * e / (u - 1) with u = 1 + e rounded (Goldberg 1991,
+    "What every computer scientist should know about floating-point arithmetic",
+    Theorem 4); where u rounds to 1, log1p(e) = e to working precision."""
+    u = e + 1
+    d = u - 1
+    np.log(u, out=u)
+    u *= e
+    np.divide(u, d, out=e, where=d != 0)
+    return e
 
 
 def _softplus(x):
-    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)): stable for large |x|, and in
-    place after the first pass (np.logaddexp is an order of magnitude slower)."""
+    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)): stable for large |x|, in place
+    after the first pass (np.logaddexp is an order of magnitude slower)."""
     if x.ndim == 0:
         return np.logaddexp(0, x)
     out = np.abs(x)
     np.negative(out, out=out)
     np.exp(out, out=out)
-    np.log1p(out, out=out)
+    _log1p_unit(out)
     out += np.maximum(x, 0)
     return out
 
