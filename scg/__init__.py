@@ -7,7 +7,7 @@ The core is layered, each module importing only those before it: context (the
 global switches), random, tensor, autodiff, ops.
 """
 
-from . import autodiff, ops  # ops attaches Tensor's operators and methods
+from . import context, autodiff, ops  # noqa: I001  (ops attaches Tensor's operators and methods)
 from .tensor import Tensor, tensor  # after: ``scg.tensor`` is the function, not the module
 from .autodiff import detect_anomaly, enable_grad, grad, is_grad_enabled, no_grad
 from .gradcheck import GradcheckError, gradcheck

@@ -78,19 +78,25 @@ class Frame:
 _stack = []
 
 
+_NAMES = frozenset(State.__slots__)
+
+
 def _check_names(names):
     for name in names:
-        if name not in State.__slots__:
+        if name not in _NAMES:
             raise ValueError(f"unknown switch {name!r}; the switches are {', '.join(State.__slots__)}")
 
 
 def push(owner, **values):
     """Set the switches ``values`` (``name=value``) on behalf of ``owner`` (a string
     such as "no_grad"); returns the Frame to hand to :func:`pop`."""
-    _check_names(values)
-    frame = Frame(owner, values, {name: getattr(state, name) for name in values})
+    if not _NAMES.issuperset(values):
+        _check_names(values)
+    replaced = {}
     for name, value in values.items():
+        replaced[name] = getattr(state, name)
         setattr(state, name, value)
+    frame = Frame(owner, values, replaced)
     _stack.append(frame)
     return frame
 
