@@ -75,9 +75,8 @@ def test_active_lists_the_values_on_the_stack_innermost_first():
 
 
 def test_a_block_that_raises_still_restores_the_switch():
-    with pytest.raises(KeyError):
-        with scg.no_grad():
-            raise KeyError("boom")
+    with pytest.raises(KeyError), scg.no_grad():
+        raise KeyError("boom")
     assert scg.is_grad_enabled()
 
 

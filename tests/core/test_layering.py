@@ -2,7 +2,6 @@
 and Tensor's operators are the primitives themselves (no wrapper on the hot path)."""
 
 import ast
-import itertools
 import json
 import subprocess
 import sys
@@ -103,7 +102,7 @@ print(done)
 @pytest.mark.parametrize("first", CORE)
 def test_the_core_imports_in_any_order(first):
     r = subprocess.run([sys.executable, "-c", ORDERS_SCRIPT, first, json.dumps(CORE), str(ROOT)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+                       cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     assert int(r.stdout) == 24  # every order of the other four
 
