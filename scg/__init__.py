@@ -2,10 +2,13 @@
 
 The core is a numpy-backed Tensor with reverse-mode automatic differentiation
 whose backward pass is itself differentiable. See the README for a tour.
+
+The core is layered, each module importing only those before it: context (the
+global switches), random, tensor, autodiff, ops.
 """
 
-from .tensor import Tensor, tensor  # first: autodiff and ops build on it
-from . import autodiff, ops  # noqa: I001
+from . import context, autodiff, ops  # noqa: I001  (ops attaches Tensor's operators and methods)
+from .tensor import Tensor, tensor  # after: ``scg.tensor`` is the function, not the module
 from .autodiff import detect_anomaly, enable_grad, grad, is_grad_enabled, no_grad
 from .gradcheck import GradcheckError, gradcheck
 from .ops import (

@@ -8,40 +8,29 @@ yields a graph that can be differentiated again.
 
 The reverse pass is one topological sort (iterative, so a chain of any length
 works) and one loop over the nodes in reverse order.
+
+This module knows no primitive (they are defined in :mod:`scg.ops`, which imports
+this one); the switches it reads (``grad_enabled``, ``anomaly``, ``track``) live in
+:mod:`scg.context`.
 """
 
 import numpy as np
 
+from .context import pop, push, state, switched
 from .tensor import Tensor
 
 
-class _State:
-    grad_enabled = True
-    anomaly = False
-    # While a stochastic Graph is being built, record every operation (also those
-    # that need no gradient) so the graph can see which costs depend on which samples.
-    track = False
-    # Called with a Tensor whose value leaves the recorded world (``item()``, ``float()``,
-    # ``bool()``, ``int()``) while a graph is being built; the graph notes its ancestry.
-    on_escape = None
-
-
-state = _State()
-
-
-class no_grad:
+class no_grad(switched):
     """Context manager (and decorator) in which no operation is recorded."""
 
-    def __enter__(self):
-        self._prev = state.grad_enabled
-        state.grad_enabled = False
-
-    def __exit__(self, *exc):
-        state.grad_enabled = self._prev
+    def __init__(self):
+        super().__init__("no_grad", grad_enabled=False)
 
     def __call__(self, fn):
+        kind = type(self)
+
         def wrapper(*args, **kwargs):
-            with no_grad():
+            with kind():
                 return fn(*args, **kwargs)
 
         wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
@@ -49,14 +38,13 @@ class no_grad:
 
 
 class enable_grad(no_grad):
-    """Context manager that turns recording back on (e.g. inside ``no_grad``)."""
+    """Context manager (and decorator) that turns recording back on (e.g. inside ``no_grad``)."""
 
-    def __enter__(self):
-        self._prev = state.grad_enabled
-        state.grad_enabled = True
+    def __init__(self):
+        switched.__init__(self, "enable_grad", grad_enabled=True)
 
 
-class detect_anomaly:
+class detect_anomaly(switched):
     """Context manager: raise ``FloatingPointError`` naming the primitive as soon as a
     forward value contains NaN or a gradient contains NaN or Inf.
 
@@ -64,12 +52,8 @@ class detect_anomaly:
     of -inf for an impossible value, a -inf logit); an infinite gradient is not valid.
     """
 
-    def __enter__(self):
-        self._prev = state.anomaly
-        state.anomaly = True
-
-    def __exit__(self, *exc):
-        state.anomaly = self._prev
+    def __init__(self):
+        super().__init__("detect_anomaly", anomaly=True)
 
 
 def is_grad_enabled():
@@ -194,21 +178,6 @@ def _check_versions(node):
             )
 
 
-def unbroadcast(g, shape):
-    """Sum ``g`` over the axes along which an input of ``shape`` was broadcast."""
-    if g.shape == shape:
-        return g
-    from . import ops
-
-    extra = g.ndim - len(shape)
-    axes = tuple(range(extra)) + tuple(
-        i + extra for i, n in enumerate(shape) if n == 1 and g.shape[i + extra] != 1
-    )
-    if axes:
-        g = ops.sum(g, axis=axes, keepdims=True)
-    return ops.reshape(g, shape) if g.shape != shape else g
-
-
 # ---- the reverse pass ----------------------------------------------------------
 
 
@@ -277,8 +246,8 @@ def _run(outputs, grads, wanted, retain_graph, create_graph):
     else:
         leads = None
     results = {}
-    prev = state.grad_enabled
-    state.grad_enabled = create_graph
+    # The VJPs are recorded only when the result is to be differentiated again.
+    frame = push("backward (create_graph)" if create_graph else "backward", grad_enabled=create_graph)
     try:
         for i in range(len(order) - 1, -1, -1):
             node = order[i]
@@ -326,7 +295,7 @@ def _run(outputs, grads, wanted, retain_graph, create_graph):
                 node._op = FREED
                 node._static = None
     finally:
-        state.grad_enabled = prev
+        pop(frame)
     return results
 
 
@@ -340,7 +309,12 @@ def _accumulate_leaf(leaf, g, create_graph):
 
 
 def backward(output, grad=None, retain_graph=False, create_graph=False):
-    """Accumulate d(output)/d(leaf) (weighted by ``grad``) into ``leaf.grad``."""
+    """Accumulate d(output)/d(leaf) into ``leaf.grad`` for every leaf that requires grad.
+
+    ``grad`` (shaped like ``output``) weights the output; it may be omitted only for a
+    one-element output. The recorded graph is freed unless ``retain_graph`` (or
+    ``create_graph``) is set. Also the method ``Tensor.backward``.
+    """
     if not output.requires_grad:
         raise RuntimeError(
             "backward() on a Tensor that does not require grad: nothing it was computed "
@@ -383,3 +357,7 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=No
         r = results.get(id(x))
         out.append(r if r is not None else Tensor(np.zeros_like(x.data)))
     return out
+
+
+# The method is the function itself (no wrapper on the hot path); see scg.tensor.
+Tensor.backward = backward

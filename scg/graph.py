@@ -16,19 +16,16 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import autodiff
+from . import context
 from .axes import ANY, AxisError, Dim, Info, Tracker
 from .estimators import Reparam, ScoreFunction
 from .random import resolve
 from .tensor import Tensor
 
-_active = []  # stack of graphs being built
-_replays = []  # stack of {node name: value} from scg.replay
-
 
 def current_graph():
     """The innermost graph being built (``with g:``), or None."""
-    return _active[-1] if _active else None
+    return context.state.graph
 
 
 class StochasticNode:
@@ -101,20 +98,18 @@ class Graph:
         self._plates = []  # active plates, outermost first
         self._plate_dims = {}  # every plate entered so far, by name (re-entering reuses it)
         self._escaped = 0  # nodes whose values left the graph as Python scalars
-        self._prev = []
+        self._frames = []  # one context frame per (nested) ``with self:``
         self.enum_mask = self.score_mask = 0  # bitsets over stochastic nodes
 
     # ---- building ------------------------------------------------------------------
     def __enter__(self):
-        _active.append(self)
-        self._prev.append((autodiff.state.track, autodiff.state.on_escape))
-        autodiff.state.track = True
-        autodiff.state.on_escape = self._on_escape
+        # Record every operation (track) and hear of values leaving as scalars (on_escape).
+        self._frames.append(context.push(f"Graph {self.name!r}", graph=self, track=True,
+                                         on_escape=self._on_escape))
         return self
 
     def __exit__(self, *exc):
-        _active.remove(self)
-        autodiff.state.track, autodiff.state.on_escape = self._prev.pop()
+        context.pop(self._frames.pop())
 
     def _on_escape(self, t):
         try:
@@ -123,7 +118,7 @@ class Graph:
             self._escaped |= (1 << len(self.stochastic)) - 1
 
     def _require_active(self, what):
-        if self not in _active:
+        if not any(g is self for g in context.active("graph")):
             raise RuntimeError(
                 f"Graph.{what} called outside an active graph: build the model inside `with g:`"
             )
@@ -511,7 +506,7 @@ def _check_support(what, dist, value):
 def _replayed(graph, name):
     if name in graph.replay:
         return graph.replay[name]
-    for values in reversed(_replays):
+    for values in context.active("replay"):
         if name in values:
             return values[name]
     return None
@@ -522,20 +517,16 @@ def replay(values):
     """Within this block, graphs use ``values[name]`` as the value of stochastic node
     ``name`` instead of drawing it (``{name: array}``; the nodes need score-function
     estimators). For conditioning on data and for exact checks by enumeration."""
-    _replays.append(dict(values))
-    try:
+    with context.switched("scg.replay", replay=dict(values)):
         yield
-    finally:
-        _replays.pop()
 
 
 # ---- forcing estimators (diagnostics.exact_gradient) -------------------------------------
 
-_force = []
-
 
 def _force_estimator(dist):
-    return _force[-1](dist) if _force else None
+    choose = context.state.forced_estimator
+    return choose(dist) if choose is not None else None
 
 
 @contextmanager
@@ -544,8 +535,5 @@ def force_estimator(choose):
     it returns one, overriding the estimator the model passed (or the default); where it
     returns None the model's choice stands. :func:`scg.diagnostics.outcomes` uses it to
     give every discrete node a log-prob to replay."""
-    _force.append(choose)
-    try:
+    with context.switched("force_estimator", forced_estimator=choose):
         yield
-    finally:
-        _force.pop()

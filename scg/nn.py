@@ -25,8 +25,6 @@ class Module:
     """Base class: a Module's Parameters and sub-Modules are its attributes (also
     inside lists and tuples); ``named_parameters`` walks them in definition order."""
 
-    training = True
-
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 

@@ -4,6 +4,9 @@ A VJP is ``vjp(g, ans, *inputs, **static) -> Tensor | None`` and is written with
 the differentiable operations of this module, so gradients can be differentiated
 again. Composite functions (mean, softmax, logsumexp, ...) are plain functions
 of primitives and need no VJP of their own.
+
+The end of the module attaches the operators and methods to :class:`scg.tensor.Tensor`:
+each is the function defined here, assigned directly (no wrapper on the hot path).
 """
 
 import builtins
@@ -11,9 +14,23 @@ import builtins
 import numpy as np
 import scipy.special as sp
 
-from . import autodiff
-from .autodiff import primitive, unbroadcast
+from .autodiff import primitive
+from .context import state
 from .tensor import Tensor
+
+
+def unbroadcast(g, shape):
+    """Sum ``g`` over the axes along which an input of ``shape`` was broadcast
+    (leading axes it lacks, and its axes of length 1), then give it ``shape``."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        i + extra for i, n in enumerate(shape) if n == 1 and g.shape[i + extra] != 1
+    )
+    if axes:
+        g = sum(g, axis=axes, keepdims=True)
+    return reshape(g, shape) if g.shape != shape else g
 
 # ---- elementwise arithmetic -------------------------------------------------------
 
@@ -538,7 +555,7 @@ def stop_gradient(x):
     if not isinstance(x, Tensor):
         return Tensor(np.asarray(x))
     out = Tensor(x.data)
-    if autodiff.state.track:
+    if state.track:
         out._parents, out._op, out._static = (x,), _stop, {}
     return out
 
@@ -571,3 +588,61 @@ def log_softmax(x, axis=-1):
 def softmax(x, axis=-1):
     """exp(x) / sum(exp(x)) along ``axis``, computed as exp(log_softmax(x))."""
     return exp(log_softmax(x, axis=axis))
+
+
+# ---- Tensor operators and methods ------------------------------------------------------
+# Assigned directly, so ``a * b`` calls the primitive with no call in between. add and
+# multiply commute exactly in floating point (and their VJPs are symmetric), so their
+# reflected forms are the primitives themselves; the others swap their operands.
+
+
+def _rsubtract(x, y):
+    return subtract(y, x)
+
+
+def _rdivide(x, y):
+    return divide(y, x)
+
+
+def _rpower(x, y):
+    return power(y, x)
+
+
+def _rmatmul(x, y):
+    return matmul(y, x)
+
+
+def _reshape_method(x, *shape):
+    """The same elements in a new shape: ``t.reshape(2, 3)`` or ``t.reshape((2, 3))``."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    return reshape(x, tuple(shape))
+
+
+def _transpose_method(x, *axes):
+    """Permute axes (reverse them when none are given): ``t.transpose(1, 0)`` or ``t.transpose((1, 0))``."""
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = axes[0]
+    return transpose(x, tuple(axes) if axes else None)
+
+
+for _name, _fn in {
+    "__add__": add, "__radd__": add,
+    "__sub__": subtract, "__rsub__": _rsubtract,
+    "__mul__": multiply, "__rmul__": multiply,
+    "__truediv__": divide, "__rtruediv__": _rdivide,
+    "__pow__": power, "__rpow__": _rpower,
+    "__matmul__": matmul, "__rmatmul__": _rmatmul,
+    "__neg__": negative, "__abs__": abs, "__getitem__": getitem,
+    # Comparisons give boolean Tensors without gradient (recorded while a graph is built).
+    "__lt__": less, "__le__": less_equal, "__gt__": greater, "__ge__": greater_equal,
+    "__eq__": equal, "__ne__": not_equal,
+    "sum": sum, "mean": mean, "max": max, "min": min, "logsumexp": logsumexp,
+    "softmax": softmax, "log_softmax": log_softmax,
+    "reshape": _reshape_method, "transpose": _transpose_method, "astype": astype,
+    "exp": exp, "log": log, "sqrt": sqrt, "tanh": tanh, "sigmoid": sigmoid, "relu": relu,
+    "softplus": softplus, "abs": abs, "clip": clip, "detach": stop_gradient,
+}.items():
+    setattr(Tensor, _name, _fn)
+Tensor.T = property(transpose, doc="The Tensor with its axes reversed.")
+del _name, _fn

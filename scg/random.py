@@ -1,36 +1,22 @@
 """The library's one random generator, so that ``scg.manual_seed`` makes runs reproducible.
 
 Library functions that draw random numbers take an optional
-``numpy.random.Generator`` and fall back to :func:`default_generator`.
+``numpy.random.Generator`` and fall back to the library's (the ``generator``
+switch of :mod:`scg.context`) through :func:`resolve`.
 """
 
 import numpy as np
 
-_generator = np.random.default_rng()
+from . import context
 
 
 def manual_seed(seed):
-    """Reseed the library's generator; returns it."""
-    global _generator
-    _generator = np.random.default_rng(seed)
-    return _generator
-
-
-def default_generator():
-    """The library's current generator (replaced by each ``manual_seed``)."""
-    return _generator
-
-
-def get_state():
-    """The generator's state, for checkpoints (a JSON-friendly dict)."""
-    return _generator.bit_generator.state
-
-
-def set_state(state):
-    """Restore a state returned by :func:`get_state`."""
-    _generator.bit_generator.state = state
+    """Replace the library's generator by ``numpy.random.default_rng(seed)``; returns it."""
+    generator = np.random.default_rng(seed)
+    context.set_default("generator", generator)
+    return generator
 
 
 def resolve(rng=None):
     """``rng`` if given, else the library's generator."""
-    return _generator if rng is None else rng
+    return context.state.generator if rng is None else rng

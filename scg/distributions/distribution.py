@@ -7,7 +7,7 @@ axes and returns ``sample_shape + batch_shape``.
 
 import numpy as np
 
-from .. import ops
+from .. import context, ops
 from ..autodiff import no_grad
 from ..random import resolve
 from ..tensor import Tensor
@@ -20,20 +20,19 @@ class Distribution:
     has_rsample = False
     has_enumerate_support = False
     support = "the real numbers"
-    _validate_default = False
     _untyped = None  # the parameters as given, when none had a float dtype (see _follow)
 
     def __init__(self, batch_shape=(), event_shape=(), dtype=np.float64, validate_args=None):
         self.batch_shape = tuple(batch_shape)
         self.event_shape = tuple(event_shape)
         self.dtype = np.dtype(dtype)
-        self._validate = Distribution._validate_default if validate_args is None else validate_args
+        self._validate = context.state.validate_args if validate_args is None else validate_args
 
     @staticmethod
     def set_default_validate_args(value):
         """When True, ``log_prob`` raises ``ValueError`` for values outside the
         support instead of returning -inf."""
-        Distribution._validate_default = bool(value)
+        context.set_default("validate_args", bool(value))
 
     # ---- sampling --------------------------------------------------------------
     def _extended_shape(self, sample_shape=()):

@@ -34,7 +34,8 @@ exact too. Memory is O(n * 54) for n samples, whatever their size.
 import numpy as np
 
 from .. import ops
-from ..autodiff import primitive, unbroadcast
+from ..autodiff import primitive
+from ..ops import unbroadcast
 from .distribution import Distribution, broadcast, check, params, untyped
 
 SERIES_MAX_Z = 4.0  # above it, quadrature: the series grows long and cancels (error ~ eps e^z)

@@ -18,7 +18,8 @@ import numpy as np
 import scipy.linalg
 
 from .. import ops
-from ..autodiff import primitive, unbroadcast
+from ..autodiff import primitive
+from ..ops import unbroadcast
 
 
 def _mT(x):
