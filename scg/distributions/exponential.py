@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import ops
 from .distribution import Distribution, broadcast, check, params, untyped
+from .kl import register_kl
 
 
 class Exponential(Distribution):
@@ -46,3 +47,10 @@ class Exponential(Distribution):
     @property
     def variance(self):
         return broadcast(1 / (self.rate * self.rate), self.batch_shape)
+
+
+@register_kl(Exponential, Exponential)
+def _kl_exponential_exponential(p, q):
+    # r - log r - 1 with r = b_q / b_p
+    ratio = q.rate / p.rate
+    return ratio - ops.log(ratio) - 1

@@ -35,7 +35,8 @@ import numpy as np
 
 from .. import ops
 from ..autodiff import primitive, unbroadcast
-from .distribution import Distribution, broadcast, check, params, untyped
+from .distribution import Distribution, broadcast, check, clamp_keeping_gradient, params, untyped
+from .kl import register_kl
 
 SERIES_MAX_Z = 4.0  # above it, quadrature: the series grows long and cancels (error ~ eps e^z)
 _SERIES_TERMS = int(np.ceil(SERIES_MAX_Z + 10.0 * np.sqrt(SERIES_MAX_Z) + 30.0))  # float64 rounding level
@@ -129,8 +130,7 @@ def rsample_standard_gamma(alpha, shape, rng):
     keeping the gradient), so that log z stays finite (small alpha puts much mass there).
     """
     z = ops.exp(rsample_log_standard_gamma(alpha, shape, rng))
-    floor = np.maximum(z.data, np.finfo(z.dtype).tiny)
-    return z if (floor == z.data).all() else z + (floor - z.data)
+    return clamp_keeping_gradient(z, low=np.finfo(z.dtype).tiny)
 
 
 class Gamma(Distribution):
@@ -184,3 +184,16 @@ class Gamma(Distribution):
     @property
     def variance(self):
         return broadcast(self.concentration / (self.rate * self.rate), self.batch_shape)
+
+
+@register_kl(Gamma, Gamma)
+def _kl_gamma_gamma(p, q):
+    # (a1 - a2) psi(a1) - lgamma(a1) + lgamma(a2) + a2 (log b1 - log b2) + a1 (b2 - b1) / b1
+    a1, b1, a2, b2 = p.concentration, p.rate, q.concentration, q.rate
+    return (
+        (a1 - a2) * ops.digamma(a1)
+        - ops.lgamma(a1)
+        + ops.lgamma(a2)
+        + a2 * (ops.log(b1) - ops.log(b2))
+        + a1 * (b2 - b1) / b1
+    )

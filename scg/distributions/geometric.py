@@ -12,6 +12,7 @@ from .. import ops
 from ..tensor import Tensor
 from .bernoulli import Bernoulli
 from .distribution import Distribution, broadcast, check, p_log_q
+from .kl import register_kl, weighted_log_ratio
 from .poisson import is_count
 
 
@@ -66,3 +67,10 @@ class Geometric(Distribution):
     def variance(self):
         p = self.probs
         return broadcast((1 / p - 1) / p, self.batch_shape)
+
+
+@register_kl(Geometric, Geometric)
+def _kl_geometric_geometric(p, q):
+    # E_p[k] (log(1 - p) - log(1 - q)) + log p - log q, with E_p[k] = 1/p - 1.
+    (lp1, lp0), (lq1, lq0) = p._bernoulli._log_p(), q._bernoulli._log_p()
+    return weighted_log_ratio(1 / p.probs - 1, lp0, lq0) + lp1 - lq1

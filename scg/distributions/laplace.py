@@ -9,6 +9,7 @@ import math
 
 from .. import ops
 from .distribution import LocationScale, broadcast
+from .kl import register_kl
 
 LOG_2 = math.log(2.0)
 
@@ -36,3 +37,11 @@ class Laplace(LocationScale):
     @property
     def variance(self):
         return broadcast(2 * self.scale * self.scale, self.batch_shape)
+
+
+@register_kl(Laplace, Laplace)
+def _kl_laplace_laplace(p, q):
+    # log(b2/b1) + |m1 - m2|/b2 + (b1/b2) exp(-|m1 - m2|/b1) - 1
+    ratio = p.scale / q.scale
+    gap = ops.abs(p.loc - q.loc)
+    return -ops.log(ratio) + gap / q.scale + ratio * ops.exp(-gap / p.scale) - 1

@@ -5,6 +5,7 @@ import math
 
 from .. import ops
 from .distribution import LocationScale, broadcast
+from .kl import register_kl
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -40,3 +41,11 @@ class Normal(LocationScale):
     @property
     def stddev(self):
         return broadcast(self.scale, self.batch_shape)
+
+
+@register_kl(Normal, Normal)
+def _kl_normal_normal(p, q):
+    # log(s_q/s_p) + (s_p^2 + (m_p - m_q)^2) / (2 s_q^2) - 1/2
+    ratio = p.scale / q.scale
+    diff = (p.loc - q.loc) / q.scale
+    return 0.5 * (ratio * ratio + diff * diff - 1) - ops.log(ratio)

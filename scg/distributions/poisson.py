@@ -9,6 +9,7 @@ import numpy as np
 from .. import ops
 from ..tensor import Tensor
 from .distribution import Distribution, broadcast, check, params, untyped
+from .kl import register_kl, weighted_log_ratio
 
 
 def is_count(v):
@@ -52,3 +53,9 @@ class Poisson(Distribution):
     @property
     def variance(self):
         return broadcast(self.rate, self.batch_shape)
+
+
+@register_kl(Poisson, Poisson)
+def _kl_poisson_poisson(p, q):
+    # sum_k p(k) log(p(k) / q(k)) = r_p log(r_p / r_q) - (r_p - r_q); 0 log 0 = 0.
+    return weighted_log_ratio(p.rate, ops.log(p.rate), ops.log(q.rate)) - (p.rate - q.rate)

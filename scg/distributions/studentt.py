@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, params, untyped
+from .distribution import Distribution, broadcast, check, log_beta, params, untyped
 from .gamma import rsample_log_standard_gamma
 
 LOG_2 = math.log(2.0)
@@ -67,8 +67,8 @@ class StudentT(Distribution):
     def entropy(self):
         nu = self.df
         half = 0.5 * nu
-        log_beta = ops.lgamma(half) + HALF_LOG_PI - ops.lgamma(half + 0.5)  # log B(nu/2, 1/2)
-        h = (half + 0.5) * (ops.digamma(half + 0.5) - ops.digamma(half)) + 0.5 * ops.log(nu) + log_beta
+        log_b = log_beta(ops.stack([half, np.full(half.shape, 0.5, half.dtype)], axis=-1))  # log B(nu/2, 1/2)
+        h = (half + 0.5) * (ops.digamma(half + 0.5) - ops.digamma(half)) + 0.5 * ops.log(nu) + log_b
         return broadcast(h + ops.log(self.scale), self.batch_shape)
 
     @property

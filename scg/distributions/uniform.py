@@ -8,7 +8,7 @@ Reparameterized by the inverse CDF: ``x = low + (high - low) u`` with
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, params, untyped
+from .distribution import Distribution, broadcast, check, clamp_keeping_gradient, params, untyped
 
 
 class Uniform(Distribution):
@@ -36,8 +36,7 @@ class Uniform(Distribution):
         x = self.low + (self.high - self.low) * u
         # Rounding can land a draw with u close to 1 on ``high`` itself (in float32 about
         # once in 2^24 draws); move it just below by adding a constant, keeping its gradient.
-        below = np.minimum(x.data, np.nextafter(self.high.data, self.low.data))
-        return x if (below == x.data).all() else x + (below - x.data)
+        return clamp_keeping_gradient(x, high=np.nextafter(self.high.data, self.low.data))
 
     def log_prob(self, value):
         follower = self._follow(value)  # Python-number parameters take the value's dtype
