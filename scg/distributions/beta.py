@@ -14,7 +14,9 @@ differentiable in a and b to any order.
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, keep_inside_unit_interval, log_beta, params, untyped
+from .distribution import (
+    Distribution, broadcast, check_positive, follows_value_dtype, keep_inside_unit_interval, log_beta, params, untyped,
+)
 from .gamma import rsample_log_standard_gamma
 from .kl import register_kl
 
@@ -31,8 +33,7 @@ class Beta(Distribution):
         )
         self._untyped = untyped(concentration1=concentration1, concentration0=concentration0)
         for name, t in (("concentration1", self.concentration1), ("concentration0", self.concentration0)):
-            check("Beta", name, t, t.data > 0, "positive")
-            check("Beta", name, t, np.isfinite(t.data), "finite")
+            check_positive("Beta", name, t)
         super().__init__(shape, (), dtype, validate_args)
 
     def rsample(self, sample_shape=(), rng=None):
@@ -44,10 +45,8 @@ class Beta(Distribution):
         # inside, with the gradient of G1 / (G1 + G0).
         return keep_inside_unit_interval(x)
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         inside = self._support(x, (x.data >= 0) & (x.data <= 1))
         x = ops.where(inside, x, 0.5)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import ops
 from .distribution import (
-    Distribution, broadcast, check, clamp_keeping_gradient, log_beta, params, sums_to_one, untyped,
+    Distribution, broadcast, check_positive, clamp_keeping_gradient, follows_value_dtype, log_beta, params, sums_to_one, untyped,
 )
 from .gamma import rsample_log_standard_gamma
 from .kl import register_kl
@@ -38,8 +38,7 @@ class Dirichlet(Distribution):
                 f"got shape {shape}"
             )
         a = self.concentration
-        check("Dirichlet", "concentration", a, a.data > 0, "positive")
-        check("Dirichlet", "concentration", a, np.isfinite(a.data), "finite")
+        check_positive("Dirichlet", "concentration", a)
         super().__init__(shape[:-1], shape[-1:], dtype, validate_args)
 
     def rsample(self, sample_shape=(), rng=None):
@@ -52,10 +51,8 @@ class Dirichlet(Distribution):
         # every component >= tiny by adding a constant, so its gradient is unchanged.
         return clamp_keeping_gradient(x, low=np.finfo(self.dtype).tiny)
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         k = self.event_shape[0]
         if x.ndim == 0 or x.shape[-1] != k:

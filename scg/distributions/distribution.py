@@ -5,6 +5,8 @@ Shapes follow ``torch.distributions``: a draw with ``sample_shape`` has shape
 axes and returns ``sample_shape + batch_shape``.
 """
 
+import functools
+
 import numpy as np
 
 from .. import ops
@@ -236,8 +238,7 @@ class LocationScale(Distribution):
         name = type(self).__name__
         (self.loc, self.scale), shape, dtype = params(name, loc=loc, scale=scale)
         self._untyped = untyped(loc=loc, scale=scale)
-        check(name, "scale", self.scale, self.scale.data > 0, "positive")
-        check(name, "scale", self.scale, np.isfinite(self.scale.data), "finite")
+        check_positive(name, "scale", self.scale)
         check(name, "loc", self.loc, np.isfinite(self.loc.data), "finite")
         super().__init__(shape, (), dtype, validate_args)
 
@@ -251,6 +252,24 @@ def check(cls_name, name, tensor, condition, requirement):
     if not np.all(condition):
         bad = np.asarray(tensor.data)[~np.broadcast_to(condition, tensor.shape)]
         raise ValueError(f"{cls_name}: parameter '{name}' must be {requirement}; got {bad.flat[0]!r}")
+
+
+def check_positive(cls_name, name, tensor):
+    """Raise ``ValueError`` naming the parameter unless ``tensor`` is positive and finite."""
+    check(cls_name, name, tensor, tensor.data > 0, "positive")
+    check(cls_name, name, tensor, np.isfinite(tensor.data), "finite")
+
+
+def follows_value_dtype(log_prob):
+    """Decorator for a family's ``log_prob(self, value)``: evaluate it on
+    ``self._follow(value)``, so that parameters given as Python numbers take the float
+    dtype of the value (``Normal(0.0, 1.0).log_prob(z32)`` is float32)."""
+
+    @functools.wraps(log_prob)
+    def follow(self, value):
+        return log_prob(self._follow(value), value)
+
+    return follow
 
 
 def probs_or_logits(cls_name, probs, logits):

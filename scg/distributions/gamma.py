@@ -35,7 +35,9 @@ import numpy as np
 
 from .. import ops
 from ..autodiff import primitive, unbroadcast
-from .distribution import Distribution, broadcast, check, clamp_keeping_gradient, params, untyped
+from .distribution import (
+    Distribution, broadcast, check_positive, clamp_keeping_gradient, follows_value_dtype, params, untyped,
+)
 from .kl import register_kl
 
 SERIES_MAX_Z = 4.0  # above it, quadrature: the series grows long and cancels (error ~ eps e^z)
@@ -148,10 +150,8 @@ class Gamma(Distribution):
             "Gamma", concentration=concentration, rate=rate
         )
         self._untyped = untyped(concentration=concentration, rate=rate)
-        check("Gamma", "concentration", self.concentration, self.concentration.data > 0, "positive")
-        check("Gamma", "concentration", self.concentration, np.isfinite(self.concentration.data), "finite")
-        check("Gamma", "rate", self.rate, self.rate.data > 0, "positive")
-        check("Gamma", "rate", self.rate, np.isfinite(self.rate.data), "finite")
+        check_positive("Gamma", "concentration", self.concentration)
+        check_positive("Gamma", "rate", self.rate)
         super().__init__(shape, (), dtype, validate_args)
 
     def rsample(self, sample_shape=(), rng=None):
@@ -159,10 +159,8 @@ class Gamma(Distribution):
         z = rsample_standard_gamma(broadcast(self.concentration, self.batch_shape), shape, self._rng(rng))
         return z / self.rate
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         inside = self._support(x, x.data >= 0)
         # x = inf is the end of the support, where the density is 0 (as scipy says);

@@ -11,7 +11,7 @@ import numpy as np
 from .. import ops
 from ..tensor import Tensor
 from .bernoulli import Bernoulli
-from .distribution import Distribution, broadcast, check, p_log_q
+from .distribution import Distribution, broadcast, check, follows_value_dtype, p_log_q
 from .kl import register_kl, weighted_log_ratio
 from .poisson import is_count
 
@@ -46,10 +46,8 @@ class Geometric(Distribution):
         p = np.broadcast_to(self.probs.data, self.batch_shape).astype(np.float64)
         return Tensor((self._rng(rng).geometric(p, size=shape) - 1).astype(self.dtype))
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         inside = self._support(x, np.broadcast_to(is_count(x.data), np.broadcast_shapes(x.shape, self.batch_shape)))
         k = ops.where(inside, x, 0)

@@ -8,7 +8,7 @@ import math
 
 
 from .. import ops
-from .distribution import LocationScale, broadcast
+from .distribution import LocationScale, broadcast, follows_value_dtype
 from .kl import register_kl
 
 LOG_2 = math.log(2.0)
@@ -20,10 +20,8 @@ class Laplace(LocationScale):
     def _standard(self, rng, shape):
         return rng.laplace(size=shape).astype(self.dtype)
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         return -ops.abs(x - self.loc) / self.scale - ops.log(self.scale) - LOG_2
 

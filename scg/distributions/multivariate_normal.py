@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, params, untyped
+from .distribution import Distribution, broadcast, check, follows_value_dtype, params, untyped
 from .kl import register_kl
 from .linalg import _mT, cholesky, diagonal, solve_triangular
 
@@ -60,10 +60,8 @@ class GaussianBase(Distribution):
 
     has_rsample = True
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         n = self.event_shape[0]
         if x.ndim == 0 or x.shape[-1] != n:

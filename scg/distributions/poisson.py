@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import ops
 from ..tensor import Tensor
-from .distribution import Distribution, broadcast, check, params, untyped
+from .distribution import Distribution, broadcast, check, follows_value_dtype, params, untyped
 from .kl import register_kl, weighted_log_ratio
 
 
@@ -37,10 +37,8 @@ class Poisson(Distribution):
         rate = np.broadcast_to(self.rate.data, self.batch_shape).astype(np.float64)
         return Tensor(self._rng(rng).poisson(rate, size=shape).astype(self.dtype))
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         inside = self._support(x, np.broadcast_to(is_count(x.data), np.broadcast_shapes(x.shape, self.batch_shape)))
         k = ops.where(inside, x, 0)

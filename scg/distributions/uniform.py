@@ -8,7 +8,9 @@ Reparameterized by the inverse CDF: ``x = low + (high - low) u`` with
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, clamp_keeping_gradient, params, untyped
+from .distribution import (
+    Distribution, broadcast, check, clamp_keeping_gradient, follows_value_dtype, params, untyped,
+)
 
 
 class Uniform(Distribution):
@@ -38,10 +40,8 @@ class Uniform(Distribution):
         # once in 2^24 draws); move it just below by adding a constant, keeping its gradient.
         return clamp_keeping_gradient(x, high=np.nextafter(self.high.data, self.low.data))
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         inside = self._support(x, (x.data >= self.low.data) & (x.data < self.high.data))
         return ops.where(inside, -ops.log(self.high - self.low), -np.inf)
