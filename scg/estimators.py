@@ -28,6 +28,7 @@ class Estimator:
 
     score = False
     enumerated = False
+    color = "#555555"  # how pictures draw the node's outline (subclasses inherit their parent's)
 
     def check(self, dist, n, name):
         """Raise ValueError (naming node ``name``) if this estimator cannot serve ``dist``."""
@@ -58,16 +59,22 @@ class Estimator:
 
 
 def _alternatives(dist):
-    names = ["ScoreFunction"]
+    """The estimators that can serve ``dist`` without a reparameterized sample, as code."""
+    names = ["scg.ScoreFunction()"]
     if getattr(dist, "has_enumerate_support", False):
-        names.append("Enumerate")
-    if type(dist).__name__ in ("Bernoulli", "Categorical", "OneHotCategorical"):
-        names.append("GumbelSoftmax")
-    return ", ".join(f"scg.{n}()" if n != "GumbelSoftmax" else "scg.GumbelSoftmax(temperature)" for n in names)
+        names.append("scg.Enumerate()")
+    try:
+        dist.relaxed(1.0)
+        names.append("scg.GumbelSoftmax(temperature)")
+    except NotImplementedError:
+        pass
+    return ", ".join(names)
 
 
 class Reparam(Estimator):
     """Pathwise gradient: the value is ``dist.rsample()`` and gradients flow through it."""
+
+    color = "#3b7dd8"
 
     def check(self, dist, n, name):
         if not dist.has_rsample:
@@ -85,6 +92,7 @@ class ScoreFunction(Estimator):
     is the node's downstream cost; unbiased for any baseline b independent of w."""
 
     score = True
+    color = "#e07b00"
 
     def __init__(self, baseline=None):
         self.baseline = baseline
@@ -116,6 +124,7 @@ class Enumerate(Estimator):
     new leading axis, and downstream costs are weighted by their probabilities."""
 
     enumerated = True
+    color = "#2e9e4f"
 
     def check(self, dist, n, name):
         if not getattr(dist, "has_enumerate_support", False):
@@ -141,7 +150,10 @@ class GumbelSoftmax(Estimator):
     RelaxedBernoulli / RelaxedOneHotCategorical draw at ``temperature``, with pathwise
     gradients (biased; the bias shrinks as the temperature falls). With
     ``straight_through`` the forward value is the hard sample (0/1 or one-hot) and the
-    gradient is the relaxed one. Categorical nodes take one-hot values."""
+    gradient is the relaxed one. Categorical nodes take one-hot values. The relaxation is
+    ``dist.relaxed(temperature)``, so any family that defines one can be relaxed."""
+
+    color = "#8e44ad"
 
     def __init__(self, temperature, straight_through=False):
         if not temperature > 0:
@@ -150,24 +162,13 @@ class GumbelSoftmax(Estimator):
         self.straight_through = straight_through
 
     def _relaxed(self, dist):
-        from . import distributions as D
-
-        if isinstance(dist, D.Bernoulli):
-            return D.RelaxedBernoulli(self.temperature, logits=dist.logits)
-        if isinstance(dist, (D.Categorical, D.OneHotCategorical)):
-            return D.RelaxedOneHotCategorical(self.temperature, logits=dist.logits)
-        return None
+        return dist.relaxed(self.temperature)
 
     def check(self, dist, n, name):
         try:
-            ok = self._relaxed(dist) is not None
-        except ImportError:
-            ok = False
-        if not ok:
-            raise ValueError(
-                f"GumbelSoftmax for '{name}': no relaxation of {type(dist).__name__}; "
-                f"it applies to Bernoulli, Categorical and OneHotCategorical"
-            )
+            self._relaxed(dist)
+        except NotImplementedError as e:
+            raise ValueError(f"GumbelSoftmax for '{name}': {e}; use {_alternatives(dist)}") from None
 
     def draw(self, dist, n, rng):
         relaxed = self._relaxed(dist)

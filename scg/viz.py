@@ -5,7 +5,9 @@ Schulman et al.'s notation: stochastic nodes are circles, deterministic values
 boxes, costs diamonds; inputs (data) are parallelograms and parameters
 hexagons. An edge that carries a pathwise gradient is solid; one that carries
 none (out of a score-function sample, or only through ``stop_gradient``) is
-dashed. Plates are clusters labelled with their size.
+dashed. Plates are clusters labelled with their size. A stochastic node's outline
+takes its estimator's ``color`` (a class attribute of :class:`scg.estimators.Estimator`,
+inherited by subclasses), so a new estimator draws without a change here.
 """
 
 import os
@@ -16,12 +18,7 @@ import graphviz
 from .graph import _bits
 from .tensor import Tensor
 
-ESTIMATOR_COLORS = {
-    "Reparam": "#3b7dd8",
-    "ScoreFunction": "#e07b00",
-    "Enumerate": "#2e9e4f",
-    "GumbelSoftmax": "#8e44ad",
-}
+DEFAULT_COLOR = "#555555"  # for an estimator-like object without a ``color``
 INSTALL_HINT = (
     "Graphviz's `dot` executable was not found: install Graphviz (Debian/Ubuntu: "
     "`apt-get install graphviz`; macOS: `brew install graphviz`). The DOT source is "
@@ -34,7 +31,7 @@ def _shape(t):
 
 
 def _color(node):
-    return ESTIMATOR_COLORS.get(type(node.estimator).__name__, "#555555")
+    return getattr(node.estimator, "color", DEFAULT_COLOR)
 
 
 def _label(node):
@@ -194,15 +191,16 @@ def graph_to_dot(g, detail="nodes", view="model", stats=None, stat_name="Var", r
         for w in g.stochastic:
             if not w.estimator.score:
                 continue
+            colour = _color(w)  # credit and baseline edges in the colour of the node's estimator
             for c in credit.credited(w.name):
-                dot.edge(ids[c], ids[w.name], style="dotted", color="#e07b00", constraint="false",
-                         label="credit", fontsize="8", fontcolor="#e07b00")
+                dot.edge(ids[c], ids[w.name], style="dotted", color=colour, constraint="false",
+                         label="credit", fontsize="8", fontcolor=colour)
             baseline = getattr(w.estimator, "baseline", None)
             if baseline is not None:
                 bid = f"b_{ids[w.name]}"
                 dot.node(bid, f"baseline\n{baseline.describe()}", shape="note", fontsize="9",
                          style="filled", fillcolor="#fff0dd")
-                dot.edge(bid, ids[w.name], style="dotted", color="#e07b00", arrowhead="odot")
+                dot.edge(bid, ids[w.name], style="dotted", color=colour, arrowhead="odot")
     elif view == "dice":
         for c in g.costs:
             ups = [g.stochastic[i].name for i in _bits(c.info.anc & g.score_mask)]

@@ -11,6 +11,7 @@ import pytest
 import scg
 import scg.distributions as D
 from scg import viz
+from scg.estimators import Estimator
 
 
 def layout(dot):
@@ -232,3 +233,38 @@ def test_overlay_from_measured_node_gradient_variance():
     assert stats["b"] > 2 * stats["a"]  # the score function is noisier here
     lay = layout(build().to_graphviz(stats=stats))
     assert "Var" in lay["nodes"]["a"]["label"] and "Var" in lay["nodes"]["b"]["label"]
+
+
+def test_a_new_estimator_class_draws_in_its_own_colour_without_changes_to_viz():
+    class Pathwise(scg.Reparam):  # a new estimator that says how it is drawn
+        color = "#123456"
+
+    class Quieter(scg.ScoreFunction):  # a variant that says nothing: its parent's colour
+        def describe(self):
+            return "Quieter"
+
+    class Bare(Estimator):  # straight from the base: the base's grey
+        def draw(self, dist, n, rng):
+            return dist.rsample((n,) if n else (), rng=rng)
+
+    g = scg.Graph()
+    with g:
+        a = g.sample("a", D.Normal(0.0, 1.0), estimator=Pathwise())
+        b = g.sample("b", D.Bernoulli(logits=0.2), estimator=Quieter())
+        c = g.sample("c", D.Normal(0.0, 1.0), estimator=Bare())
+        g.cost("f", a + b + c)
+    lay = layout(g.to_graphviz(view="surrogate"))
+    colour = {k: lay["nodes"][k]["color"] for k in "abc"}
+    assert colour == {"a": "#123456", "b": scg.ScoreFunction.color, "c": Estimator.color}
+    assert len({"#123456", scg.ScoreFunction.color, Estimator.color}) == 3
+    assert "Quieter" in lay["nodes"]["b"]["label"] and "Bare" in lay["nodes"]["c"]["label"]
+    j = json.loads(g.to_graphviz(view="surrogate").pipe(format="json"))
+    names = {o["_gvid"]: o["label"].split("\n")[0] for o in j["objects"]}
+    credit = [e for e in j["edges"] if e.get("label") == "credit"]
+    assert {(names[e["tail"]], names[e["head"]]) for e in credit} == {("f", "b")}
+    assert {e["color"] for e in credit} == {scg.ScoreFunction.color}  # credit edges: the estimator's colour
+
+
+def test_builtin_estimators_each_have_their_own_colour():
+    kinds = [scg.Reparam, scg.ScoreFunction, scg.Enumerate, scg.GumbelSoftmax, Estimator]
+    assert len({k.color for k in kinds}) == len(kinds)

@@ -3,10 +3,12 @@
 Names and conventions follow ``torch.distributions``: ``batch_shape``,
 ``event_shape``, ``sample(sample_shape)``, ``rsample`` where ``has_rsample``,
 ``log_prob``, ``entropy``, ``mean``, ``variance``, ``enumerate_support``.
-Every family lives in its own module; closed-form KL divergences in ``kl.py``.
+Every family lives in its own module, with its closed-form KL divergences (registered
+in ``kl.py`` by ``@register_kl``) and its continuous relaxation (``relaxed``).
 """
 
 from .distribution import Distribution
+from .kl import kl_divergence, register_kl
 from .gamma import Gamma
 from .normal import Normal
 from .beta import Beta
@@ -18,7 +20,6 @@ from .categorical import Categorical
 from .one_hot_categorical import OneHotCategorical
 from .relaxed_bernoulli import RelaxedBernoulli
 from .relaxed_categorical import RelaxedOneHotCategorical
-from .kl import kl_divergence, register_kl  # noqa: I001  (after the families it registers)
 from .independent import Independent
 from .transforms import AffineTransform, ComposeTransform, ExpTransform, SigmoidTransform, TanhTransform, Transform
 from .transformed_distribution import TransformedDistribution

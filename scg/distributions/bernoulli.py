@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import ops
 from .distribution import Distribution, broadcast, check, p_log_q, params, probs_or_logits, untyped
+from .kl import register_kl, weighted_log_ratio
 
 
 class Bernoulli(Distribution):
@@ -81,6 +82,12 @@ class Bernoulli(Distribution):
         p = self.probs
         return broadcast(p * (1 - p), self.batch_shape)
 
+    def relaxed(self, temperature):
+        """The binary Concrete relaxation at ``temperature``: RelaxedBernoulli with these logits."""
+        from .relaxed_bernoulli import RelaxedBernoulli  # (it builds a Bernoulli: import here)
+
+        return RelaxedBernoulli(temperature, logits=self.logits, validate_args=self._validate)
+
     def enumerate_support(self, expand=True):
         """[0, 1] on a new leading axis: shape (2,) + batch_shape, or (2,) + (1,) * len(batch_shape)."""
         from ..tensor import Tensor
@@ -89,3 +96,10 @@ class Bernoulli(Distribution):
         if expand:
             values = np.broadcast_to(values, (2,) + self.batch_shape).copy()
         return Tensor(values)
+
+
+@register_kl(Bernoulli, Bernoulli)
+def _kl_bernoulli_bernoulli(p, q):
+    # p log(p/q) + (1 - p) log((1 - p)/(1 - q)), 0 log 0 = 0
+    (lp1, lp0), (lq1, lq0) = p._log_p(), q._log_p()
+    return weighted_log_ratio(p.probs, lp1, lq1) + weighted_log_ratio(1 - p.probs, lp0, lq0)

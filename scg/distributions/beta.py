@@ -14,8 +14,11 @@ differentiable in a and b to any order.
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, params, untyped
+from .distribution import (
+    Distribution, broadcast, check_positive, follows_value_dtype, keep_inside_unit_interval, log_beta, params, untyped,
+)
 from .gamma import rsample_log_standard_gamma
+from .kl import register_kl
 
 
 class Beta(Distribution):
@@ -30,8 +33,7 @@ class Beta(Distribution):
         )
         self._untyped = untyped(concentration1=concentration1, concentration0=concentration0)
         for name, t in (("concentration1", self.concentration1), ("concentration0", self.concentration0)):
-            check("Beta", name, t, t.data > 0, "positive")
-            check("Beta", name, t, np.isfinite(t.data), "finite")
+            check_positive("Beta", name, t)
         super().__init__(shape, (), dtype, validate_args)
 
     def rsample(self, sample_shape=(), rng=None):
@@ -39,16 +41,12 @@ class Beta(Distribution):
         log_g1 = rsample_log_standard_gamma(broadcast(self.concentration1, self.batch_shape), shape, rng)
         log_g0 = rsample_log_standard_gamma(broadcast(self.concentration0, self.batch_shape), shape, rng)
         x = ops.sigmoid(log_g1 - log_g0)
-        # Small concentrations put much mass within rounding of 0 and 1: keep every
-        # draw in [tiny, largest float below 1], moving it by a constant so that its
-        # gradient stays that of G1 / (G1 + G0).
-        inside = np.clip(x.data, np.finfo(self.dtype).tiny, np.nextafter(self.dtype.type(1), 0))
-        return x if (inside == x.data).all() else x + (inside - x.data)
+        # Small concentrations put much mass within rounding of 0 and 1: keep every draw
+        # inside, with the gradient of G1 / (G1 + G0).
+        return keep_inside_unit_interval(x)
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         inside = self._support(x, (x.data >= 0) & (x.data <= 1))
         x = ops.where(inside, x, 0.5)
@@ -58,8 +56,9 @@ class Beta(Distribution):
         return ops.where(inside, lp, -np.inf)
 
     def _log_beta(self):
-        a, b = self.concentration1, self.concentration0
-        return ops.lgamma(a) + ops.lgamma(b) - ops.lgamma(a + b)
+        """log B(a, b), shape batch_shape."""
+        pair = [broadcast(t, self.batch_shape) for t in (self.concentration1, self.concentration0)]
+        return log_beta(ops.stack(pair, axis=-1))
 
     def entropy(self):
         a, b = self.concentration1, self.concentration0
@@ -81,3 +80,16 @@ class Beta(Distribution):
         a, b = self.concentration1, self.concentration0
         total = a + b
         return broadcast(a * b / (total * total * (total + 1)), self.batch_shape)
+
+
+@register_kl(Beta, Beta)
+def _kl_beta_beta(p, q):
+    # log B(a2, b2) - log B(a1, b1) + (a1 - a2) psi(a1) + (b1 - b2) psi(b1) + (a2 - a1 + b2 - b1) psi(a1 + b1)
+    a1, b1, a2, b2 = p.concentration1, p.concentration0, q.concentration1, q.concentration0
+    return (
+        q._log_beta()
+        - p._log_beta()
+        + (a1 - a2) * ops.digamma(a1)
+        + (b1 - b2) * ops.digamma(b1)
+        + (a2 - a1 + b2 - b1) * ops.digamma(a1 + b1)
+    )

@@ -10,7 +10,7 @@ import numpy as np
 from .. import ops
 from ..tensor import Tensor
 from .bernoulli import Bernoulli
-from .distribution import Distribution, broadcast, check, p_log_q, params
+from .distribution import Distribution, broadcast, check, follows_value_dtype, p_log_q, params
 from .poisson import is_count
 
 
@@ -51,10 +51,8 @@ class Binomial(Distribution):
         p = np.broadcast_to(self.probs.data, self.batch_shape).astype(np.float64)
         return Tensor(self._rng(rng).binomial(n, p, size=shape).astype(self.dtype))
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         n = self.total_count
         inside = self._support(x, is_count(x.data) & (x.data <= n.data))

@@ -9,8 +9,9 @@ import numpy as np
 from .. import ops
 from ..tensor import Tensor
 from .distribution import (
-    Distribution, broadcast, check, gather_last, p_log_q, params, probs_or_logits, simplex_tolerance, untyped,
+    Distribution, broadcast, check, gather_last, p_log_q, params, probs_or_logits, sums_to_one, untyped,
 )
+from .kl import register_kl, weighted_log_ratio
 
 
 class Categorical(Distribution):
@@ -27,8 +28,8 @@ class Categorical(Distribution):
             raise ValueError(f"{name}: parameter '{given}' needs a last axis of categories, got shape {param.shape}")
         if given == "probs":
             check(name, "probs", param, (param.data >= 0) & (param.data <= 1), "in [0, 1]")
-            total = param.data.sum(-1, dtype=np.float64)
-            if not np.all(np.abs(total - 1) <= simplex_tolerance(param.shape[-1], dtype)):
+            if not np.all(sums_to_one(param.data)):
+                total = param.data.sum(-1, dtype=np.float64)
                 raise ValueError(f"{name}: parameter 'probs' must sum to one on the last axis; sums are {total}")
             self._log_probs = ops.log(param)
             self._probs = param
@@ -83,9 +84,22 @@ class Categorical(Distribution):
     def variance(self):
         return Tensor(np.full(self.batch_shape, np.nan, dtype=self.dtype))
 
+    def relaxed(self, temperature):
+        """The Concrete relaxation at ``temperature``: RelaxedOneHotCategorical with these
+        logits (its values are one-hot-like vectors, not indices)."""
+        from .relaxed_categorical import RelaxedOneHotCategorical  # (it builds a Categorical: import here)
+
+        return RelaxedOneHotCategorical(temperature, logits=self.logits, validate_args=self._validate)
+
     def enumerate_support(self, expand=True):
         """0..K-1 on a new leading axis: shape (K,) + batch_shape (int64)."""
         values = np.arange(self.num_categories).reshape((-1,) + (1,) * len(self.batch_shape))
         if expand:
             values = np.broadcast_to(values, (self.num_categories,) + self.batch_shape).copy()
         return Tensor(values)
+
+
+@register_kl(Categorical, Categorical)
+def _kl_categorical_categorical(p, q):
+    # sum_k p_k (log p_k - log q_k), 0 log 0 = 0
+    return ops.sum(weighted_log_ratio(p.probs, p.logits, q.logits), axis=-1)

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from .. import ops
-from .distribution import LocationScale, broadcast
+from .distribution import LocationScale, broadcast, follows_value_dtype
 
 LOG_PI = math.log(math.pi)
 
@@ -20,10 +20,8 @@ class Cauchy(LocationScale):
     def _standard(self, rng, shape):
         return rng.standard_cauchy(size=shape).astype(self.dtype)
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         z = (x - self.loc) / self.scale
         return -ops.log1p(z * z) - ops.log(self.scale) - LOG_PI

@@ -13,8 +13,11 @@ normalises with a log-sum-exp), implicitly reparameterized and differentiable to
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, params, simplex_tolerance, untyped
+from .distribution import (
+    Distribution, broadcast, check_positive, clamp_keeping_gradient, follows_value_dtype, log_beta, params, sums_to_one, untyped,
+)
 from .gamma import rsample_log_standard_gamma
+from .kl import register_kl
 
 
 class Dirichlet(Distribution):
@@ -35,8 +38,7 @@ class Dirichlet(Distribution):
                 f"got shape {shape}"
             )
         a = self.concentration
-        check("Dirichlet", "concentration", a, a.data > 0, "positive")
-        check("Dirichlet", "concentration", a, np.isfinite(a.data), "finite")
+        check_positive("Dirichlet", "concentration", a)
         super().__init__(shape[:-1], shape[-1:], dtype, validate_args)
 
     def rsample(self, sample_shape=(), rng=None):
@@ -47,22 +49,17 @@ class Dirichlet(Distribution):
         x = ops.softmax(log_g - np.max(log_g.data, axis=-1, keepdims=True), axis=-1)
         # A component far below the largest rounds to 0: keep
         # every component >= tiny by adding a constant, so its gradient is unchanged.
-        floor = np.maximum(x.data, np.finfo(self.dtype).tiny)
-        return x if (floor == x.data).all() else x + (floor - x.data)
+        return clamp_keeping_gradient(x, low=np.finfo(self.dtype).tiny)
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         k = self.event_shape[0]
         if x.ndim == 0 or x.shape[-1] != k:
             raise ValueError(
                 f"Dirichlet.log_prob: value must have K = {k} on its last axis; got shape {x.shape}"
             )
-        # (in the coarser of the value's and the parameters' float dtypes)
-        tol = max(simplex_tolerance(k, t) for t in (x.dtype, self.dtype) if t.kind == "f")
-        on_simplex = (x.data >= 0).all(axis=-1) & (abs(x.data.sum(axis=-1, dtype=np.float64) - 1) <= tol)
+        on_simplex = (x.data >= 0).all(axis=-1) & sums_to_one(x.data, self.dtype)
         inside = np.broadcast_to(on_simplex, np.broadcast_shapes(on_simplex.shape, self.batch_shape))
         if self._validate and not inside.all():
             bad = np.broadcast_to(x.data, inside.shape + (k,))[~inside][0]
@@ -77,8 +74,8 @@ class Dirichlet(Distribution):
         return ops.where(inside & ~zero_density, lp, -np.inf)
 
     def _log_beta(self):
-        a = self.concentration
-        return ops.sum(ops.lgamma(a), axis=-1) - ops.lgamma(ops.sum(a, axis=-1))
+        """log B(a), shape concentration.shape[:-1]."""
+        return log_beta(self.concentration)
 
     def entropy(self):
         a = self.concentration
@@ -97,3 +94,12 @@ class Dirichlet(Distribution):
         a = self.concentration
         a0 = ops.sum(a, axis=-1, keepdims=True)
         return broadcast(a * (a0 - a) / (a0 * a0 * (a0 + 1)), self.batch_shape + self.event_shape)
+
+
+@register_kl(Dirichlet, Dirichlet)
+def _kl_dirichlet_dirichlet(p, q):
+    # log B(b) - log B(a) + sum_k (a_k - b_k) (psi(a_k) - psi(a0))
+    a, b = p.concentration, q.concentration
+    a0 = ops.sum(a, axis=-1)
+    psi_gap = ops.digamma(a) - ops.expand_dims(ops.digamma(a0), -1)
+    return q._log_beta() - p._log_beta() + ops.sum((a - b) * psi_gap, axis=-1)

@@ -5,6 +5,8 @@ Shapes follow ``torch.distributions``: a draw with ``sample_shape`` has shape
 axes and returns ``sample_shape + batch_shape``.
 """
 
+import functools
+
 import numpy as np
 
 from .. import context, ops
@@ -87,6 +89,16 @@ class Distribution:
         raise NotImplementedError(
             f"{type(self).__name__} has no finite support to enumerate "
             f"(has_enumerate_support is False)"
+        )
+
+    def relaxed(self, temperature):
+        """A continuous relaxation of this distribution at ``temperature`` > 0 with pathwise
+        samples (what ``scg.GumbelSoftmax`` draws from): Bernoulli -> RelaxedBernoulli,
+        Categorical and OneHotCategorical -> RelaxedOneHotCategorical. Families without
+        one raise ``NotImplementedError`` naming the family."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no continuous relaxation (relaxed() is defined for "
+            f"Bernoulli, Categorical and OneHotCategorical)"
         )
 
     # ---- helpers for subclasses ------------------------------------------------
@@ -194,6 +206,16 @@ def untyped(**named):
     return named
 
 
+def sums_to_one(x, *dtypes):
+    """Boolean mask, shape x.shape[:-1]: whether each x[..., :] (an ndarray) sums to one,
+    summed in float64, within ``simplex_tolerance`` for the coarsest float dtype among
+    x's and ``dtypes`` (the one simplex test of Categorical, Dirichlet and the relaxation)."""
+    k = x.shape[-1]
+    floats = [np.dtype(d) for d in (x.dtype,) + dtypes if np.dtype(d).kind == "f"] or [np.dtype(np.float64)]
+    tol = max(simplex_tolerance(k, d) for d in floats)
+    return np.abs(x.sum(-1, dtype=np.float64) - 1) <= tol
+
+
 def simplex_tolerance(k, dtype):
     """How far from one a sum of ``k`` probabilities of ``dtype`` may be (summed in float64).
 
@@ -215,8 +237,7 @@ class LocationScale(Distribution):
         name = type(self).__name__
         (self.loc, self.scale), shape, dtype = params(name, loc=loc, scale=scale)
         self._untyped = untyped(loc=loc, scale=scale)
-        check(name, "scale", self.scale, self.scale.data > 0, "positive")
-        check(name, "scale", self.scale, np.isfinite(self.scale.data), "finite")
+        check_positive(name, "scale", self.scale)
         check(name, "loc", self.loc, np.isfinite(self.loc.data), "finite")
         super().__init__(shape, (), dtype, validate_args)
 
@@ -230,6 +251,24 @@ def check(cls_name, name, tensor, condition, requirement):
     if not np.all(condition):
         bad = np.asarray(tensor.data)[~np.broadcast_to(condition, tensor.shape)]
         raise ValueError(f"{cls_name}: parameter '{name}' must be {requirement}; got {bad.flat[0]!r}")
+
+
+def check_positive(cls_name, name, tensor):
+    """Raise ``ValueError`` naming the parameter unless ``tensor`` is positive and finite."""
+    check(cls_name, name, tensor, tensor.data > 0, "positive")
+    check(cls_name, name, tensor, np.isfinite(tensor.data), "finite")
+
+
+def follows_value_dtype(log_prob):
+    """Decorator for a family's ``log_prob(self, value)``: evaluate it on
+    ``self._follow(value)``, so that parameters given as Python numbers take the float
+    dtype of the value (``Normal(0.0, 1.0).log_prob(z32)`` is float32)."""
+
+    @functools.wraps(log_prob)
+    def follow(self, value):
+        return log_prob(self._follow(value), value)
+
+    return follow
 
 
 def probs_or_logits(cls_name, probs, logits):
@@ -275,6 +314,27 @@ def relaxation_params(cls_name, temperature, base):
             f"{cls_name}: parameter shapes do not broadcast: temperature {t.shape}, batch {base.batch_shape}"
         ) from None
     return t, shape, np.result_type(base.dtype, t.dtype)
+
+
+def clamp_keeping_gradient(x, low=None, high=None):
+    """``x`` with its values clipped into [low, high] (either may be None; arrays broadcast)
+    by adding a constant, so the gradient stays that of ``x``: for draws that rounding put
+    on or past the edge of a support, where a log-density would be infinite."""
+    clipped = np.clip(x.data, low, high)
+    return x if np.array_equal(clipped, x.data) else x + (clipped - x.data)
+
+
+def keep_inside_unit_interval(y):
+    """``y`` clipped into [tiny, largest float below 1] by ``clamp_keeping_gradient``: draws
+    on (0, 1) that rounded to 0 or 1 (sigmoids, Beta ratios)."""
+    one = y.dtype.type(1)
+    return clamp_keeping_gradient(y, np.finfo(y.dtype).tiny, np.nextafter(one, 0 * one))
+
+
+def log_beta(a):
+    """log B(a) = sum_k lgamma(a_k) - lgamma(sum_k a_k) over the last axis of ``a`` (..., K):
+    shape (...). The Beta function B(a, b) is the case K = 2 (stack a and b on a new last axis)."""
+    return ops.sum(ops.lgamma(a), axis=-1) - ops.lgamma(ops.sum(a, axis=-1))
 
 
 def sum_rightmost(t, n):

@@ -7,7 +7,8 @@ CDF: ``x = -log(1 - u) / b`` with ``u ~ Uniform[0, 1)``, so dx/db = -x/b.
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, params, untyped
+from .distribution import Distribution, broadcast, check_positive, follows_value_dtype, params, untyped
+from .kl import register_kl
 
 
 class Exponential(Distribution):
@@ -19,18 +20,15 @@ class Exponential(Distribution):
     def __init__(self, rate, validate_args=None):
         (self.rate,), shape, dtype = params("Exponential", rate=rate)
         self._untyped = untyped(rate=rate)
-        check("Exponential", "rate", self.rate, self.rate.data > 0, "positive")
-        check("Exponential", "rate", self.rate, np.isfinite(self.rate.data), "finite")
+        check_positive("Exponential", "rate", self.rate)
         super().__init__(shape, (), dtype, validate_args)
 
     def rsample(self, sample_shape=(), rng=None):
         u = self._rng(rng).random(self._extended_shape(sample_shape), dtype=self.dtype)
         return -np.log1p(-u) / self.rate  # u < 1, so every draw is finite
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         inside = self._support(x, x.data >= 0)
         lp = ops.log(self.rate) - self.rate * ops.where(inside, x, 0)
@@ -46,3 +44,10 @@ class Exponential(Distribution):
     @property
     def variance(self):
         return broadcast(1 / (self.rate * self.rate), self.batch_shape)
+
+
+@register_kl(Exponential, Exponential)
+def _kl_exponential_exponential(p, q):
+    # r - log r - 1 with r = b_q / b_p
+    ratio = q.rate / p.rate
+    return ratio - ops.log(ratio) - 1

@@ -36,7 +36,10 @@ import numpy as np
 from .. import ops
 from ..autodiff import primitive
 from ..ops import unbroadcast
-from .distribution import Distribution, broadcast, check, params, untyped
+from .distribution import (
+    Distribution, broadcast, check_positive, clamp_keeping_gradient, follows_value_dtype, params, untyped,
+)
+from .kl import register_kl
 
 SERIES_MAX_Z = 4.0  # above it, quadrature: the series grows long and cancels (error ~ eps e^z)
 _SERIES_TERMS = int(np.ceil(SERIES_MAX_Z + 10.0 * np.sqrt(SERIES_MAX_Z) + 30.0))  # float64 rounding level
@@ -130,8 +133,7 @@ def rsample_standard_gamma(alpha, shape, rng):
     keeping the gradient), so that log z stays finite (small alpha puts much mass there).
     """
     z = ops.exp(rsample_log_standard_gamma(alpha, shape, rng))
-    floor = np.maximum(z.data, np.finfo(z.dtype).tiny)
-    return z if (floor == z.data).all() else z + (floor - z.data)
+    return clamp_keeping_gradient(z, low=np.finfo(z.dtype).tiny)
 
 
 class Gamma(Distribution):
@@ -149,10 +151,8 @@ class Gamma(Distribution):
             "Gamma", concentration=concentration, rate=rate
         )
         self._untyped = untyped(concentration=concentration, rate=rate)
-        check("Gamma", "concentration", self.concentration, self.concentration.data > 0, "positive")
-        check("Gamma", "concentration", self.concentration, np.isfinite(self.concentration.data), "finite")
-        check("Gamma", "rate", self.rate, self.rate.data > 0, "positive")
-        check("Gamma", "rate", self.rate, np.isfinite(self.rate.data), "finite")
+        check_positive("Gamma", "concentration", self.concentration)
+        check_positive("Gamma", "rate", self.rate)
         super().__init__(shape, (), dtype, validate_args)
 
     def rsample(self, sample_shape=(), rng=None):
@@ -160,10 +160,8 @@ class Gamma(Distribution):
         z = rsample_standard_gamma(broadcast(self.concentration, self.batch_shape), shape, self._rng(rng))
         return z / self.rate
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         inside = self._support(x, x.data >= 0)
         # x = inf is the end of the support, where the density is 0 (as scipy says);
@@ -185,3 +183,16 @@ class Gamma(Distribution):
     @property
     def variance(self):
         return broadcast(self.concentration / (self.rate * self.rate), self.batch_shape)
+
+
+@register_kl(Gamma, Gamma)
+def _kl_gamma_gamma(p, q):
+    # (a1 - a2) psi(a1) - lgamma(a1) + lgamma(a2) + a2 (log b1 - log b2) + a1 (b2 - b1) / b1
+    a1, b1, a2, b2 = p.concentration, p.rate, q.concentration, q.rate
+    return (
+        (a1 - a2) * ops.digamma(a1)
+        - ops.lgamma(a1)
+        + ops.lgamma(a2)
+        + a2 * (ops.log(b1) - ops.log(b2))
+        + a1 * (b2 - b1) / b1
+    )

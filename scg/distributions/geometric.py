@@ -11,7 +11,8 @@ import numpy as np
 from .. import ops
 from ..tensor import Tensor
 from .bernoulli import Bernoulli
-from .distribution import Distribution, broadcast, check, p_log_q
+from .distribution import Distribution, broadcast, check, follows_value_dtype, p_log_q
+from .kl import register_kl, weighted_log_ratio
 from .poisson import is_count
 
 
@@ -45,10 +46,8 @@ class Geometric(Distribution):
         p = np.broadcast_to(self.probs.data, self.batch_shape).astype(np.float64)
         return Tensor((self._rng(rng).geometric(p, size=shape) - 1).astype(self.dtype))
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         inside = self._support(x, np.broadcast_to(is_count(x.data), np.broadcast_shapes(x.shape, self.batch_shape)))
         k = ops.where(inside, x, 0)
@@ -66,3 +65,10 @@ class Geometric(Distribution):
     def variance(self):
         p = self.probs
         return broadcast((1 / p - 1) / p, self.batch_shape)
+
+
+@register_kl(Geometric, Geometric)
+def _kl_geometric_geometric(p, q):
+    # E_p[k] (log(1 - p) - log(1 - q)) + log p - log q, with E_p[k] = 1/p - 1.
+    (lp1, lp0), (lq1, lq0) = p._bernoulli._log_p(), q._bernoulli._log_p()
+    return weighted_log_ratio(1 / p.probs - 1, lp0, lq0) + lp1 - lq1

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, params, untyped
+from .distribution import Distribution, broadcast, check_positive, follows_value_dtype, params, untyped
 
 HALF_LOG_PI_OVER_2 = 0.5 * math.log(math.pi / 2)
 
@@ -24,18 +24,15 @@ class HalfNormal(Distribution):
     def __init__(self, scale, validate_args=None):
         (self.scale,), shape, dtype = params("HalfNormal", scale=scale)
         self._untyped = untyped(scale=scale)
-        check("HalfNormal", "scale", self.scale, self.scale.data > 0, "positive")
-        check("HalfNormal", "scale", self.scale, np.isfinite(self.scale.data), "finite")
+        check_positive("HalfNormal", "scale", self.scale)
         super().__init__(shape, (), dtype, validate_args)
 
     def rsample(self, sample_shape=(), rng=None):
         eps = self._rng(rng).standard_normal(self._extended_shape(sample_shape), dtype=self.dtype)
         return self.scale * np.abs(eps)
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         inside = self._support(x, x.data >= 0)
         z = ops.where(inside, x, 0) / self.scale

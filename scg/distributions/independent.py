@@ -7,6 +7,7 @@ the base's summed over those n axes; draws, mean and variance are the base's.
 """
 
 from .distribution import Distribution, sum_rightmost
+from .kl import kl_divergence, register_kl
 
 
 class Independent(Distribution):
@@ -81,3 +82,15 @@ class Independent(Distribution):
 
     def __repr__(self):
         return f"Independent({self.base_dist!r}, {self.reinterpreted_batch_ndims})"
+
+
+@register_kl(Independent, Independent)
+def _kl_independent_independent(p, q):
+    # the elements are independent: the base's KL summed over the reinterpreted axes
+    n = p.reinterpreted_batch_ndims
+    if n != q.reinterpreted_batch_ndims:
+        raise NotImplementedError(
+            f"no closed-form KL divergence between Independent distributions reinterpreting "
+            f"{n} and {q.reinterpreted_batch_ndims} batch axes; make the two agree (.to_event(n))"
+        )
+    return sum_rightmost(kl_divergence(p.base_dist, q.base_dist), n)

@@ -8,7 +8,8 @@ import math
 
 
 from .. import ops
-from .distribution import LocationScale, broadcast
+from .distribution import LocationScale, broadcast, follows_value_dtype
+from .kl import register_kl
 
 LOG_2 = math.log(2.0)
 
@@ -19,10 +20,8 @@ class Laplace(LocationScale):
     def _standard(self, rng, shape):
         return rng.laplace(size=shape).astype(self.dtype)
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         return -ops.abs(x - self.loc) / self.scale - ops.log(self.scale) - LOG_2
 
@@ -36,3 +35,11 @@ class Laplace(LocationScale):
     @property
     def variance(self):
         return broadcast(2 * self.scale * self.scale, self.batch_shape)
+
+
+@register_kl(Laplace, Laplace)
+def _kl_laplace_laplace(p, q):
+    # log(b2/b1) + |m1 - m2|/b2 + (b1/b2) exp(-|m1 - m2|/b1) - 1
+    ratio = p.scale / q.scale
+    gap = ops.abs(p.loc - q.loc)
+    return -ops.log(ratio) + gap / q.scale + ratio * ops.exp(-gap / p.scale) - 1

@@ -8,6 +8,7 @@ place). Entropy loc + 1/2 + log(scale sqrt(2 pi)); mean exp(loc + scale^2/2); va
 
 from .. import ops
 from .distribution import broadcast, untyped
+from .kl import kl_divergence, register_kl
 from .normal import Normal
 from .transformed_distribution import TransformedDistribution
 from .transforms import ExpTransform
@@ -36,3 +37,8 @@ class LogNormal(TransformedDistribution):
     def variance(self):
         s2 = self.scale * self.scale
         return broadcast(ops.expm1(s2) * ops.exp(2 * self.loc + s2), self.batch_shape)
+
+
+@register_kl(LogNormal, LogNormal)
+def _kl_lognormal_lognormal(p, q):
+    return kl_divergence(p.base_dist, q.base_dist)  # KL is invariant under the bijection exp

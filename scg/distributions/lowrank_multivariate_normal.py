@@ -14,7 +14,7 @@ determinant lemma):
 import numpy as np
 
 from .. import ops
-from .distribution import broadcast, check, untyped
+from .distribution import broadcast, check, check_positive, untyped
 from .linalg import _mT, cholesky, diagonal, solve_triangular
 from .multivariate_normal import GaussianBase, event_params
 
@@ -38,8 +38,7 @@ class LowRankMultivariateNormal(GaussianBase):
             raise ValueError(f"{name}: parameter 'cov_diag' must have shape (..., {n}); got {self.cov_diag.shape}")
         check(name, "loc", self.loc, np.isfinite(self.loc.data), "finite")
         check(name, "cov_factor", self.cov_factor, np.isfinite(self.cov_factor.data), "finite")
-        check(name, "cov_diag", self.cov_diag, self.cov_diag.data > 0, "positive")
-        check(name, "cov_diag", self.cov_diag, np.isfinite(self.cov_diag.data), "finite")
+        check_positive(name, "cov_diag", self.cov_diag)
         try:
             batch = np.broadcast_shapes(self.loc.shape[:-1], self.cov_factor.shape[:-2], self.cov_diag.shape[:-1])
         except ValueError:

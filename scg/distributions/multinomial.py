@@ -13,7 +13,7 @@ from .. import ops
 from ..tensor import Tensor
 from .binomial import Binomial
 from .categorical import Categorical
-from .distribution import Distribution, broadcast, p_log_q
+from .distribution import Distribution, broadcast, follows_value_dtype, p_log_q
 from .poisson import is_count
 
 
@@ -57,10 +57,8 @@ class Multinomial(Distribution):
         p = p / p.sum(-1, keepdims=True)
         return Tensor(self._rng(rng).multinomial(self.total_count, p, size=shape[:-1]).astype(self.dtype))
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         k = self.event_shape[0]
         if x.ndim == 0 or x.shape[-1] != k:

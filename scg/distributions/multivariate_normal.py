@@ -14,7 +14,8 @@ import math
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, params, untyped
+from .distribution import Distribution, broadcast, check, follows_value_dtype, params, untyped
+from .kl import register_kl
 from .linalg import _mT, cholesky, diagonal, solve_triangular
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -59,10 +60,8 @@ class GaussianBase(Distribution):
 
     has_rsample = True
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         n = self.event_shape[0]
         if x.ndim == 0 or x.shape[-1] != n:
@@ -179,3 +178,14 @@ def kl_gaussian(loc_p, tril_p, loc_q, tril_q):
     half_log_det_q = ops.sum(ops.log(diagonal(tril_q)), axis=-1)
     half_log_det_p = ops.sum(ops.log(diagonal(tril_p)), axis=-1)
     return 0.5 * (trace + maha - n) + half_log_det_q - half_log_det_p
+
+
+@register_kl(GaussianBase, GaussianBase)
+def _kl_gaussian_gaussian(p, q):
+    # every pair of MultivariateNormal and LowRankMultivariateNormal, through Cholesky factors
+    return kl_gaussian(p.loc, _tril(p), q.loc, _tril(q))
+
+
+def _tril(d):
+    """The Cholesky factor of a (low-rank) multivariate normal's covariance, unbroadcast."""
+    return d._scale_tril if hasattr(d, "_scale_tril") else d.scale_tril

@@ -4,7 +4,8 @@ import math
 
 
 from .. import ops
-from .distribution import LocationScale, broadcast
+from .distribution import LocationScale, broadcast, follows_value_dtype
+from .kl import register_kl
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -18,10 +19,8 @@ class Normal(LocationScale):
     def _standard(self, rng, shape):
         return rng.standard_normal(shape, dtype=self.dtype)
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         z = (x - self.loc) / self.scale
         return -0.5 * z * z - ops.log(self.scale) - HALF_LOG_2PI
@@ -40,3 +39,11 @@ class Normal(LocationScale):
     @property
     def stddev(self):
         return broadcast(self.scale, self.batch_shape)
+
+
+@register_kl(Normal, Normal)
+def _kl_normal_normal(p, q):
+    # log(s_q/s_p) + (s_p^2 + (m_p - m_q)^2) / (2 s_q^2) - 1/2
+    ratio = p.scale / q.scale
+    diff = (p.loc - q.loc) / q.scale
+    return 0.5 * (ratio * ratio + diff * diff - 1) - ops.log(ratio)

@@ -56,6 +56,10 @@ class OneHotCategorical(Distribution):
         p = self.probs
         return broadcast(p * (1 - p), self.batch_shape + self.event_shape)
 
+    def relaxed(self, temperature):
+        """The Concrete relaxation at ``temperature``: RelaxedOneHotCategorical (as Categorical's)."""
+        return self._categorical.relaxed(temperature)
+
     def enumerate_support(self, expand=True):
         """The K one-hot vectors on a new leading axis: (K,) + batch_shape + (K,)."""
         k = self.event_shape[0]

@@ -8,7 +8,8 @@ import numpy as np
 
 from .. import ops
 from ..tensor import Tensor
-from .distribution import Distribution, broadcast, check, params, untyped
+from .distribution import Distribution, broadcast, check, follows_value_dtype, params, untyped
+from .kl import register_kl, weighted_log_ratio
 
 
 def is_count(v):
@@ -36,10 +37,8 @@ class Poisson(Distribution):
         rate = np.broadcast_to(self.rate.data, self.batch_shape).astype(np.float64)
         return Tensor(self._rng(rng).poisson(rate, size=shape).astype(self.dtype))
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         inside = self._support(x, np.broadcast_to(is_count(x.data), np.broadcast_shapes(x.shape, self.batch_shape)))
         k = ops.where(inside, x, 0)
@@ -52,3 +51,9 @@ class Poisson(Distribution):
     @property
     def variance(self):
         return broadcast(self.rate, self.batch_shape)
+
+
+@register_kl(Poisson, Poisson)
+def _kl_poisson_poisson(p, q):
+    # sum_k p(k) log(p(k) / q(k)) = r_p log(r_p / r_q) - (r_p - r_q); 0 log 0 = 0.
+    return weighted_log_ratio(p.rate, ops.log(p.rate), ops.log(q.rate)) - (p.rate - q.rate)

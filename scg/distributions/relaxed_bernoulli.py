@@ -9,15 +9,7 @@ import numpy as np
 
 from .. import ops
 from .bernoulli import Bernoulli
-from .distribution import Distribution, relaxation_params
-
-
-def keep_inside_unit_interval(y):
-    """Move values that rounded to 0 or 1 just inside, by a constant (gradient unchanged)."""
-    lo = np.finfo(y.dtype).tiny
-    hi = np.nextafter(y.dtype.type(1), y.dtype.type(0))
-    clipped = np.clip(y.data, lo, hi)
-    return y if np.array_equal(clipped, y.data) else y + (clipped - y.data)
+from .distribution import Distribution, keep_inside_unit_interval, relaxation_params
 
 
 class RelaxedBernoulli(Distribution):

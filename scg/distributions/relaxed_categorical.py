@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import ops
 from .categorical import Categorical
-from .distribution import Distribution, relaxation_params, simplex_tolerance
+from .distribution import Distribution, clamp_keeping_gradient, relaxation_params, sums_to_one
 
 
 class RelaxedOneHotCategorical(Distribution):
@@ -45,9 +45,7 @@ class RelaxedOneHotCategorical(Distribution):
         u = np.clip(self._rng(rng).random(shape), tiny, 1 - np.finfo(self.dtype).eps)
         gumbel = (-np.log(-np.log(u))).astype(self.dtype)
         log_y = ops.log_softmax((self.logits + gumbel) / self._t(), axis=-1)
-        y = ops.exp(log_y)
-        clipped = np.maximum(y.data, tiny)  # components that underflowed: just above 0
-        return y if np.array_equal(clipped, y.data) else y + (clipped - y.data)
+        return clamp_keeping_gradient(ops.exp(log_y), low=tiny)  # underflowed components: just above 0
 
     def log_prob(self, value):
         y = self._value(value)
@@ -57,8 +55,7 @@ class RelaxedOneHotCategorical(Distribution):
                 f"RelaxedOneHotCategorical.log_prob: value of shape {y.shape} does not end in the "
                 f"event shape {self.event_shape}"
             )
-        total = y.data.sum(-1, dtype=np.float64)
-        on_simplex = np.all(y.data > 0, axis=-1) & (np.abs(total - 1) <= simplex_tolerance(k, y.dtype))
+        on_simplex = np.all(y.data > 0, axis=-1) & sums_to_one(y.data, self.dtype)
         inside = self._support(y, np.broadcast_to(on_simplex, np.broadcast_shapes(y.shape[:-1], self.batch_shape)))
         safe = ops.where(np.expand_dims(inside, -1), y, 1.0 / k)
         t = self.temperature

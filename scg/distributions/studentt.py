@@ -18,7 +18,9 @@ import math
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, params, untyped
+from .distribution import (
+    Distribution, broadcast, check, check_positive, follows_value_dtype, log_beta, params, untyped,
+)
 from .gamma import rsample_log_standard_gamma
 
 LOG_2 = math.log(2.0)
@@ -33,10 +35,8 @@ class StudentT(Distribution):
     def __init__(self, df, loc=0.0, scale=1.0, validate_args=None):
         (self.df, self.loc, self.scale), shape, dtype = params("StudentT", df=df, loc=loc, scale=scale)
         self._untyped = untyped(df=df, loc=loc, scale=scale)
-        check("StudentT", "df", self.df, self.df.data > 0, "positive")
-        check("StudentT", "df", self.df, np.isfinite(self.df.data), "finite")
-        check("StudentT", "scale", self.scale, self.scale.data > 0, "positive")
-        check("StudentT", "scale", self.scale, np.isfinite(self.scale.data), "finite")
+        check_positive("StudentT", "df", self.df)
+        check_positive("StudentT", "scale", self.scale)
         check("StudentT", "loc", self.loc, np.isfinite(self.loc.data), "finite")
         super().__init__(shape, (), dtype, validate_args)
 
@@ -48,10 +48,8 @@ class StudentT(Distribution):
         inv_sqrt = ops.exp(-0.5 * (log_g + LOG_2 - ops.log(df)))  # 1 / sqrt(chi^2 / df)
         return self.loc + self.scale * z * inv_sqrt
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         nu = self.df
         z = (x - self.loc) / self.scale
@@ -67,8 +65,8 @@ class StudentT(Distribution):
     def entropy(self):
         nu = self.df
         half = 0.5 * nu
-        log_beta = ops.lgamma(half) + HALF_LOG_PI - ops.lgamma(half + 0.5)  # log B(nu/2, 1/2)
-        h = (half + 0.5) * (ops.digamma(half + 0.5) - ops.digamma(half)) + 0.5 * ops.log(nu) + log_beta
+        log_b = log_beta(ops.stack([half, np.full(half.shape, 0.5, half.dtype)], axis=-1))  # log B(nu/2, 1/2)
+        h = (half + 0.5) * (ops.digamma(half + 0.5) - ops.digamma(half)) + 0.5 * ops.log(nu) + log_b
         return broadcast(h + ops.log(self.scale), self.batch_shape)
 
     @property

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import ops
 from ..tensor import Tensor
-from .distribution import broadcast, check, sum_rightmost
+from .distribution import broadcast, check, clamp_keeping_gradient, keep_inside_unit_interval, sum_rightmost
 
 LOG_2 = math.log(2.0)
 
@@ -91,12 +91,6 @@ class _Inverse(Transform):
         return f"{self._t!r}.inv"
 
 
-def _nudge(y, lo, hi):
-    """``y`` moved into [lo, hi] by adding a constant (so its gradient is unchanged)."""
-    inside = np.clip(y.data, lo, hi)
-    return y if (inside == y.data).all() else y + (inside - y.data)
-
-
 class ExpTransform(Transform):
     """y = exp(x), from the reals onto (0, inf); log|dy/dx| = x."""
 
@@ -129,7 +123,7 @@ class SigmoidTransform(Transform):
 
     def _call(self, x):
         y = ops.sigmoid(x)
-        return _nudge(y, np.finfo(y.dtype).tiny, np.nextafter(y.dtype.type(1), 0))
+        return keep_inside_unit_interval(y)
 
     def _inverse(self, y):
         return ops.log(y) - ops.log1p(-y)
@@ -155,7 +149,7 @@ class TanhTransform(Transform):
     def _call(self, x):
         y = ops.tanh(x)
         one = y.dtype.type(1)
-        return _nudge(y, np.nextafter(-one, 0), np.nextafter(one, 0))
+        return clamp_keeping_gradient(y, np.nextafter(-one, 0), np.nextafter(one, 0))
 
     def _inverse(self, y):
         return 0.5 * (ops.log1p(y) - ops.log1p(-y))  # atanh

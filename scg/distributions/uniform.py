@@ -8,7 +8,9 @@ Reparameterized by the inverse CDF: ``x = low + (high - low) u`` with
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, params, untyped
+from .distribution import (
+    Distribution, broadcast, check, clamp_keeping_gradient, follows_value_dtype, params, untyped,
+)
 
 
 class Uniform(Distribution):
@@ -36,13 +38,10 @@ class Uniform(Distribution):
         x = self.low + (self.high - self.low) * u
         # Rounding can land a draw with u close to 1 on ``high`` itself (in float32 about
         # once in 2^24 draws); move it just below by adding a constant, keeping its gradient.
-        below = np.minimum(x.data, np.nextafter(self.high.data, self.low.data))
-        return x if (below == x.data).all() else x + (below - x.data)
+        return clamp_keeping_gradient(x, high=np.nextafter(self.high.data, self.low.data))
 
+    @follows_value_dtype
     def log_prob(self, value):
-        follower = self._follow(value)  # Python-number parameters take the value's dtype
-        if follower is not self:
-            return follower.log_prob(value)
         x = self._value(value)
         inside = self._support(x, (x.data >= self.low.data) & (x.data < self.high.data))
         return ops.where(inside, -ops.log(self.high - self.low), -np.inf)

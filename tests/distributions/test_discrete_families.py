@@ -183,3 +183,82 @@ def test_shapes_broadcast_with_sample_shape():
     assert y.shape == (5, 2, 3, 4) and d.log_prob(y).shape == (5, 2, 3)
     b = D.Bernoulli(logits=np.zeros((2, 3)))
     assert b.sample((4, 5)).shape == (4, 5, 2, 3) and b.log_prob(b.sample((4,))).shape == (4, 2, 3)
+
+
+@pytest.mark.parametrize("make, by_hand", [
+    (lambda: D.Bernoulli(probs=np.array([0.2, 0.5, 0.9])),
+     lambda t: D.RelaxedBernoulli(t, probs=np.array([0.2, 0.5, 0.9]))),
+    (lambda: D.Bernoulli(logits=np.array([-1.5, 0.0, 2.0])),
+     lambda t: D.RelaxedBernoulli(t, logits=np.array([-1.5, 0.0, 2.0]))),
+    (lambda: D.Categorical(probs=np.array([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])),
+     lambda t: D.RelaxedOneHotCategorical(t, probs=np.array([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]]))),
+    (lambda: D.OneHotCategorical(logits=np.array([1.0, -0.5, 0.3, 0.0])),
+     lambda t: D.RelaxedOneHotCategorical(t, logits=np.array([1.0, -0.5, 0.3, 0.0]))),
+], ids=["bernoulli-probs", "bernoulli-logits", "categorical", "one-hot"])
+def test_relaxed_is_the_relaxed_family_built_by_hand(make, by_hand):
+    t = np.array(0.7)
+    got, want = make().relaxed(t), by_hand(t)
+    assert type(got) is type(want)
+    assert (got.batch_shape, got.event_shape, got.dtype) == (want.batch_shape, want.event_shape, want.dtype)
+    np.testing.assert_array_equal(got.temperature.data, 0.7)
+    np.testing.assert_allclose(got.probs.data, want.probs.data, rtol=1e-15)
+    y = want.rsample((5,), rng=np.random.default_rng(3))
+    np.testing.assert_allclose(got.rsample((5,), rng=np.random.default_rng(3)).data, y.data, rtol=1e-14)
+    np.testing.assert_allclose(got.log_prob(y).data, want.log_prob(y).data, rtol=1e-12)
+    assert np.all(np.isfinite(got.log_prob(y).data))
+
+
+def test_relaxed_draws_carry_gradients_to_the_discrete_parameters():
+    l = scg.tensor([0.3, -1.0], requires_grad=True)
+    y = D.Bernoulli(logits=l).relaxed(0.5).rsample(rng=np.random.default_rng(4))
+    (g,) = scg.grad(y.sum(), [l])
+    # y = sigmoid((l + noise) / T): dy/dl = y (1 - y) / T
+    np.testing.assert_allclose(g.data, y.data * (1 - y.data) / 0.5, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dist", [D.Normal(0.0, 1.0), D.Poisson(2.0), D.Dirichlet(np.ones(3)),
+                                  D.RelaxedBernoulli(0.5, probs=0.3), D.Binomial(3, probs=0.4)],
+                         ids=lambda d: type(d).__name__)
+def test_relaxed_is_refused_by_families_without_one(dist):
+    name = type(dist).__name__
+    with pytest.raises(NotImplementedError, match=rf"^{name} has no continuous relaxation \(relaxed\(\) is defined "
+                                                  r"for Bernoulli, Categorical and OneHotCategorical\)$"):
+        dist.relaxed(0.5)
+
+
+def test_relaxed_checks_the_temperature():
+    with pytest.raises(ValueError, match="RelaxedBernoulli: parameter 'temperature' must be positive"):
+        D.Bernoulli(probs=0.3).relaxed(0.0)
+    with pytest.raises(ValueError, match="RelaxedOneHotCategorical: parameter 'temperature' must be positive"):
+        D.Categorical(probs=[0.5, 0.5]).relaxed(-1.0)
+
+
+def test_gumbel_softmax_serves_any_family_that_defines_relaxed():
+    class Coin(D.Poisson):  # not a Bernoulli: GumbelSoftmax must go by relaxed(), not by class
+        def relaxed(self, temperature):
+            return D.RelaxedBernoulli(temperature, logits=self.rate - 1.0)
+
+    rate = scg.tensor([0.5, 2.0], requires_grad=True)
+    scg.manual_seed(0)
+    g = scg.Graph()
+    with g:
+        b = g.sample("b", Coin(rate), estimator=scg.GumbelSoftmax(0.4))
+        g.cost("f", b)
+    # the draw is Coin's relaxation, from the same seeded stream
+    y = D.RelaxedBernoulli(0.4, logits=np.array([-0.5, 1.0])).rsample(rng=np.random.default_rng(0))
+    np.testing.assert_allclose(b.data, y.data, rtol=1e-14)
+    (d,) = scg.grad(g.surrogate(), [rate])
+    np.testing.assert_allclose(d.data, b.data * (1 - b.data) / 0.4, rtol=1e-12)  # pathwise through the relaxation
+
+
+def test_gumbel_softmax_refusal_names_the_family_and_the_alternatives():
+    g = scg.Graph()
+    with g:
+        with pytest.raises(ValueError, match=r"GumbelSoftmax for 'k': Poisson has no continuous relaxation.*"
+                                             r"use scg\.ScoreFunction\(\)$"):
+            g.sample("k", D.Poisson(2.0), estimator=scg.GumbelSoftmax(0.5))
+        with pytest.raises(ValueError, match=r"Reparam for 'c'.*use scg\.ScoreFunction\(\), scg\.Enumerate\(\), "
+                                             r"scg\.GumbelSoftmax\(temperature\)$"):
+            g.sample("c", D.Categorical(probs=[0.5, 0.5]), estimator=scg.Reparam())
+        with pytest.raises(ValueError, match=r"Reparam for 'p'.*use scg\.ScoreFunction\(\)$"):
+            g.sample("p", D.Poisson(2.0), estimator=scg.Reparam())

@@ -65,3 +65,62 @@ def test_kl_broadcasts_batch_shapes():
 def test_unregistered_pair_names_both_families():
     with pytest.raises(NotImplementedError, match=r"Normal \|\| Gamma.*registered pairs"):
         D.kl_divergence(D.Normal(0.0, 1.0), D.Gamma(1.0, 1.0))
+
+
+def test_register_kl_refuses_a_class_that_is_not_a_distribution(monkeypatch):
+    from scg.distributions import kl
+
+    monkeypatch.setattr(kl, "_KL", dict(kl._KL))  # leave the real table as it was
+    before = dict(kl._KL)
+    with pytest.raises(TypeError, match=r"register_kl: type_q must be a Distribution subclass; got <class 'float'>"):
+        D.register_kl(D.Normal, float)
+    with pytest.raises(TypeError, match=r"register_kl: type_p must be a Distribution subclass; got .*Normal"):
+        D.register_kl(D.Normal(0.0, 1.0), D.Normal)  # an instance, not a class
+    assert kl._KL == before  # nothing was registered
+
+
+def test_register_kl_refuses_a_pair_registered_twice(monkeypatch):
+    from scg.distributions import kl
+
+    monkeypatch.setattr(kl, "_KL", dict(kl._KL))
+    before = kl._KL[(D.Normal, D.Normal)]
+    with pytest.raises(ValueError, match=r"Normal-Normal already has a KL divergence, scg\.distributions\.normal\."):
+        D.register_kl(D.Normal, D.Normal)(lambda p, q: p.loc * 0)
+    assert kl._KL[(D.Normal, D.Normal)] is before  # the first registration stands
+
+
+def test_a_family_registers_its_pair_in_its_own_module_and_subclasses_inherit_it(monkeypatch):
+    from scg.distributions import kl
+
+    monkeypatch.setattr(kl, "_KL", dict(kl._KL))
+
+    class Shifted(D.Normal):  # a new family, declared with its KL where it is defined
+        pass
+
+    @D.register_kl(Shifted, D.Normal)
+    def _shifted_normal(p, q):
+        return p.loc * 0 + 7.0
+
+    p, q = Shifted(np.zeros(2), 1.0), D.Normal(1.0, 2.0)
+    np.testing.assert_array_equal(D.kl_divergence(p, q).data, [7.0, 7.0])
+    # (Normal, Shifted) is not registered: the lookup walks the MROs to Normal-Normal.
+    expected = np.log(1.0 / 2.0) + (4.0 + 1.0) / (2 * 1.0) - 0.5  # log(s_q/s_p) + (s_p^2 + d^2)/(2 s_q^2) - 1/2
+    np.testing.assert_allclose(D.kl_divergence(D.Normal(1.0, 2.0), Shifted(0.0, 1.0)).data, expected, rtol=1e-14)
+
+
+def test_every_pair_is_registered_once_and_kl_imports_no_family():
+    import ast
+    import pathlib
+
+    from scg.distributions import kl
+
+    names = {(a.__name__, b.__name__) for a, b in kl._KL}
+    assert names == {(n, n) for n in ("Normal", "Gamma", "Exponential", "Beta", "Dirichlet", "Bernoulli", "Categorical",
+                                      "LogNormal", "Laplace", "Independent", "Poisson", "Geometric", "GaussianBase")}
+    tree = ast.parse(pathlib.Path(kl.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert imported <= {None, "distribution"}  # `from .. import ops` and `from .distribution import ...` only
+    mvn = D.MultivariateNormal(np.zeros(2), covariance_matrix=np.eye(2))
+    low = D.LowRankMultivariateNormal(np.ones(2), np.zeros((2, 1)), np.ones(2))
+    for p, q in ((mvn, low), (low, mvn), (low, low), (mvn, mvn)):  # the four Gaussian pairs still resolve
+        np.testing.assert_allclose(D.kl_divergence(p, q).data, 0.0 if p is q else 1.0, atol=1e-12)
