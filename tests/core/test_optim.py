@@ -458,7 +458,7 @@ def test_load_state_dict_parameter_count_is_checked_even_without_per_parameter_s
 @pytest.mark.parametrize("lr", [0.0, -0.1, float("nan")])
 @pytest.mark.parametrize("cls", [optim.SGD, optim.Adam])
 def test_invalid_learning_rate_raises(cls, lr):
-    with pytest.raises(ValueError, match="lr"):
+    with pytest.raises(ValueError, match="lr must be positive"):
         cls([_param(np.zeros(2))], lr=lr)
 
 
