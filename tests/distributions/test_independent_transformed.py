@@ -10,12 +10,7 @@ import scipy.stats as st
 
 import scg
 import scg.distributions as D
-
-Z = 4.0
-
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
+from families import Z, rng
 
 
 # ---- Independent -------------------------------------------------------------------------------
