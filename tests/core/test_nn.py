@@ -361,22 +361,16 @@ def test_load_state_dict_converts_dtype_to_the_parameters():
     np.testing.assert_array_equal(target.weight.data, source.weight.data.astype(np.float32))
 
 
-def test_load_state_dict_missing_key_raises_and_leaves_model_unchanged():
+@pytest.mark.parametrize("edit, message", [
+    (lambda sd: sd.pop("layers.2.bias"), "missing keys ['layers.2.bias']"),
+    (lambda sd: sd.update({"layers.4.weight": np.zeros((3, 3), dtype=np.float32)}), "unexpected keys ['layers.4.weight']"),
+], ids=["missing", "unexpected"])
+def test_load_state_dict_missing_or_unexpected_key_raises_and_leaves_model_unchanged(edit, message):
     model = nn.MLP([4, 8, 3], rng=np.random.default_rng(0))
     before = _snapshot(model)
     sd = nn.MLP([4, 8, 3], rng=np.random.default_rng(1)).state_dict()
-    del sd["layers.2.bias"]
-    with pytest.raises(KeyError, match=re.escape("missing keys ['layers.2.bias']")):
-        model.load_state_dict(sd)
-    _assert_same_params(model, before)
-
-
-def test_load_state_dict_unexpected_key_raises_and_leaves_model_unchanged():
-    model = nn.MLP([4, 8, 3], rng=np.random.default_rng(0))
-    before = _snapshot(model)
-    sd = nn.MLP([4, 8, 3], rng=np.random.default_rng(1)).state_dict()
-    sd["layers.4.weight"] = np.zeros((3, 3), dtype=np.float32)
-    with pytest.raises(KeyError, match=re.escape("unexpected keys ['layers.4.weight']")):
+    edit(sd)
+    with pytest.raises(KeyError, match=re.escape(message)):
         model.load_state_dict(sd)
     _assert_same_params(model, before)
 

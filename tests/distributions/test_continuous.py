@@ -11,11 +11,19 @@ import numpy as np
 import pytest
 import scipy.special as sp
 import scipy.stats as st
+from families import (
+    EPS32,
+    Z,
+    assert_mean_within_se,
+    assert_moments,
+    f32_tol,
+    identity,
+    per_sample_derivatives,
+    rng,
+)
 
 import scg
 import scg.distributions as D
-from families import EPS32, Z, assert_mean_within_se, assert_moments, f32_tol, identity, per_sample_derivatives, rng
-
 
 # ---- the edges of the supports ----------------------------------------------------------------
 

@@ -11,10 +11,25 @@ an implicit gradient) is in the module named after it."""
 import numpy as np
 import pytest
 import scipy.stats as st
+from families import (
+    EXAMPLES,
+    FAMILIES,
+    INVALID,
+    NAMES,
+    Z,
+    assert_mean_within_se,
+    assert_moments,
+    f32_tol,
+    finite_differences,
+    grid_params,
+    identity,
+    make,
+    per_sample_derivatives,
+    rng,
+    square,
+)
 
 import scg
-from families import (EXAMPLES, FAMILIES, INVALID, NAMES, Z, assert_mean_within_se, assert_moments, f32_tol,
-                      finite_differences, grid_params, identity, make, per_sample_derivatives, rng, square)
 
 DTYPES = [np.float64, np.float32]
 

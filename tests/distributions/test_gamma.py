@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import scipy.special as sp
 import scipy.stats as st
+from families import identity, per_sample_derivatives, rng
 
 import scg
 import scg.distributions as D
-from families import identity, per_sample_derivatives, rng
-
 
 # ---- the density at the edge of the support -------------------------------------------------
 

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 import scipy.special as sp
 import scipy.stats as st
+from families import Z, rng
 
 import scg
 import scg.distributions as D
-from families import Z, rng
-
 
 # ---- Independent -------------------------------------------------------------------------------
 

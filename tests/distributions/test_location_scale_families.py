@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import scipy.special as sp
 import scipy.stats as st
+from families import Z, per_sample_derivatives, rng, square
 
 import scg
 import scg.distributions as D
-from families import Z, per_sample_derivatives, rng, square
-
 
 # ---- values against scipy --------------------------------------------------------------------
 
