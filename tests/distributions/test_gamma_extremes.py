@@ -109,18 +109,23 @@ def _inverse_cdf_derivative(alpha, z):
     return (4 * d1(h / 2) - d1(h)) / 3
 
 
+
+def _gradient_and_peak_memory(z, a):
+    """d sum(z) / da, and the peak of Python-traced memory while computing it (bytes)."""
+    tracemalloc.start()
+    try:
+        (g1,) = scg.grad(scg.sum(z), [a])
+        return g1, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
 @pytest.mark.parametrize("alpha", [1e3, 1e4, 1e6])
 def test_gamma_implicit_gradient_at_large_concentrations(alpha):
     """Accurate, in memory that does not grow with alpha (the series used to take
     200 x ~(alpha + 10 sqrt(alpha)) float64s per intermediate: 18 MB at 1e4, 1.6 GB at 1e6)."""
     a = scg.tensor(np.full(200, alpha), requires_grad=True)
     z = D.Gamma(a, 1.0).rsample(rng=rng(5))
-    tracemalloc.start()
-    try:
-        (g1,) = scg.grad(scg.sum(z), [a])
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    g1, peak = _gradient_and_peak_memory(z, a)
     assert peak < 8 * 2**20, peak
     # dz/da is ~1 + xi / (2 sqrt(a)); rounding of z (1e-16 z) in the differences of
     # the inverse CDF limits them to ~1e-16 z / h = 1e-14 sqrt(a).
@@ -147,12 +152,7 @@ def test_gamma_gradient_memory_is_bounded():
     alpha[0] = 1e6
     a = scg.tensor(alpha, requires_grad=True)
     z = D.Gamma(a, 1.0).rsample(rng=rng(6))
-    tracemalloc.start()
-    try:
-        (g1,) = scg.grad(scg.sum(z), [a])
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    g1, peak = _gradient_and_peak_memory(z, a)
     assert peak < 40 * 2**20, peak
     assert np.isfinite(g1.data).all()
     np.testing.assert_allclose(g1.data[0], _inverse_cdf_derivative(1e6, z.data[:1])[0], rtol=1e-7)

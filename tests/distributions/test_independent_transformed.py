@@ -7,16 +7,10 @@ import numpy as np
 import pytest
 import scipy.special as sp
 import scipy.stats as st
+from families import Z, rng
 
 import scg
 import scg.distributions as D
-
-Z = 4.0
-
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
-
 
 # ---- Independent -------------------------------------------------------------------------------
 

@@ -46,6 +46,15 @@ def assert_refused(r, *phrases, code=2):
         assert phrase in last, (phrase, last)
 
 
+def train_in_process(capsys, code, *args):
+    """``vae.main(["train", *args])`` in this process (so monkeypatches apply): it must exit
+    with ``code``; returns the last line it wrote to stderr."""
+    with pytest.raises(SystemExit) as e:
+        vae.main(["train", *map(str, args)])
+    assert e.value.code == code
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
 def history(out):
     return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
 
@@ -194,10 +203,7 @@ def test_a_read_only_out_is_found_before_the_first_epoch(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(os, "open", read_only)
     monkeypatch.setattr(vae, "build_graph", no_epoch)
-    with pytest.raises(SystemExit) as e:
-        vae.main(["train", "--epochs", "1", *TINY, "--out", str(out)])
-    assert e.value.code == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]
+    last = train_in_process(capsys, 2, "--epochs", "1", *TINY, "--out", out)
     assert last == f"error: cannot write into --out {out}: Read-only file system"
     assert list(out.iterdir()) == []
 
@@ -209,10 +215,7 @@ def test_a_full_disk_gets_one_line_and_leaves_no_temporary_file(tmp_path, monkey
 
     monkeypatch.setattr(np, "savez", full)
     out = tmp_path / "run"
-    with pytest.raises(SystemExit) as e:
-        vae.main(["train", "--epochs", "1", *TINY, "--out", str(out)])
-    assert e.value.code == 1
-    last = capsys.readouterr().err.strip().splitlines()[-1]
+    last = train_in_process(capsys, 1, "--epochs", "1", *TINY, "--out", out)
     assert last.startswith("error: ") and "No space left on device" in last
     assert list(out.iterdir()) == []  # no partial checkpoint, no temporary file, no lock
 
@@ -266,10 +269,7 @@ def test_a_memory_error_in_a_step_gets_one_line(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(vae, "build_graph", too_big)
     out = tmp_path / "run"
-    with pytest.raises(SystemExit) as e:
-        vae.main(["train", "--epochs", "1", *TINY, "--out", str(out)])
-    assert e.value.code == 1
-    last = capsys.readouterr().err.strip().splitlines()[-1]
+    last = train_in_process(capsys, 1, "--epochs", "1", *TINY, "--out", out)
     assert last.startswith("error: out of memory") and "38.3 GiB" in last
     assert not (out / "checkpoint.npz").exists() and not (out / cli.LOCK).exists()
 
@@ -313,10 +313,7 @@ def test_training_that_diverges_keeps_the_last_good_checkpoint(vae_run, tmp_path
     out = copy_run(vae_run, tmp_path)
     before = (out / "checkpoint.npz").read_bytes()
     monkeypatch.setattr(vae, "dataset_bound", lambda *a, **k: float("nan"))
-    with pytest.raises(SystemExit) as e:
-        vae.main(["train", "--epochs", "2", *TINY, "--out", str(out), "--resume"])
-    assert e.value.code == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]
+    last = train_in_process(capsys, 2, "--epochs", "2", *TINY, "--out", out, "--resume")
     assert "epoch 2: the bound is not finite" in last and "checkpoint after epoch 1" in last
     assert (out / "checkpoint.npz").read_bytes() == before
 

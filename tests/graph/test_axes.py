@@ -7,14 +7,11 @@ import itertools
 
 import numpy as np
 import pytest
+from scipy.special import expit as sigmoid
 
 import scg
 import scg.distributions as D
 from scg.diagnostics import exact_gradient, outcomes
-
-
-def sigmoid(x):
-    return 1 / (1 + np.exp(-x))
 
 
 def expected_surrogate_grad(build, params):

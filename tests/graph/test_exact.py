@@ -21,6 +21,7 @@ import itertools
 import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from scipy.special import expit as _sigmoid
 
 import scg
 import scg.distributions as D
@@ -150,10 +151,6 @@ def model(spec, lays, thetas, tables, xp, draw, cost):
 class NumpyBackend:
     tensor = staticmethod(np.asarray)
     where = staticmethod(np.where)
-
-
-def _sigmoid(x):
-    return 1 / (1 + np.exp(-x))
 
 
 def _softmax(x):

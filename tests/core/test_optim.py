@@ -21,6 +21,14 @@ def _set_grad(p, g):
     p.grad = scg.tensor(np.asarray(g))
 
 
+def _steps(opt, params, grads_per_step):
+    """One optimizer step per entry of ``grads_per_step``, with those gradients set."""
+    for grads in grads_per_step:
+        for p, g in zip(params, grads):
+            _set_grad(p, g)
+        opt.step()
+
+
 def _grad_sequence(rng, shapes, steps):
     """steps lists of gradients, one array per shape."""
     return [[rng.normal(size=s) for s in shapes] for _ in range(steps)]
@@ -85,10 +93,7 @@ def test_sgd_momentum_three_steps_matches_numpy_recurrence():
     grads = _grad_sequence(rng, shapes, 3)
     params = [_param(v) for v in p0]
     opt = optim.SGD(params, lr=0.05, momentum=0.9)
-    for step_grads in grads:
-        for p, g in zip(params, step_grads):
-            _set_grad(p, g)
-        opt.step()
+    _steps(opt, params, grads)
 
     # written out by hand: v1 = g1, v2 = 0.9 v1 + g2, v3 = 0.9 v2 + g3
     for i in range(2):
@@ -109,10 +114,7 @@ def test_sgd_weight_decay_adds_wd_times_p_to_the_gradient(momentum):
     grads = _grad_sequence(rng, shapes, 4)
     params = [_param(v) for v in p0]
     opt = optim.SGD(params, lr=0.1, momentum=momentum, weight_decay=0.01)
-    for step_grads in grads:
-        for p, g in zip(params, step_grads):
-            _set_grad(p, g)
-        opt.step()
+    _steps(opt, params, grads)
     expected = _sgd_reference(p0, grads, lr=0.1, momentum=momentum, weight_decay=0.01)
     for p, e in zip(params, expected):
         np.testing.assert_allclose(p.data, e, rtol=1e-13, atol=1e-13)
@@ -148,10 +150,7 @@ def test_adam_matches_kingma_ba_reference_over_several_steps(hyper):
     grads[3] = [1e-7 * g for g in grads[3]]
     params = [_param(v) for v in p0]
     opt = optim.Adam(params, **hyper)
-    for step_grads in grads:
-        for p, g in zip(params, step_grads):
-            _set_grad(p, g)
-        opt.step()
+    _steps(opt, params, grads)
     b1, b2 = hyper.get("betas", (0.9, 0.999))
     expected = _adam_reference(p0, grads, lr=hyper["lr"], b1=b1, b2=b2, eps=hyper.get("eps", 1e-8))
     for p, e in zip(params, expected):
@@ -175,10 +174,7 @@ def test_adam_weight_decay_matches_reference():
     grads = _grad_sequence(rng, shapes, 5)
     params = [_param(v) for v in p0]
     opt = optim.Adam(params, lr=0.01, weight_decay=0.1)
-    for step_grads in grads:
-        for p, g in zip(params, step_grads):
-            _set_grad(p, g)
-        opt.step()
+    _steps(opt, params, grads)
     expected = _adam_reference(p0, grads, lr=0.01, weight_decay=0.1)
     for p, e in zip(params, expected):
         np.testing.assert_allclose(p.data, e, rtol=1e-12, atol=1e-15)
@@ -458,7 +454,7 @@ def test_load_state_dict_parameter_count_is_checked_even_without_per_parameter_s
 @pytest.mark.parametrize("lr", [0.0, -0.1, float("nan")])
 @pytest.mark.parametrize("cls", [optim.SGD, optim.Adam])
 def test_invalid_learning_rate_raises(cls, lr):
-    with pytest.raises(ValueError, match="lr"):
+    with pytest.raises(ValueError, match="lr must be positive"):
         cls([_param(np.zeros(2))], lr=lr)
 
 

@@ -3,14 +3,11 @@ is credited like any cost, and is drawn as a shaded circle."""
 
 import numpy as np
 import pytest
+from scipy.special import expit as sigmoid
 
 import scg
 import scg.distributions as D
 from scg.diagnostics import exact_gradient
-
-
-def sigmoid(x):
-    return 1 / (1 + np.exp(-x))
 
 
 def test_observe_adds_the_negative_log_likelihood():

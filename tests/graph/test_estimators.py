@@ -4,15 +4,11 @@ DiCE second derivatives and the diagnostics. Fixed seeds; 4 standard errors."""
 
 import numpy as np
 import pytest
+from scipy.special import expit as sigmoid
 
 import scg
 import scg.distributions as D
 from scg.diagnostics import exact_gradient, gradient_stats
-
-
-def sigmoid(x):
-    return 1 / (1 + np.exp(-x))
-
 
 L0 = 0.4  # logit
 F0, F1 = 0.04, 0.64  # f(b) = (b - 0.2)^2 at b = 0 and 1

@@ -260,9 +260,7 @@ def test_linear_wrong_last_axis_raises_naming_expected_size_and_shape(shape):
     layer = nn.Linear(4, 3, rng=np.random.default_rng(0))
     with pytest.raises(ValueError) as info:
         layer(scg.tensor(np.zeros(shape, dtype=np.float32)))
-    message = str(info.value)
-    assert re.search(r"\b4\b", message)
-    assert str(shape) in message
+    assert f"input of shape {shape}: its last axis must be 4" in str(info.value)
 
 
 # ---- Sequential and MLP -----------------------------------------------------------------------
@@ -304,7 +302,7 @@ def test_mlp_forward_matches_numpy():
 @pytest.mark.parametrize("kwargs", [{"activation": "gelu"}, {"final_activation": "swish"}])
 def test_mlp_unknown_activation_raises_value_error_naming_it(kwargs):
     (bad,) = kwargs.values()
-    with pytest.raises(ValueError, match=bad):
+    with pytest.raises(ValueError, match=f"unknown activation '{bad}'"):
         nn.MLP([4, 8, 3], **kwargs)
 
 
@@ -363,22 +361,16 @@ def test_load_state_dict_converts_dtype_to_the_parameters():
     np.testing.assert_array_equal(target.weight.data, source.weight.data.astype(np.float32))
 
 
-def test_load_state_dict_missing_key_raises_and_leaves_model_unchanged():
+@pytest.mark.parametrize("edit, message", [
+    (lambda sd: sd.pop("layers.2.bias"), "missing keys ['layers.2.bias']"),
+    (lambda sd: sd.update({"layers.4.weight": np.zeros((3, 3), dtype=np.float32)}), "unexpected keys ['layers.4.weight']"),
+], ids=["missing", "unexpected"])
+def test_load_state_dict_missing_or_unexpected_key_raises_and_leaves_model_unchanged(edit, message):
     model = nn.MLP([4, 8, 3], rng=np.random.default_rng(0))
     before = _snapshot(model)
     sd = nn.MLP([4, 8, 3], rng=np.random.default_rng(1)).state_dict()
-    del sd["layers.2.bias"]
-    with pytest.raises((KeyError, ValueError), match=re.escape("layers.2.bias")):
-        model.load_state_dict(sd)
-    _assert_same_params(model, before)
-
-
-def test_load_state_dict_unexpected_key_raises_and_leaves_model_unchanged():
-    model = nn.MLP([4, 8, 3], rng=np.random.default_rng(0))
-    before = _snapshot(model)
-    sd = nn.MLP([4, 8, 3], rng=np.random.default_rng(1)).state_dict()
-    sd["layers.4.weight"] = np.zeros((3, 3), dtype=np.float32)
-    with pytest.raises((KeyError, ValueError), match=re.escape("layers.4.weight")):
+    edit(sd)
+    with pytest.raises(KeyError, match=re.escape(message)):
         model.load_state_dict(sd)
     _assert_same_params(model, before)
 
@@ -392,10 +384,7 @@ def test_load_state_dict_wrong_shape_raises_naming_key_and_both_shapes_and_leave
     sd["layers.2.bias"] = np.zeros(4, dtype=np.float32)
     with pytest.raises(ValueError) as info:
         model.load_state_dict(sd)
-    message = str(info.value)
-    assert "layers.2.bias" in message
-    assert "(4,)" in message
-    assert "(3,)" in message
+    assert "'layers.2.bias' has shape (4,) in the state dict but (3,) in the model" in str(info.value)
     _assert_same_params(model, before)
 
 
