@@ -188,14 +188,15 @@ def test_vimco_monte_carlo_mean_within_four_standard_errors():
 
 def test_vimco_variance_below_plain_score_function():
     """Same problem, same seeds: VIMCO's encoder-gradient variance is well below that of the
-    score function without a baseline (measured about 10x lower; asserted: below half)."""
+    score function without a baseline (measured 0.28 against 25.5 over 2000 runs; asserted:
+    below a tenth, a margin of about 9x)."""
     phi, a = scg.tensor(PHI0.copy(), requires_grad=True), scg.tensor(A0.copy(), requires_grad=True)
     var = {}
     for name, est in [("vimco", scg.VIMCO), ("sf", scg.ScoreFunction)]:
         rng = np.random.default_rng(11)
         stats = gradient_stats(lambda: vimco_model(phi, a, est(), rng=rng, x=3.0), [phi], 2000)
         var[name] = stats.total_variance()
-    assert var["vimco"] < 0.5 * var["sf"], var
+    assert var["vimco"] < 0.1 * var["sf"], var
 
 
 def test_vimco_inside_a_plate_agrees_with_each_datapoint_alone():
