@@ -254,6 +254,7 @@ class LeaveOneOutBoundBaseline:
     :class:`Baseline` protocol; costs other than the node's bounds get no baseline."""
 
     def check(self, n, name):
+        """Raise ValueError unless the node is drawn with ``n >= 2`` samples."""
         if not n or n < 2:
             raise ValueError(f"VIMCO for '{name}' needs n >= 2 samples (g.sample(..., n=K)), got n={n}")
 
@@ -275,6 +276,7 @@ class LeaveOneOutBoundBaseline:
         return np.asarray(b, dtype=node.log_prob.dtype), None
 
     def describe(self):
+        """A short label for pictures and logs."""
         return "LeaveOneOutBound"
 
 
