@@ -19,7 +19,9 @@ parts where the children's downstream costs do not overlap (chains, trees), and
 from the costs themselves where they do, so compiling is linear on chains and
 trees. The surrogate is ``objective + T - stop_gradient(T)`` with
 ``T = sum_w sum(log p(w) * stop_gradient(Q_w - b_w))``: its value is the sampled
-objective, its gradient the unbiased estimate.
+objective, its gradient the unbiased estimate. Estimators that correct the pathwise
+gradient (``corrects``, e.g. STL and DReG) add their terms to T the same way; each
+node's :class:`Signal` lists the bounds (``g.bound``) over its sample axis.
 
 DiCE. Each cost is multiplied by ``magic(tau)``, ``magic(x) = exp(x - stop_gradient(x))``,
 where ``tau`` sums the log-probs of the score-function nodes upstream of it,
@@ -60,10 +62,13 @@ class Surrogate:
 
 class Signal:
     """What an estimator's ``surrogate_term`` receives for one node: ``q`` (ndarray,
-    broadcasts against the node's log-prob) and ``own_axis_pooled`` (see :class:`Credit`)."""
+    broadcasts against the node's log-prob; None for a node that is not a score-function
+    node), ``own_axis_pooled`` (see :class:`Credit`; None likewise) and ``bounds``: the
+    costs declared with ``g.bound(..., over=node)`` (kind "bound"), which reduce the node's
+    own sample axis and carry the per-sample log-weights (``log_w``, ``log_w_dims``)."""
 
-    def __init__(self, q, own_axis_pooled):
-        self.q, self.own_axis_pooled = q, own_axis_pooled
+    def __init__(self, q, own_axis_pooled, bounds=()):
+        self.q, self.own_axis_pooled, self.bounds = q, own_axis_pooled, list(bounds)
 
 
 # ---- alignment -------------------------------------------------------------------------
@@ -216,10 +221,15 @@ def surrogate(g, rao_blackwellize=True):
     obj = objective(g)
     cr = credit(g, rao_blackwellize)
     terms, baselines = [], {}
+    bounds = {}
+    for c in g.costs:
+        if c.kind == "bound":
+            bounds.setdefault(c.over.name, []).append(c)
     for w in g.stochastic:
-        if not w.estimator.score:
+        if not (w.estimator.score or w.estimator.corrects):
             continue
-        term, b = w.estimator.surrogate_term(w, Signal(cr.q[w.name], cr.own_axis_pooled[w.name]))
+        signal = Signal(cr.q.get(w.name), cr.own_axis_pooled.get(w.name), bounds.get(w.name, ()))
+        term, b = w.estimator.surrogate_term(w, signal)
         if b is not None:
             baselines[w.name] = b
         if term is not None:

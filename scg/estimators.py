@@ -15,6 +15,14 @@ hooks below, so a new estimator is a new class here and nothing else:
   the baseline it used (``signal.q`` is the node's learning signal, see
   :class:`scg.compiler.Signal`).
 * ``enumerated`` (bool): costs downstream are weighted by the node's probability.
+* ``corrects`` (bool): call ``surrogate_term(node, signal)`` even though the node is
+  not a score-function node (``signal.q`` is then None): for estimators that correct
+  a pathwise gradient, such as STL and DReG. The term's value is cancelled by the
+  compiler, only its gradient counts.
+
+``signal.bounds`` lists the costs declared with ``g.bound(..., over=node)`` (negative
+multi-sample bounds over the node's own sample axis), whose per-sample log-weights
+VIMCO, STL and DReG use.
 """
 
 import numpy as np
@@ -28,6 +36,7 @@ class Estimator:
 
     score = False
     enumerated = False
+    corrects = False
     color = "#555555"  # how pictures draw the node's outline (subclasses inherit their parent's)
 
     def check(self, dist, n, name):
@@ -184,6 +193,177 @@ class GumbelSoftmax(Estimator):
     def describe(self):
         st = ", straight_through" if self.straight_through else ""
         return f"GumbelSoftmax(T={self.temperature:g}{st})"
+
+
+# ---- multi-sample bounds: VIMCO, STL, DReG ----------------------------------------------
+#
+# For a bound c declared with g.bound(name, log_w, over=node): L = log (1/K) sum_k w_k over
+# the node's sample axis, the cost is -L (times c.scale, for other sample axes and
+# subsampled plates), and w~_k = softmax_k(log w) are the normalised weights.
+
+
+def _sample_axis(bound):
+    """Position of the bound's sample axis in ``bound.log_w``."""
+    return bound.log_w_dims.index(bound.over.dim)
+
+
+def _on_node(a, dims, node):
+    """``a`` (ndarray, one entry of ``dims`` per axis: the log-weights' layout) summed over
+    the axes the node lacks (unnamed ones included) and laid out on ``node.lp_dims``, so
+    that it broadcasts against the node's log-prob like ``signal.q``."""
+    from .compiler import to_positions  # the compiler imports this module
+
+    axes = tuple(i for i, d in enumerate(dims) if d is None or d not in node.lp_dims)
+    if axes:
+        a = a.sum(axis=axes)
+    kept = [d for d in dims if d is not None and d in node.lp_dims]
+    return to_positions(a, kept, node.lp_dims)
+
+
+def _logmeanexp(a, axis):
+    """log mean exp of ndarray ``a`` along ``axis`` (stable; -inf where every entry is -inf)."""
+    m = np.max(a, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.mean(np.exp(a - m), axis=axis)) + np.squeeze(m, axis)
+
+
+def _bounds_of(node, signal, who):
+    """The bounds over the node's sample axis, refused where the estimator cannot use them."""
+    if not signal.bounds:
+        raise ValueError(
+            f"{who} for '{node.name}': no bound over its sample axis; declare the cost with "
+            f"g.bound(name, log_w, over='{node.name}') (log_w: one log-weight per sample)"
+        )
+    for c in signal.bounds:
+        enum = [d for d in c.log_w_dims if d is not None and d.kind == "enumerate"]
+        if enum:
+            raise ValueError(
+                f"{who} for '{node.name}': bound '{c.name}' depends on the enumerated "
+                f"{enum[0].describe()}, whose probabilities would weight the per-sample signals; "
+                f"use a score-function estimator for that node"
+            )
+    return signal.bounds
+
+
+class LeaveOneOutBoundBaseline:
+    """VIMCO's baseline (Mnih & Rezende 2016), for a node drawn with ``n=K >= 2`` under
+    bounds declared with ``g.bound(..., over=node)``: for sample k and each bound,
+    ``b_k = -scale * L_{-k}`` with ``L_{-k} = log mean_j w'_j``, where w' is w with
+    ``log w_k`` replaced by the mean of the other K-1 log-weights (independent of sample k).
+    The learning signal of sample k is then ``-scale * (L - L_{-k})``. Follows the
+    :class:`Baseline` protocol; costs other than the node's bounds get no baseline."""
+
+    def check(self, n, name):
+        """Raise ValueError unless the node is drawn with ``n >= 2`` samples."""
+        if not n or n < 2:
+            raise ValueError(f"VIMCO for '{name}' needs n >= 2 samples (g.sample(..., n=K)), got n={n}")
+
+    def __call__(self, node, signal):
+        b = 0.0
+        for c in _bounds_of(node, signal, "VIMCO"):
+            pos = _sample_axis(c)
+            lw = np.moveaxis(c.log_w.data, pos, 0)  # (K, ...)
+            k = lw.shape[0]
+            eye = np.eye(k, dtype=bool).reshape((k, k) + (1,) * (lw.ndim - 1))
+            rows = np.broadcast_to(lw, (k,) + lw.shape)  # rows[k, j] = log w_j
+            with np.errstate(invalid="ignore"):
+                others = np.where(eye, 0.0, rows).sum(axis=1) / (k - 1)  # mean of log w_j, j != k
+            loo = _logmeanexp(np.where(eye, others[:, None], rows), axis=1)  # L_{-k}, (K, ...)
+            # Where every other weight is zero, L_{-k} = -inf says nothing: no baseline there
+            # (still independent of sample k, so still unbiased).
+            loo = np.where(np.isfinite(loo), loo, 0.0)
+            b = b + _on_node(np.moveaxis(-c.scale * loo, 0, pos), c.log_w_dims, node)
+        return np.asarray(b, dtype=node.log_prob.dtype), None
+
+    def describe(self):
+        """A short label for pictures and logs."""
+        return "LeaveOneOutBound"
+
+
+class VIMCO(ScoreFunction):
+    """Score function for a node drawn with ``n=K >= 2`` under a multi-sample bound
+    (``g.bound(name, log_w, over=node)``), with per-sample learning signals (Mnih &
+    Rezende 2016): sample k's signal is ``-(L - L_{-k})`` times the bound's scale, the
+    leave-one-out baseline of :class:`LeaveOneOutBoundBaseline`. Other costs credited to
+    the node keep the plain score-function signal. Unbiased; refused without a bound."""
+
+    def __init__(self):
+        super().__init__(baseline=LeaveOneOutBoundBaseline())
+
+    def describe(self):
+        return "VIMCO"
+
+
+def _normalised_weights(bound):
+    """w~ = softmax of ``log_w`` over the sample axis (ndarray shaped like ``log_w``)."""
+    lw = bound.log_w.data
+    pos = _sample_axis(bound)
+    m = np.max(lw, axis=pos, keepdims=True)
+    e = np.exp(lw - m)
+    return e / e.sum(axis=pos, keepdims=True)
+
+
+def _score_term(node, bound, coef):
+    """``-sum(coef * log q(stop_gradient(z)))``: ``coef`` (ndarray on ``log_w``'s layout)
+    laid on the node; the gradient is ``-sum_k coef_k d_phi log q(z_k; phi)`` at fixed z."""
+    unnamed = [i for i, d in enumerate(bound.log_w_dims) if d is None and bound.log_w.shape[i] != 1]
+    if unnamed:
+        raise ValueError(
+            f"{type(node.estimator).__name__} for '{node.name}': the log-weights of bound '{bound.name}' "
+            f"(shape {bound.log_w.shape}) have unnamed axes {unnamed}, so which element of '{node.name}' "
+            f"each weight belongs to is unknown; sum log_w to one log-weight per sample (and datapoint)"
+        )
+    log_q = node.dist.log_prob(ops.stop_gradient(node.value))
+    c = _on_node(coef, bound.log_w_dims, node).astype(log_q.dtype, copy=False)
+    return -ops.sum(log_q * c)
+
+
+class STL(Reparam):
+    """"Sticking the landing" (Roeder et al. 2017) for a reparameterized node under bounds
+    declared with ``g.bound(..., over=node)``: the pathwise gradient without the score
+    term of q's own parameters, ``-scale * sum_k w~_k d_z log w_k . d_phi z_k``; for the
+    ELBO (n=1) it is unbiased and exactly zero when q is the true posterior. Assumes
+    ``log_w`` contains ``-q.log_prob(z)`` of this node's distribution (the paper's
+    setting). For K > 1 it is biased (Tucker et al. 2019); use :class:`DReG` there.
+    Adds ``-scale * sum_k sg(w~_k) log q(sg(z_k); phi)`` to the surrogate."""
+
+    corrects = True
+
+    def surrogate_term(self, node, signal):
+        term = None
+        for c in _bounds_of(node, signal, "STL"):
+            t = _score_term(node, c, c.scale * _normalised_weights(c))
+            term = t if term is None else term + t
+        return term, None
+
+
+class DReG(Reparam):
+    """Doubly reparameterized gradient (Tucker et al. 2019) for a reparameterized node
+    under bounds declared with ``g.bound(..., over=node)``: the encoder gradient of the
+    bound is estimated by ``-scale * sum_k w~_k^2 d_z log w_k . d_phi z_k`` (unbiased, its
+    SNR does not fall as K grows), while parameters inside ``log_w`` but not upstream of
+    z (the decoder's) keep the standard gradient. Assumes ``log_w`` contains
+    ``-q.log_prob(z)`` of this node's distribution. To the standard gradient
+    ``-scale * sum_k w~_k (path_k - score_k)`` it adds
+    ``scale * sum_k (w~_k - w~_k^2) path_k`` (one extra backward from ``log_w`` to z)
+    and the STL term ``-scale * sum_k w~_k score_k``."""
+
+    corrects = True
+
+    def surrogate_term(self, node, signal):
+        from .autodiff import grad
+
+        term = None
+        for c in _bounds_of(node, signal, "DReG"):
+            wt = _normalised_weights(c)
+            t = _score_term(node, c, c.scale * wt)
+            if node.value.requires_grad and c.log_w.requires_grad:
+                coef = (c.scale * (wt - wt * wt)).astype(c.log_w.dtype, copy=False)
+                (gz,) = grad(c.log_w, node.value, grad_outputs=coef, retain_graph=True)
+                t = t + ops.sum(ops.stop_gradient(gz) * node.value)
+            term = t if term is None else term + t
+        return term, None
 
 
 # ---- baselines --------------------------------------------------------------------

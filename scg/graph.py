@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import context
+from . import context, ops
 from .axes import ANY, AxisError, Dim, Info, Tracker
 from .estimators import Reparam, ScoreFunction
 from .random import resolve
@@ -54,12 +54,17 @@ class CostNode:
     """A cost: ``value`` (Tensor) whose elements are summed into the objective; ``info``
     holds its named axes and upstream nodes, ``dims`` the named axes in position order,
     ``scale`` the factor for sample axes (1/K each) and subsampled plates (N/B each).
-    ``kind`` is "cost", or "observed" for ``g.observe`` (then ``dist`` and ``observed``,
-    the data, are set and ``value`` is ``-dist.log_prob(observed)``)."""
+    ``kind`` is "cost", "observed" for ``g.observe`` (then ``dist`` and ``observed``,
+    the data, are set and ``value`` is ``-dist.log_prob(observed)``), or "bound" for
+    ``g.bound`` (then ``log_w`` is the Tensor of log-weights, ``log_w_dims`` its named axes
+    per position, and ``over`` the :class:`StochasticNode` whose sample axis the bound
+    reduces; ``value`` is ``-(logsumexp(log_w) - log K)`` over that axis)."""
 
-    def __init__(self, name, value, index, plates, info, scale, kind="cost", dist=None, observed=None):
+    def __init__(self, name, value, index, plates, info, scale, kind="cost", dist=None, observed=None,
+                 log_w=None, log_w_dims=None, over=None):
         self.name, self.value, self.index, self.plates = name, value, index, plates
         self.info, self.scale, self.kind, self.dist, self.observed = info, scale, kind, dist, observed
+        self.log_w, self.log_w_dims, self.over = log_w, log_w_dims, over
         self.dims = info.named()
         self.bit = 1 << index
 
@@ -357,7 +362,69 @@ class Graph:
         self._add_cost(name, value)
         return value
 
-    def _add_cost(self, name, value, kind="cost", dist=None, observed=None):
+    def bound(self, name, log_w, over):
+        """Declare the cost ``-log (1/K) sum_k exp(log_w_k)``: the negative multi-sample
+        (importance weighted) bound of Burda et al. 2016 over the K samples of the ``n=K``
+        node named ``over`` (K=1 gives the negative ELBO). Returns the cost (a Tensor).
+
+        ``log_w``: Tensor carrying ``over``'s sample axis (plus plates and any other axes),
+        its elements computed sample by sample, typically
+        ``log p(x, z_k) - log q(z_k)`` of shape (K, B) inside a plate of B datapoints.
+        The cost has ``log_w``'s shape without the sample axis; it enters the objective,
+        credit and DiCE like any cost, and estimators that use the per-sample weights
+        (:class:`scg.VIMCO`, :class:`scg.STL`, :class:`scg.DReG`) find it through it."""
+        self._require_active("bound")
+        self._claim(name)
+        node = self.nodes.get(over) if isinstance(over, str) else None
+        if not isinstance(node, StochasticNode):
+            known = ", ".join(f"'{s.name}'" for s in self.stochastic) or "none yet"
+            raise ValueError(
+                f"bound '{name}': over={over!r} must name a stochastic node of this graph (sampled "
+                f"before the bound; stochastic nodes: {known})"
+            )
+        if node.dim is None or node.dim.kind != "sample":
+            raise ValueError(
+                f"bound '{name}': node '{over}' has no sample axis to average over; draw it with "
+                f"g.sample('{over}', ..., n=K) (n=1 gives the ELBO)"
+            )
+        if not isinstance(log_w, Tensor):
+            raise TypeError(f"bound '{name}': log_w must be a Tensor, got {type(log_w).__name__}")
+        if log_w.dtype.kind != "f":
+            raise TypeError(f"bound '{name}': log_w must be floating point, got dtype {log_w.dtype}")
+        info = self.tracker.info(log_w)
+        if node.dim not in info.dims:
+            raise AxisError(
+                f"bound '{name}': log_w (shape {log_w.shape}, axes {list(info.dims)}) does not carry "
+                f"{node.dim.describe()}; compute one log-weight per sample of '{over}' (keep its axis)"
+            )
+        if info.mixed_along(node.dim):
+            names = ", ".join(f"'{self.stochastic[i].name}'" for i in _bits(info.mixed_along(node.dim)))
+            raise AxisError(
+                f"bound '{name}': log_w mixes {node.dim.describe()} (it reaches {names} through an "
+                f"operation across that axis), so log_w_k is not a function of sample k alone; compute "
+                f"the log-weights sample by sample"
+            )
+        dims = list(info.dims)
+        self._place_plates(dims, log_w.shape, 0, f"bound '{name}': log_w (shape {log_w.shape})")
+        pos = dims.index(node.dim)
+        data = np.moveaxis(log_w.data, pos, 0)
+        if np.isnan(data).any() or np.isposinf(data).any():
+            raise ValueError(f"bound '{name}': log_w contains NaN or +inf")
+        if (data == -np.inf).all(axis=0).any():
+            raise ValueError(
+                f"bound '{name}': every log-weight along {node.dim.describe()} is -inf for some element "
+                f"(zero weight for all samples, an infinite cost)"
+            )
+        # logsumexp with a stop-gradient shift, built from recorded ops so that the other
+        # named axes of log_w are followed (a constant numpy shift would be unnamed).
+        shift = ops.stop_gradient(ops.max(log_w, axis=pos, keepdims=True))
+        lse = ops.log(ops.sum(ops.exp(log_w - shift), axis=pos)) + ops.stop_gradient(ops.max(log_w, axis=pos))
+        value = -(lse - float(np.log(node.dim.size)))
+        self._add_cost(name, value, kind="bound", log_w=log_w, log_w_dims=tuple(dims), over=node)
+        return value
+
+    def _add_cost(self, name, value, kind="cost", dist=None, observed=None, log_w=None, log_w_dims=None,
+                  over=None):
         info = self.tracker.info(value)
         before = (1 << len(self.stochastic)) - 1
         extra = 0
@@ -391,7 +458,8 @@ class Graph:
         for d in dims:
             if d is not None:
                 scale *= 1.0 / d.size if d.kind == "sample" else d.scale
-        node = CostNode(name, value, len(self.costs), tuple(self._plates), info, scale, kind, dist, observed)
+        node = CostNode(name, value, len(self.costs), tuple(self._plates), info, scale, kind, dist, observed,
+                        log_w, log_w_dims, over)
         self.nodes[name] = node
         self.costs.append(node)
 
