@@ -15,6 +15,8 @@ hooks below, so a new estimator is a new class here and nothing else:
   the baseline it used (``signal.q`` is the node's learning signal, see
   :class:`scg.compiler.Signal`).
 * ``enumerated`` (bool): costs downstream are weighted by the node's probability.
+* ``update()``: apply running state recorded while surrogates were built (stateful
+  baselines); call it after each optimiser step. Building a surrogate changes no state.
 """
 
 import numpy as np
@@ -48,6 +50,9 @@ class Estimator:
         """(term, baseline): this node's term of the surrogate given its learning signal, or
         (None, None)."""
         return None, None
+
+    def update(self):
+        """Apply running statistics recorded while building surrogates (after the step)."""
 
     def describe(self):
         """A short label for pictures and logs."""
@@ -104,8 +109,15 @@ class ScoreFunction(Estimator):
         if self.baseline is None:
             return ops.sum(node.log_prob * signal.q), None
         b, extra = self.baseline(node, signal)
-        term = ops.sum(node.log_prob * (signal.q - b))
+        scale = self.baseline.scale(node.name)
+        r = signal.q - b if scale == 1.0 else (signal.q - b) / scale
+        term = ops.sum(node.log_prob * r)
         return (term if extra is None else term + extra), b
+
+    def update(self):
+        """Apply the baseline's recorded statistics (call after each optimiser step)."""
+        if self.baseline is not None:
+            self.baseline.update()
 
     def describe(self):
         return "ScoreFunction" + (f"({self.baseline.describe()})" if self.baseline is not None else "")
@@ -186,36 +198,79 @@ class GumbelSoftmax(Estimator):
 
 
 # ---- baselines --------------------------------------------------------------------
+#
+# Running state is updated explicitly. Building a surrogate only *records* the statistic
+# a stateful baseline will learn from (per node, the latest build wins); ``update()``,
+# called after the optimiser step, folds the recorded statistics into the running state.
+# So measuring (building surrogates to estimate a variance, say) never moves a baseline
+# unless ``update()`` follows. ``ScoreFunction.update()`` forwards to its baseline.
 
 
 class Baseline:
     """``__call__(node, signal) -> (b, extra)``: the baseline (array, broadcastable to
-    ``signal.q``, independent of the node's value) and an optional extra surrogate term."""
+    ``signal.q``, independent of the node's value) and an optional extra surrogate term.
+    ``scale(name)``: a positive number, fixed before this step, that the node's learning
+    signal ``Q - b`` is divided by (1 unless normalising). ``update()``: apply the running
+    statistics recorded by the latest ``__call__`` of each node (no-op if stateless)."""
 
     def check(self, n, name):
         """Raise ValueError if the baseline cannot serve a node drawn with ``n`` samples."""
+
+    def scale(self, name):
+        """What node ``name``'s signal ``Q - b`` is divided by (from previous steps only)."""
+        return 1.0
+
+    def update(self):
+        """Fold the statistics recorded since the last update into the running state."""
 
     def describe(self):
         """A short label for pictures and logs."""
         return type(self).__name__
 
 
+class RunningMean:
+    """Bias-corrected exponential moving averages, one per key, updated explicitly:
+    ``record(key, x)`` keeps x as pending (replacing an earlier pending x of that key),
+    ``update()`` applies every pending x: ``m <- decay m + (1 - decay) x``;
+    ``value(key)`` is ``m / (1 - decay^count)`` (``default`` before any update)."""
+
+    def __init__(self, decay):
+        self.decay = decay
+        self.state = {}  # key -> (average, number of updates)
+        self.pending = {}  # key -> statistic recorded since the last update
+
+    def value(self, key, default=0.0):
+        avg, count = self.state.get(key, (0.0, 0))
+        return avg / (1 - self.decay**count) if count else default
+
+    def record(self, key, x):
+        self.pending[key] = x
+
+    def update(self):
+        for key, x in self.pending.items():
+            avg, count = self.state.get(key, (0.0, 0))
+            self.state[key] = (self.decay * avg + (1 - self.decay) * x, count + 1)
+        self.pending = {}
+
+
 class MovingAverageBaseline(Baseline):
     """b = exponential moving average (``decay``) of the node's mean downstream cost over
-    previous steps (bias-corrected; 0 on the first step). One object per model, reused
-    across steps; state is kept per node name."""
+    previous steps (bias-corrected; 0 before the first update). One object per model,
+    reused across steps; state is kept per node name. Building a surrogate records the
+    step's mean cost; call ``update()`` (or the estimator's) after each step to apply it."""
 
     def __init__(self, decay=0.9):
         if not 0 <= decay < 1:
             raise ValueError(f"MovingAverageBaseline: decay must be in [0, 1), got {decay}")
         self.decay = decay
-        self.state = {}  # node name -> (average, number of updates)
+        self.average = RunningMean(decay)
 
     def __call__(self, node, signal):
-        avg, count = self.state.get(node.name, (0.0, 0))
-        b = avg / (1 - self.decay**count) if count else 0.0
-        self.state[node.name] = (self.decay * avg + (1 - self.decay) * float(np.mean(signal.q)), count + 1)
-        return b, None
+        self.average.record(node.name, float(np.mean(signal.q)))
+        return self.average.value(node.name), None
+
+    def update(self):
+        self.average.update()
 
     def describe(self):
         return f"MovingAverage({self.decay:g})"
@@ -253,13 +308,31 @@ class LearnedBaseline(Baseline):
     input-dependent residual (as in NVIL, Mnih & Gregor 2014); ``center=None`` drops c.
     The module is trained by the same backward pass to predict the downstream cost: the
     surrogate gains ``sum((b - Q)^2)`` (its value cancels out of the reported loss). The
-    module's output must broadcast against the node's log-prob (e.g. (B,) in a plate)."""
+    module's output must broadcast against the node's log-prob (e.g. (B,) in a plate).
 
-    def __init__(self, module, center=0.9):
+    ``normalize`` (a decay in [0, 1), or True for 0.9) adds NVIL's variance normalisation:
+    the node's signal becomes ``(Q - b) / max(1, s)`` where ``s^2 = E[r^2] - E[r]^2`` from
+    moving averages (bias-corrected) of the per-step means of r = Q - b and r^2 over the
+    node's elements. s comes from previous steps only, so the division rescales the node's
+    score term by a positive constant: the direction of that term's expected gradient is
+    unchanged (it estimates ``grad E[cost] / max(1, s)`` for the parameters reached only
+    through this node's log-prob), only its size is tamed. ``update()`` after each step
+    applies the recorded statistics (centre and normaliser)."""
+
+    def __init__(self, module, center=0.9, normalize=None):
         if center is not None and not 0 <= center < 1:
             raise ValueError(f"LearnedBaseline: center must be None or a decay in [0, 1), got {center}")
+        if normalize is True:
+            normalize = 0.9
+        if normalize is False:
+            normalize = None
+        if normalize is not None and not 0 <= normalize < 1:
+            raise ValueError(
+                f"LearnedBaseline: normalize must be None, True or a decay in [0, 1), got {normalize}")
         self.module = module
         self.center = MovingAverageBaseline(center) if center is not None else None
+        self.normalize = normalize
+        self.moments = RunningMean(normalize) if normalize is not None else None
 
     def __call__(self, node, signal):
         q = signal.q
@@ -269,8 +342,26 @@ class LearnedBaseline(Baseline):
         if self.center is not None:
             c, _ = self.center(node, signal)
             b = b + np.asarray(c, dtype=b.dtype)
+        if self.moments is not None:
+            r = np.broadcast_to(q - b.data, np.broadcast_shapes(np.shape(q), b.shape))
+            self.moments.record((node.name, 1), float(np.mean(r)))
+            self.moments.record((node.name, 2), float(np.mean(r * r)))
         fit = ops.sum((b - q) ** 2)
         return ops.stop_gradient(b).data, fit - ops.stop_gradient(fit)
 
+    def scale(self, name):
+        if self.moments is None:
+            return 1.0
+        mean = self.moments.value((name, 1))
+        var = max(self.moments.value((name, 2)) - mean * mean, 0.0)
+        return max(1.0, float(np.sqrt(var)))
+
+    def update(self):
+        if self.center is not None:
+            self.center.update()
+        if self.moments is not None:
+            self.moments.update()
+
     def describe(self):
-        return f"Learned({type(self.module).__name__})"
+        norm = ", normalized" if self.moments is not None else ""
+        return f"Learned({type(self.module).__name__}{norm})"
