@@ -51,6 +51,9 @@ from .random import manual_seed
 from . import nn, optim  # noqa: E402  (built on the names above)
 from . import distributions  # noqa: E402
 from .estimators import (  # noqa: E402
+    ARM,
+    RELAX,
+    DisARM,
     Enumerate,
     GumbelSoftmax,
     LearnedBaseline,

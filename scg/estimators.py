@@ -197,6 +197,231 @@ class GumbelSoftmax(Estimator):
         return f"GumbelSoftmax(T={self.temperature:g}{st})"
 
 
+# ---- antithetic and control-variate estimators for Bernoulli nodes ------------------------------
+#
+# DisARM, ARM and RELAX serve Bernoulli nodes, and Independent(Bernoulli) ones whose
+# event (a vector of coins) shares one downstream cost per element of the log-prob, as
+# in the papers' multivariate form. Each returns a term ``sum(a * stop_gradient(g))``
+# with a the logits, so its gradient with respect to a is the estimate g (one number per
+# coin) and flows on to whatever computed the logits.
+
+
+class NoisyValue(Tensor):
+    """A drawn value that keeps the uniform noise it was drawn from (``noise``, a tuple of
+    ndarrays): estimators whose gradient needs the noise read it from the node's value.
+    A replayed value is a plain Tensor and has none."""
+
+    __slots__ = ("noise",)
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow warning at large |x|
+
+
+def _bernoulli(dist, who, name):
+    """(logits Tensor, number of event axes) of a Bernoulli or Independent(Bernoulli) node."""
+    from . import distributions as D
+
+    base, event_nd = dist, 0
+    if isinstance(dist, D.Independent):
+        base, event_nd = dist.base_dist, dist.reinterpreted_batch_ndims
+    if not isinstance(base, D.Bernoulli):
+        other = "scg.Reparam(), scg.ScoreFunction()" if dist.has_rsample else _alternatives(dist)
+        raise ValueError(
+            f"{who} for '{name}': applies to Bernoulli (or Independent(Bernoulli)) nodes only, "
+            f"not {type(dist).__name__}{'' if base is dist else f'({type(base).__name__})'}; use {other}"
+        )
+    return base.logits, event_nd
+
+
+def _no_noise(who, node):
+    return ValueError(
+        f"{who} for '{node.name}': the value was replayed, so the uniform noise it was drawn from "
+        f"is unknown and the estimator needs it; use scg.DisARM() (needs only the pairs) or "
+        f"scg.ScoreFunction() for replayed values"
+    )
+
+
+class _AntitheticBernoulli(Estimator):
+    """Shared by ARM and DisARM: ``n=2m`` draws, sample k and sample k+m an antithetic pair
+    from one uniform u (shape (m,) + batch + event): b = 1[u < sigma(a)] and
+    b~ = 1[1 - u < sigma(a)]. Each sample alone is an exact Bernoulli draw."""
+
+    score = True
+
+    def check(self, dist, n, name):
+        _bernoulli(dist, type(self).__name__, name)
+        if not n or n % 2:
+            raise ValueError(
+                f"{type(self).__name__} for '{name}' needs antithetic pairs: draw with n=2 (or an even "
+                f"n=2m, samples k and k+m paired), got n={n}"
+            )
+
+    def draw(self, dist, n, rng):
+        logits, _ = _bernoulli(dist, type(self).__name__, "?")
+        p = _sigmoid(logits.data)
+        u = rng.random((n // 2,) + tuple(dist.batch_shape) + tuple(dist.event_shape))
+        pair = np.concatenate([u < p, 1.0 - u < p]).astype(dist.dtype)
+        value = NoisyValue(pair)
+        value.noise = (u,)
+        return value
+
+    def log_prob(self, dist, value):
+        return dist.log_prob(value)  # for credit shapes and DiCE (score function on each sample)
+
+    def surrogate_term(self, node, signal):
+        """``signal.q[k]`` (shaped like the log-prob, sample axis first) is sample k's cost
+        already weighted by 1/n; so the mean of the m pair estimates is a plain sum over pairs."""
+        who = type(self).__name__
+        if signal.own_axis_pooled:
+            raise ValueError(
+                f"{who} for '{node.name}': the downstream costs reduce over the {node.n} samples (e.g. a "
+                f"multi-sample bound), but {who} needs each sample's own cost f(b) and f(b~); keep "
+                f"per-sample costs or use scg.ScoreFunction()"
+            )
+        logits, event_nd = _bernoulli(node.dist, who, node.name)
+        q = np.broadcast_to(signal.q, node.log_prob.shape)
+        q = q.reshape(q.shape + (1,) * event_nd)  # one cost per coin of the event
+        m = node.n // 2
+        b = node.value.data
+        g = self.weights(node, q[:m], q[m:], b[:m], b[m:], np.broadcast_to(logits.data, b.shape[1:]))
+        return ops.sum(logits * g), None  # logits broadcast over the pairs
+
+
+class DisARM(_AntitheticBernoulli):
+    """DisARM (Dong, Mnih & Tucker 2020) for Bernoulli nodes drawn in antithetic pairs
+    (``n=2``, or ``n=2m`` with samples k and k+m paired; see ``_AntitheticBernoulli``).
+
+    Per coin with logit a and pair (b, b~): ``g_a = 1/2 (f(b) - f(b~)) (-1)^b~ 1[b != b~]
+    sigma(|a|)``, averaged over the pairs, with f the node's whole downstream cost of that
+    sample (for Independent(Bernoulli), the joint cost of the event). It is ARM with u
+    integrated out given the pair, so it needs only the values (replay works) and has
+    lower variance than ARM. Unbiased; no parameters."""
+
+    def weights(self, node, f, f_anti, b, b_anti, a):
+        return (f - f_anti) * (1.0 - 2.0 * b_anti) * (b != b_anti) * _sigmoid(np.abs(a))
+
+
+class ARM(_AntitheticBernoulli):
+    """ARM (Yin & Zhou 2019) for Bernoulli nodes drawn in antithetic pairs (as DisARM).
+
+    Per coin with logit a, uniform u and pair b = 1[u < sigma(a)], b~ = 1[u > sigma(-a)]:
+    ``g_a = (f(b~) - f(b)) (u - 1/2)``, averaged over the pairs. Needs u, which the drawn
+    value keeps (a replayed value is refused). Unbiased; DisARM is its conditional
+    expectation given the pair and never has higher variance."""
+
+    def weights(self, node, f, f_anti, b, b_anti, a):
+        noise = getattr(node.value, "noise", None)
+        if noise is None:
+            raise _no_noise("ARM", node)
+        return 2.0 * (f_anti - f) * (noise[0] - 0.5)
+
+
+def _control_scale(node):
+    """The weight the node's own axes give its costs (1/K per sample axis, N/B per
+    subsampled plate), so the control is compared with f on the scale of ``signal.q``."""
+    s = 1.0
+    for d in node.dims:
+        s *= 1.0 / d.size if d.kind == "sample" else d.scale if d.kind == "plate" else 1.0
+    return s
+
+
+class RELAX(Estimator):
+    """RELAX (Grathwohl et al. 2018) for Bernoulli nodes (and Independent(Bernoulli)).
+
+    With logits a and uniforms u, v (shaped like the value): z = a + logit(u), b = 1[z > 0]
+    (an exact Bernoulli draw), and z~ ~ p(z | b) reparameterised by v: z~ = a + logit(u~),
+    u~ = 1 - p + v p if b = 1 else v (1 - p), p = sigma(a). Per coin:
+
+        g_a = [f(b) - c(z~)] d_a log p(b) + d_a c(z) - d_a c(z~)
+
+    where ``control(z, *context)`` (an ``scg.nn.Module``; ``context`` as given to
+    ``g.sample``, passed with its gradient stopped) returns one number per element of the
+    node's log-prob (shape (n,) + batch, a trailing axis of size 1 allowed). Element i of
+    the control may depend only on element i of z (its event) and the context, as a
+    network applied row-wise does: then g is unbiased for any control. It is scaled like
+    the node's costs (1/n for its sample axis, N/B for subsampled plates).
+
+    The control is trained by the same backward pass to minimise the estimator's variance:
+    the surrogate gains ``sum(g_a^2)`` (g computed with ``create_graph=True``), whose
+    gradient with respect to the control's parameters is ``d_phi sum(g_a^2)`` (= d_phi of
+    the variance, as E[g] does not depend on phi) and with respect to a is zero. Include
+    the control's parameters in the optimiser. Needs the drawn noise (no replay)."""
+
+    score = True
+
+    def __init__(self, control):
+        if not callable(control):
+            raise ValueError(f"RELAX: control must be callable (an scg.nn.Module), got {type(control).__name__}")
+        self.control = control
+
+    def check(self, dist, n, name):
+        _bernoulli(dist, "RELAX", name)
+
+    @staticmethod
+    def _logit_noise(u, dtype):
+        return (np.log(u) - np.log1p(-u)).astype(dtype)
+
+    def draw(self, dist, n, rng):
+        logits, _ = _bernoulli(dist, "RELAX", "?")
+        shape = ((n,) if n else ()) + tuple(dist.batch_shape) + tuple(dist.event_shape)
+        u, v = rng.random(shape), rng.random(shape)
+        z = logits.data + self._logit_noise(u, logits.dtype)  # same arithmetic as surrogate_term
+        value = NoisyValue((z > 0).astype(dist.dtype))
+        value.noise = (u, v)
+        return value
+
+    def log_prob(self, dist, value):
+        return dist.log_prob(value)
+
+    def _control(self, node, z):
+        context = node.context if node.context is not None else ()
+        context = context if isinstance(context, (tuple, list)) else (context,)
+        context = [ops.stop_gradient(c) if isinstance(c, Tensor) else c for c in context]
+        c = self.control(z, *context)
+        c = c if isinstance(c, Tensor) else Tensor(np.asarray(c, dtype=z.dtype))
+        want = node.log_prob.shape
+        if c.shape == want + (1,):
+            c = c.reshape(want)
+        if c.shape != want:
+            raise ValueError(
+                f"RELAX for '{node.name}': control(z) returned shape {c.shape}, but it must give one "
+                f"number per element of the node's log-prob, shape {want} (z has shape {z.shape})"
+            )
+        return c
+
+    def surrogate_term(self, node, signal):
+        from .autodiff import grad
+
+        noise = getattr(node.value, "noise", None)
+        if noise is None:
+            raise _no_noise("RELAX", node)
+        u, v = noise
+        logits, event_nd = _bernoulli(node.dist, "RELAX", node.name)
+        b = node.value.data
+        # A detached copy of the logits, one per element: g is differentiated with respect
+        # to it, so sum(g^2) sends gradient to the control only.
+        a = Tensor(np.broadcast_to(logits.data, b.shape).copy(), requires_grad=True)
+        z = a + self._logit_noise(u, logits.dtype)
+        log_p, log_q = -ops.softplus(-a), -ops.softplus(a)  # log p, log(1 - p)
+        p = ops.exp(log_p)
+        z1 = a + ops.log(1.0 - p + v * p) - log_p - np.log1p(-v)  # u~ = 1 - p + v p
+        z0 = a + np.log(v) + log_q - ops.log(1.0 - v * (1.0 - p))  # u~ = v (1 - p)
+        z_cond = ops.where(b == 1, z1, z0)
+        c_z, c_cond = self._control(node, z), self._control(node, z_cond)
+        s = _control_scale(node)
+        diff = ops.sum(c_z) - ops.sum(c_cond)
+        d = grad(diff, [a], create_graph=True)[0] if diff.requires_grad else Tensor(np.zeros(b.shape))
+        event = (1,) * event_nd
+        q = np.broadcast_to(signal.q, node.log_prob.shape).reshape(node.log_prob.shape + event)
+        score = b - _sigmoid(a.data)  # d_a log p(b), per coin
+        g = (q - s * c_cond.reshape(c_cond.shape + event)) * score + s * d
+        return ops.sum(logits * ops.stop_gradient(g)) + ops.sum(g * g), None
+
+    def describe(self):
+        return f"RELAX({type(self.control).__name__})"
+
+
 # ---- baselines --------------------------------------------------------------------
 #
 # Running state is updated explicitly. Building a surrogate only *records* the statistic
