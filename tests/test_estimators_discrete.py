@@ -289,8 +289,8 @@ def test_nvil_normalisation_divides_the_score_term_by_the_running_std():
         assert scale > 1.0 or k <= 1  # one step's single value has no spread yet
         assert np.isclose(grads[1], grads[0] / scale, rtol=1e-12)
         normed.update()
-    ref = np.array(costs[:3])  # r = Q: moments of the first three steps, decay 0.5
-    w = 0.5 ** np.arange(2, -1, -1) * 0.5 / (1 - 0.5**3)
+    ref = np.array(costs)  # r = Q (b = 0): bias-corrected moments of all four steps, decay 0.5
+    w = 0.5 ** np.arange(3, -1, -1) * 0.5 / (1 - 0.5**4)
     assert np.isclose(normed.baseline.scale("b"), np.sqrt(w @ ref**2 - (w @ ref) ** 2), rtol=1e-12)
 
 
