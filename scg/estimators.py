@@ -269,6 +269,11 @@ class _AntitheticBernoulli(Estimator):
     def log_prob(self, dist, value):
         return dist.log_prob(value)  # for credit shapes and DiCE (score function on each sample)
 
+    def weights(self, node, f, f_anti, b, b_anti, a):
+        """g_a per pair and coin, (m,) + batch + event, from the costs (f, f_anti) and values
+        (b, b_anti) of the pair's two halves and the logits a (batch + event)."""
+        raise NotImplementedError
+
     def surrogate_term(self, node, signal):
         """``signal.q[k]`` (shaped like the log-prob, sample axis first) is sample k's cost
         already weighted by 1/n; so the mean of the m pair estimates is a plain sum over pairs."""
@@ -299,6 +304,8 @@ class DisARM(_AntitheticBernoulli):
     lower variance than ARM. Unbiased; no parameters."""
 
     def weights(self, node, f, f_anti, b, b_anti, a):
+        """Per pair and coin: (q - q~) (-1)^b~ 1[b != b~] sigma(|a|) (q = f / n, so the 1/2
+        and the mean over the m pairs are already in it)."""
         return (f - f_anti) * (1.0 - 2.0 * b_anti) * (b != b_anti) * _sigmoid(np.abs(a))
 
 
@@ -311,6 +318,7 @@ class ARM(_AntitheticBernoulli):
     expectation given the pair and never has higher variance."""
 
     def weights(self, node, f, f_anti, b, b_anti, a):
+        """Per pair and coin: 2 (q~ - q) (u - 1/2) (q = f / n: the mean over the pairs)."""
         noise = getattr(node.value, "noise", None)
         if noise is None:
             raise _no_noise("ARM", node)
@@ -465,13 +473,16 @@ class RunningMean:
         self.pending = {}  # key -> statistic recorded since the last update
 
     def value(self, key, default=0.0):
+        """The bias-corrected average of ``key`` (``default`` before its first update)."""
         avg, count = self.state.get(key, (0.0, 0))
         return avg / (1 - self.decay**count) if count else default
 
     def record(self, key, x):
+        """Keep ``x`` as the statistic ``update()`` will fold in for ``key``."""
         self.pending[key] = x
 
     def update(self):
+        """Fold every recorded statistic into its average and forget them."""
         for key, x in self.pending.items():
             avg, count = self.state.get(key, (0.0, 0))
             self.state[key] = (self.decay * avg + (1 - self.decay) * x, count + 1)
