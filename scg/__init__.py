@@ -54,8 +54,11 @@ from .random import manual_seed
 from . import nn, optim  # noqa: E402  (built on the names above)
 from . import distributions  # noqa: E402
 from .estimators import (  # noqa: E402
+    ARM,
+    RELAX,
     STL,
     VIMCO,
+    DisARM,
     DReG,
     Enumerate,
     GumbelSoftmax,

@@ -15,6 +15,8 @@ hooks below, so a new estimator is a new class here and nothing else:
   the baseline it used (``signal.q`` is the node's learning signal, see
   :class:`scg.compiler.Signal`).
 * ``enumerated`` (bool): costs downstream are weighted by the node's probability.
+* ``update()``: apply running state recorded while surrogates were built (stateful
+  baselines); call it after each optimiser step. Building a surrogate changes no state.
 * ``corrects`` (bool): call ``surrogate_term(node, signal)`` even though the node is
   not a score-function node (``signal.q`` is then None): for estimators that correct
   a pathwise gradient, such as STL and DReG. The term's value is cancelled by the
@@ -59,6 +61,9 @@ class Estimator:
         (None, None)."""
         return None, None
 
+    def update(self):
+        """Apply running statistics recorded while building surrogates (after the step)."""
+
     def describe(self):
         """A short label for pictures and logs."""
         return type(self).__name__
@@ -100,8 +105,8 @@ class ScoreFunction(Estimator):
     """REINFORCE: surrogate term ``sum(log p(w) * stop_gradient(Q_w - b_w))`` where Q_w
     is the node's downstream cost; unbiased for any baseline b independent of w."""
 
-    score = True
     color = "#e07b00"
+    score = True
 
     def __init__(self, baseline=None):
         self.baseline = baseline
@@ -121,8 +126,15 @@ class ScoreFunction(Estimator):
         if self.baseline is None:
             return ops.sum(node.log_prob * signal.q), None
         b, extra = self.baseline(node, signal)
-        term = ops.sum(node.log_prob * (signal.q - b))
+        scale = self.baseline.scale(node.name)
+        r = signal.q - b if scale == 1.0 else (signal.q - b) / scale
+        term = ops.sum(node.log_prob * r)
         return (term if extra is None else term + extra), b
+
+    def update(self):
+        """Apply the baseline's recorded statistics (call after each optimiser step)."""
+        if self.baseline is not None:
+            self.baseline.update()
 
     def describe(self):
         return "ScoreFunction" + (f"({self.baseline.describe()})" if self.baseline is not None else "")
@@ -246,41 +258,6 @@ def _bounds_of(node, signal, who):
     return signal.bounds
 
 
-class LeaveOneOutBoundBaseline:
-    """VIMCO's baseline (Mnih & Rezende 2016), for a node drawn with ``n=K >= 2`` under
-    bounds declared with ``g.bound(..., over=node)``: for sample k and each bound,
-    ``b_k = -scale * L_{-k}`` with ``L_{-k} = log mean_j w'_j``, where w' is w with
-    ``log w_k`` replaced by the mean of the other K-1 log-weights (independent of sample k).
-    The learning signal of sample k is then ``-scale * (L - L_{-k})``. Follows the
-    :class:`Baseline` protocol; costs other than the node's bounds get no baseline."""
-
-    def check(self, n, name):
-        """Raise ValueError unless the node is drawn with ``n >= 2`` samples."""
-        if not n or n < 2:
-            raise ValueError(f"VIMCO for '{name}' needs n >= 2 samples (g.sample(..., n=K)), got n={n}")
-
-    def __call__(self, node, signal):
-        b = 0.0
-        for c in _bounds_of(node, signal, "VIMCO"):
-            pos = _sample_axis(c)
-            lw = np.moveaxis(c.log_w.data, pos, 0)  # (K, ...)
-            k = lw.shape[0]
-            eye = np.eye(k, dtype=bool).reshape((k, k) + (1,) * (lw.ndim - 1))
-            rows = np.broadcast_to(lw, (k,) + lw.shape)  # rows[k, j] = log w_j
-            with np.errstate(invalid="ignore"):
-                others = np.where(eye, 0.0, rows).sum(axis=1) / (k - 1)  # mean of log w_j, j != k
-            loo = _logmeanexp(np.where(eye, others[:, None], rows), axis=1)  # L_{-k}, (K, ...)
-            # Where every other weight is zero, L_{-k} = -inf says nothing: no baseline there
-            # (still independent of sample k, so still unbiased).
-            loo = np.where(np.isfinite(loo), loo, 0.0)
-            b = b + _on_node(np.moveaxis(-c.scale * loo, 0, pos), c.log_w_dims, node)
-        return np.asarray(b, dtype=node.log_prob.dtype), None
-
-    def describe(self):
-        """A short label for pictures and logs."""
-        return "LeaveOneOutBound"
-
-
 class VIMCO(ScoreFunction):
     """Score function for a node drawn with ``n=K >= 2`` under a multi-sample bound
     (``g.bound(name, log_w, over=node)``), with per-sample learning signals (Mnih &
@@ -366,37 +343,316 @@ class DReG(Reparam):
         return term, None
 
 
+# ---- antithetic and control-variate estimators for Bernoulli nodes ------------------------------
+#
+# DisARM, ARM and RELAX serve Bernoulli nodes, and Independent(Bernoulli) ones whose
+# event (a vector of coins) shares one downstream cost per element of the log-prob, as
+# in the papers' multivariate form. Each returns a term ``sum(a * stop_gradient(g))``
+# with a the logits, so its gradient with respect to a is the estimate g (one number per
+# coin) and flows on to whatever computed the logits.
+
+
+class NoisyValue(Tensor):
+    """A drawn value that keeps the uniform noise it was drawn from (``noise``, a tuple of
+    ndarrays): estimators whose gradient needs the noise read it from the node's value.
+    A replayed value is a plain Tensor and has none."""
+
+    __slots__ = ("noise",)
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow warning at large |x|
+
+
+def _bernoulli(dist, who, name):
+    """(logits Tensor, number of event axes) of a Bernoulli or Independent(Bernoulli) node."""
+    from . import distributions as D
+
+    base, event_nd = dist, 0
+    if isinstance(dist, D.Independent):
+        base, event_nd = dist.base_dist, dist.reinterpreted_batch_ndims
+    if not isinstance(base, D.Bernoulli):
+        other = "scg.Reparam(), scg.ScoreFunction()" if dist.has_rsample else _alternatives(dist)
+        raise ValueError(
+            f"{who} for '{name}': applies to Bernoulli (or Independent(Bernoulli)) nodes only, "
+            f"not {type(dist).__name__}{'' if base is dist else f'({type(base).__name__})'}; use {other}"
+        )
+    return base.logits, event_nd
+
+
+def _no_noise(who, node):
+    return ValueError(
+        f"{who} for '{node.name}': the value was replayed, so the uniform noise it was drawn from "
+        f"is unknown and the estimator needs it; use scg.DisARM() (needs only the pairs) or "
+        f"scg.ScoreFunction() for replayed values"
+    )
+
+
+class _AntitheticBernoulli(Estimator):
+    """Shared by ARM and DisARM: ``n=2m`` draws, sample k and sample k+m an antithetic pair
+    from one uniform u (shape (m,) + batch + event): b = 1[u < sigma(a)] and
+    b~ = 1[1 - u < sigma(a)]. Each sample alone is an exact Bernoulli draw."""
+
+    score = True
+
+    def check(self, dist, n, name):
+        _bernoulli(dist, type(self).__name__, name)
+        if not n or n % 2:
+            raise ValueError(
+                f"{type(self).__name__} for '{name}' needs antithetic pairs: draw with n=2 (or an even "
+                f"n=2m, samples k and k+m paired), got n={n}"
+            )
+
+    def draw(self, dist, n, rng):
+        logits, _ = _bernoulli(dist, type(self).__name__, "?")
+        p = _sigmoid(logits.data)
+        u = rng.random((n // 2,) + tuple(dist.batch_shape) + tuple(dist.event_shape))
+        pair = np.concatenate([u < p, 1.0 - u < p]).astype(dist.dtype)
+        value = NoisyValue(pair)
+        value.noise = (u,)
+        return value
+
+    def log_prob(self, dist, value):
+        return dist.log_prob(value)  # for credit shapes and DiCE (score function on each sample)
+
+    def weights(self, node, f, f_anti, b, b_anti, a):
+        """g_a per pair and coin, (m,) + batch + event, from the costs (f, f_anti) and values
+        (b, b_anti) of the pair's two halves and the logits a (batch + event)."""
+        raise NotImplementedError
+
+    def surrogate_term(self, node, signal):
+        """``signal.q[k]`` (shaped like the log-prob, sample axis first) is sample k's cost
+        already weighted by 1/n; so the mean of the m pair estimates is a plain sum over pairs."""
+        who = type(self).__name__
+        if signal.own_axis_pooled:
+            raise ValueError(
+                f"{who} for '{node.name}': the downstream costs reduce over the {node.n} samples (e.g. a "
+                f"multi-sample bound), but {who} needs each sample's own cost f(b) and f(b~); keep "
+                f"per-sample costs or use scg.ScoreFunction()"
+            )
+        logits, event_nd = _bernoulli(node.dist, who, node.name)
+        q = np.broadcast_to(signal.q, node.log_prob.shape)
+        q = q.reshape(q.shape + (1,) * event_nd)  # one cost per coin of the event
+        m = node.n // 2
+        b = node.value.data
+        g = self.weights(node, q[:m], q[m:], b[:m], b[m:], np.broadcast_to(logits.data, b.shape[1:]))
+        return ops.sum(logits * g), None  # logits broadcast over the pairs
+
+
+class DisARM(_AntitheticBernoulli):
+    """DisARM (Dong, Mnih & Tucker 2020) for Bernoulli nodes drawn in antithetic pairs
+    (``n=2``, or ``n=2m`` with samples k and k+m paired; see ``_AntitheticBernoulli``).
+
+    Per coin with logit a and pair (b, b~): ``g_a = 1/2 (f(b) - f(b~)) (-1)^b~ 1[b != b~]
+    sigma(|a|)``, averaged over the pairs, with f the node's whole downstream cost of that
+    sample (for Independent(Bernoulli), the joint cost of the event). It is ARM with u
+    integrated out given the pair, so it needs only the values (replay works) and has
+    lower variance than ARM. Unbiased; no parameters."""
+
+    def weights(self, node, f, f_anti, b, b_anti, a):
+        """Per pair and coin: (q - q~) (-1)^b~ 1[b != b~] sigma(|a|) (q = f / n, so the 1/2
+        and the mean over the m pairs are already in it)."""
+        return (f - f_anti) * (1.0 - 2.0 * b_anti) * (b != b_anti) * _sigmoid(np.abs(a))
+
+
+class ARM(_AntitheticBernoulli):
+    """ARM (Yin & Zhou 2019) for Bernoulli nodes drawn in antithetic pairs (as DisARM).
+
+    Per coin with logit a, uniform u and pair b = 1[u < sigma(a)], b~ = 1[u > sigma(-a)]:
+    ``g_a = (f(b~) - f(b)) (u - 1/2)``, averaged over the pairs. Needs u, which the drawn
+    value keeps (a replayed value is refused). Unbiased; DisARM is its conditional
+    expectation given the pair and never has higher variance."""
+
+    def weights(self, node, f, f_anti, b, b_anti, a):
+        """Per pair and coin: 2 (q~ - q) (u - 1/2) (q = f / n: the mean over the pairs)."""
+        noise = getattr(node.value, "noise", None)
+        if noise is None:
+            raise _no_noise("ARM", node)
+        return 2.0 * (f_anti - f) * (noise[0] - 0.5)
+
+
+def _control_scale(node):
+    """The weight the node's own axes give its costs (1/K per sample axis, N/B per
+    subsampled plate), so the control is compared with f on the scale of ``signal.q``."""
+    s = 1.0
+    for d in node.dims:
+        s *= 1.0 / d.size if d.kind == "sample" else d.scale if d.kind == "plate" else 1.0
+    return s
+
+
+class RELAX(Estimator):
+    """RELAX (Grathwohl et al. 2018) for Bernoulli nodes (and Independent(Bernoulli)).
+
+    With logits a and uniforms u, v (shaped like the value): z = a + logit(u), b = 1[z > 0]
+    (an exact Bernoulli draw), and z~ ~ p(z | b) reparameterised by v: z~ = a + logit(u~),
+    u~ = 1 - p + v p if b = 1 else v (1 - p), p = sigma(a). Per coin:
+
+        g_a = [f(b) - c(z~)] d_a log p(b) + d_a c(z) - d_a c(z~)
+
+    where ``control(z, *context)`` (an ``scg.nn.Module``; ``context`` as given to
+    ``g.sample``, passed with its gradient stopped) returns one number per element of the
+    node's log-prob (shape (n,) + batch, a trailing axis of size 1 allowed). Element i of
+    the control may depend only on element i of z (its event) and the context, as a
+    network applied row-wise does: then g is unbiased for any control. It is scaled like
+    the node's costs (1/n for its sample axis, N/B for subsampled plates).
+
+    The control is trained by the same backward pass to minimise the estimator's variance:
+    the surrogate gains ``sum(g_a^2)`` (g computed with ``create_graph=True``), whose
+    gradient with respect to the control's parameters is ``d_phi sum(g_a^2)`` (= d_phi of
+    the variance, as E[g] does not depend on phi) and with respect to a is zero. Include
+    the control's parameters in the optimiser. Needs the drawn noise (no replay)."""
+
+    score = True
+
+    def __init__(self, control):
+        if not callable(control):
+            raise ValueError(f"RELAX: control must be callable (an scg.nn.Module), got {type(control).__name__}")
+        self.control = control
+
+    def check(self, dist, n, name):
+        _bernoulli(dist, "RELAX", name)
+
+    @staticmethod
+    def _logit_noise(u, dtype):
+        return (np.log(u) - np.log1p(-u)).astype(dtype)
+
+    def draw(self, dist, n, rng):
+        logits, _ = _bernoulli(dist, "RELAX", "?")
+        shape = ((n,) if n else ()) + tuple(dist.batch_shape) + tuple(dist.event_shape)
+        u, v = rng.random(shape), rng.random(shape)
+        z = logits.data + self._logit_noise(u, logits.dtype)  # same arithmetic as surrogate_term
+        value = NoisyValue((z > 0).astype(dist.dtype))
+        value.noise = (u, v)
+        return value
+
+    def log_prob(self, dist, value):
+        return dist.log_prob(value)
+
+    def _control(self, node, z):
+        context = node.context if node.context is not None else ()
+        context = context if isinstance(context, (tuple, list)) else (context,)
+        context = [ops.stop_gradient(c) if isinstance(c, Tensor) else c for c in context]
+        c = self.control(z, *context)
+        c = c if isinstance(c, Tensor) else Tensor(np.asarray(c, dtype=z.dtype))
+        want = node.log_prob.shape
+        if c.shape == want + (1,):
+            c = c.reshape(want)
+        if c.shape != want:
+            raise ValueError(
+                f"RELAX for '{node.name}': control(z) returned shape {c.shape}, but it must give one "
+                f"number per element of the node's log-prob, shape {want} (z has shape {z.shape})"
+            )
+        return c
+
+    def surrogate_term(self, node, signal):
+        from .autodiff import grad
+
+        noise = getattr(node.value, "noise", None)
+        if noise is None:
+            raise _no_noise("RELAX", node)
+        u, v = noise
+        logits, event_nd = _bernoulli(node.dist, "RELAX", node.name)
+        b = node.value.data
+        # A detached copy of the logits, one per element: g is differentiated with respect
+        # to it, so sum(g^2) sends gradient to the control only.
+        a = Tensor(np.broadcast_to(logits.data, b.shape).copy(), requires_grad=True)
+        z = a + self._logit_noise(u, logits.dtype)
+        log_p, log_q = -ops.softplus(-a), -ops.softplus(a)  # log p, log(1 - p)
+        p = ops.exp(log_p)
+        z1 = a + ops.log(1.0 - p + v * p) - log_p - np.log1p(-v)  # u~ = 1 - p + v p
+        z0 = a + np.log(v) + log_q - ops.log(1.0 - v * (1.0 - p))  # u~ = v (1 - p)
+        z_cond = ops.where(b == 1, z1, z0)
+        c_z, c_cond = self._control(node, z), self._control(node, z_cond)
+        s = _control_scale(node)
+        diff = ops.sum(c_z) - ops.sum(c_cond)
+        d = grad(diff, [a], create_graph=True)[0] if diff.requires_grad else Tensor(np.zeros(b.shape))
+        event = (1,) * event_nd
+        q = np.broadcast_to(signal.q, node.log_prob.shape).reshape(node.log_prob.shape + event)
+        score = b - _sigmoid(a.data)  # d_a log p(b), per coin
+        g = (q - s * c_cond.reshape(c_cond.shape + event)) * score + s * d
+        return ops.sum(logits * ops.stop_gradient(g)) + ops.sum(g * g), None
+
+    def describe(self):
+        return f"RELAX({type(self.control).__name__})"
+
+
 # ---- baselines --------------------------------------------------------------------
+#
+# Running state is updated explicitly. Building a surrogate only *records* the statistic
+# a stateful baseline will learn from (per node, the latest build wins); ``update()``,
+# called after the optimiser step, folds the recorded statistics into the running state.
+# So measuring (building surrogates to estimate a variance, say) never moves a baseline
+# unless ``update()`` follows. ``ScoreFunction.update()`` forwards to its baseline.
 
 
 class Baseline:
     """``__call__(node, signal) -> (b, extra)``: the baseline (array, broadcastable to
-    ``signal.q``, independent of the node's value) and an optional extra surrogate term."""
+    ``signal.q``, independent of the node's value) and an optional extra surrogate term.
+    ``scale(name)``: a positive number, fixed before this step, that the node's learning
+    signal ``Q - b`` is divided by (1 unless normalising). ``update()``: apply the running
+    statistics recorded by the latest ``__call__`` of each node (no-op if stateless)."""
 
     def check(self, n, name):
         """Raise ValueError if the baseline cannot serve a node drawn with ``n`` samples."""
+
+    def scale(self, name):
+        """What node ``name``'s signal ``Q - b`` is divided by (from previous steps only)."""
+        return 1.0
+
+    def update(self):
+        """Fold the statistics recorded since the last update into the running state."""
 
     def describe(self):
         """A short label for pictures and logs."""
         return type(self).__name__
 
 
+class RunningMean:
+    """Bias-corrected exponential moving averages, one per key, updated explicitly:
+    ``record(key, x)`` keeps x as pending (replacing an earlier pending x of that key),
+    ``update()`` applies every pending x: ``m <- decay m + (1 - decay) x``;
+    ``value(key)`` is ``m / (1 - decay^count)`` (``default`` before any update)."""
+
+    def __init__(self, decay):
+        self.decay = decay
+        self.state = {}  # key -> (average, number of updates)
+        self.pending = {}  # key -> statistic recorded since the last update
+
+    def value(self, key, default=0.0):
+        """The bias-corrected average of ``key`` (``default`` before its first update)."""
+        avg, count = self.state.get(key, (0.0, 0))
+        return avg / (1 - self.decay**count) if count else default
+
+    def record(self, key, x):
+        """Keep ``x`` as the statistic ``update()`` will fold in for ``key``."""
+        self.pending[key] = x
+
+    def update(self):
+        """Fold every recorded statistic into its average and forget them."""
+        for key, x in self.pending.items():
+            avg, count = self.state.get(key, (0.0, 0))
+            self.state[key] = (self.decay * avg + (1 - self.decay) * x, count + 1)
+        self.pending = {}
+
+
 class MovingAverageBaseline(Baseline):
     """b = exponential moving average (``decay``) of the node's mean downstream cost over
-    previous steps (bias-corrected; 0 on the first step). One object per model, reused
-    across steps; state is kept per node name."""
+    previous steps (bias-corrected; 0 before the first update). One object per model,
+    reused across steps; state is kept per node name. Building a surrogate records the
+    step's mean cost; call ``update()`` (or the estimator's) after each step to apply it."""
 
     def __init__(self, decay=0.9):
         if not 0 <= decay < 1:
             raise ValueError(f"MovingAverageBaseline: decay must be in [0, 1), got {decay}")
         self.decay = decay
-        self.state = {}  # node name -> (average, number of updates)
+        self.average = RunningMean(decay)
 
     def __call__(self, node, signal):
-        avg, count = self.state.get(node.name, (0.0, 0))
-        b = avg / (1 - self.decay**count) if count else 0.0
-        self.state[node.name] = (self.decay * avg + (1 - self.decay) * float(np.mean(signal.q)), count + 1)
-        return b, None
+        self.average.record(node.name, float(np.mean(signal.q)))
+        return self.average.value(node.name), None
+
+    def update(self):
+        self.average.update()
 
     def describe(self):
         return f"MovingAverage({self.decay:g})"
@@ -434,13 +690,31 @@ class LearnedBaseline(Baseline):
     input-dependent residual (as in NVIL, Mnih & Gregor 2014); ``center=None`` drops c.
     The module is trained by the same backward pass to predict the downstream cost: the
     surrogate gains ``sum((b - Q)^2)`` (its value cancels out of the reported loss). The
-    module's output must broadcast against the node's log-prob (e.g. (B,) in a plate)."""
+    module's output must broadcast against the node's log-prob (e.g. (B,) in a plate).
 
-    def __init__(self, module, center=0.9):
+    ``normalize`` (a decay in [0, 1), or True for 0.9) adds NVIL's variance normalisation:
+    the node's signal becomes ``(Q - b) / max(1, s)`` where ``s^2 = E[r^2] - E[r]^2`` from
+    moving averages (bias-corrected) of the per-step means of r = Q - b and r^2 over the
+    node's elements. s comes from previous steps only, so the division rescales the node's
+    score term by a positive constant: the direction of that term's expected gradient is
+    unchanged (it estimates ``grad E[cost] / max(1, s)`` for the parameters reached only
+    through this node's log-prob), only its size is tamed. ``update()`` after each step
+    applies the recorded statistics (centre and normaliser)."""
+
+    def __init__(self, module, center=0.9, normalize=None):
         if center is not None and not 0 <= center < 1:
             raise ValueError(f"LearnedBaseline: center must be None or a decay in [0, 1), got {center}")
+        if normalize is True:
+            normalize = 0.9
+        if normalize is False:
+            normalize = None
+        if normalize is not None and not 0 <= normalize < 1:
+            raise ValueError(
+                f"LearnedBaseline: normalize must be None, True or a decay in [0, 1), got {normalize}")
         self.module = module
         self.center = MovingAverageBaseline(center) if center is not None else None
+        self.normalize = normalize
+        self.moments = RunningMean(normalize) if normalize is not None else None
 
     def __call__(self, node, signal):
         q = signal.q
@@ -450,8 +724,61 @@ class LearnedBaseline(Baseline):
         if self.center is not None:
             c, _ = self.center(node, signal)
             b = b + np.asarray(c, dtype=b.dtype)
+        if self.moments is not None:
+            r = np.broadcast_to(q - b.data, np.broadcast_shapes(np.shape(q), b.shape))
+            self.moments.record((node.name, 1), float(np.mean(r)))
+            self.moments.record((node.name, 2), float(np.mean(r * r)))
         fit = ops.sum((b - q) ** 2)
         return ops.stop_gradient(b).data, fit - ops.stop_gradient(fit)
 
+    def scale(self, name):
+        if self.moments is None:
+            return 1.0
+        mean = self.moments.value((name, 1))
+        var = max(self.moments.value((name, 2)) - mean * mean, 0.0)
+        return max(1.0, float(np.sqrt(var)))
+
+    def update(self):
+        if self.center is not None:
+            self.center.update()
+        if self.moments is not None:
+            self.moments.update()
+
     def describe(self):
-        return f"Learned({type(self.module).__name__})"
+        norm = ", normalized" if self.moments is not None else ""
+        return f"Learned({type(self.module).__name__}{norm})"
+
+
+class LeaveOneOutBoundBaseline(Baseline):
+    """VIMCO's baseline (Mnih & Rezende 2016), for a node drawn with ``n=K >= 2`` under
+    bounds declared with ``g.bound(..., over=node)``: for sample k and each bound,
+    ``b_k = -scale * L_{-k}`` with ``L_{-k} = log mean_j w'_j``, where w' is w with
+    ``log w_k`` replaced by the mean of the other K-1 log-weights (independent of sample k).
+    The learning signal of sample k is then ``-scale * (L - L_{-k})``. Follows the
+    :class:`Baseline` protocol; costs other than the node's bounds get no baseline."""
+
+    def check(self, n, name):
+        """Raise ValueError unless the node is drawn with ``n >= 2`` samples."""
+        if not n or n < 2:
+            raise ValueError(f"VIMCO for '{name}' needs n >= 2 samples (g.sample(..., n=K)), got n={n}")
+
+    def __call__(self, node, signal):
+        b = 0.0
+        for c in _bounds_of(node, signal, "VIMCO"):
+            pos = _sample_axis(c)
+            lw = np.moveaxis(c.log_w.data, pos, 0)  # (K, ...)
+            k = lw.shape[0]
+            eye = np.eye(k, dtype=bool).reshape((k, k) + (1,) * (lw.ndim - 1))
+            rows = np.broadcast_to(lw, (k,) + lw.shape)  # rows[k, j] = log w_j
+            with np.errstate(invalid="ignore"):
+                others = np.where(eye, 0.0, rows).sum(axis=1) / (k - 1)  # mean of log w_j, j != k
+            loo = _logmeanexp(np.where(eye, others[:, None], rows), axis=1)  # L_{-k}, (K, ...)
+            # Where every other weight is zero, L_{-k} = -inf says nothing: no baseline there
+            # (still independent of sample k, so still unbiased).
+            loo = np.where(np.isfinite(loo), loo, 0.0)
+            b = b + _on_node(np.moveaxis(-c.scale * loo, 0, pos), c.log_w_dims, node)
+        return np.asarray(b, dtype=node.log_prob.dtype), None
+
+    def describe(self):
+        """A short label for pictures and logs."""
+        return "LeaveOneOutBound"

@@ -21,6 +21,7 @@ def exact_dE_dl(l=L0):
 
 def bernoulli_graph(logit, estimator, n=None, offset=0.0):
     def build():
+        estimator.update()  # the previous build's baseline statistics, as after a step
         g = scg.Graph()
         with g:
             b = g.sample("b", D.Bernoulli(logits=logit), estimator=estimator, n=n)

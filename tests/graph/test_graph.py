@@ -28,6 +28,7 @@ def assert_close_stat(stats, exact, z=4.0):
 
 def quadratic_graph(mu, sigma, estimator, n=None):
     def build():
+        estimator.update()  # the previous build's baseline statistics, as after a step
         g = scg.Graph()
         with g:
             z = g.sample("z", D.Normal(mu, sigma), estimator=estimator, n=n)
