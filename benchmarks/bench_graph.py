@@ -6,7 +6,7 @@ parent is node (i-1)//2. Every node uses the score-function estimator, so every
 node needs the sum of the costs downstream of it (the Rao-Blackwellized credit)
 and every cost the sum of the log-probs upstream of it (DiCE). For a 10x larger
 graph a linear compiler takes about 10x as long, a quadratic one about 100x.
-tests/test_compile_scaling.py runs this at 500 and 5,000 nodes and requires < 25x.
+tests/graph/test_compiler.py runs this at 500 and 5,000 nodes and requires < 25x.
 
 Usage: python benchmarks/bench_graph.py [--sizes 1000 10000] [--repeats 3]
 """
