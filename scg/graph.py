@@ -415,11 +415,7 @@ class Graph:
                 f"bound '{name}': every log-weight along {node.dim.describe()} is -inf for some element "
                 f"(zero weight for all samples, an infinite cost)"
             )
-        # logsumexp with a stop-gradient shift, built from recorded ops so that the other
-        # named axes of log_w are followed (a constant numpy shift would be unnamed).
-        shift = ops.stop_gradient(ops.max(log_w, axis=pos, keepdims=True))
-        lse = ops.log(ops.sum(ops.exp(log_w - shift), axis=pos)) + ops.stop_gradient(ops.max(log_w, axis=pos))
-        value = -(lse - float(np.log(node.dim.size)))
+        value = -(ops.logsumexp(log_w, axis=pos) - float(np.log(node.dim.size)))
         self._add_cost(name, value, kind="bound", log_w=log_w, log_w_dims=tuple(dims), over=node)
         return value
 

@@ -563,20 +563,27 @@ def stop_gradient(x):
 def logsumexp(x, axis=None, keepdims=False):
     """log(sum(exp(x))) over ``axis``, computed stably by shifting by the max.
 
-    The shift is constant for differentiation: the result does not depend on it.
+    The shift is constant for differentiation: the result does not depend on it. It is
+    a recorded value (``stop_gradient(max(x))``), not a bare array, so that inside a
+    stochastic graph the named axes of ``x`` it keeps stay named.
     """
     x = x if isinstance(x, Tensor) else Tensor(x)
     axis = _axis(axis)
-    m = np.max(x.data, axis=axis, keepdims=True) if x.size else np.zeros(_kept_shape(x.shape, axis), x.dtype)
+    if not x.size:
+        m = Tensor(np.zeros(_kept_shape(x.shape, axis), x.dtype))
+    else:
+        m = stop_gradient(max(x, axis=axis, keepdims=True))
     # A row of only -inf gives -inf with gradient 0 (as torch): compute it on a row of
     # zeros and put -inf in afterwards, so that no inf * 0 gives NaN in any order.
-    empty = m == -np.inf
-    if empty.any():
-        x = where(empty, 0, x)
-    m = np.where(np.isfinite(m), m, 0).astype(x.dtype, copy=False)
+    empty = (m.data == -np.inf).any()
+    if empty:
+        is_empty = equal(m, -np.inf)
+        x = where(is_empty, 0, x)
+    if not np.isfinite(m.data).all():
+        m = where(less(abs(m), np.inf), m, 0)
     out = log(sum(exp(x - m), axis=axis, keepdims=True)) + m
-    if empty.any():
-        out = where(empty, -np.inf, out)
+    if empty:
+        out = where(is_empty, -np.inf, out)
     return out if keepdims else reshape(out, _reduced_shape(x.shape, axis))
 
 

@@ -34,6 +34,9 @@ def _color(node):
     return getattr(node.estimator, "color", DEFAULT_COLOR)
 
 
+COST_KINDS = ("cost", "observed", "bound")  # the kinds of CostNode (scg.graph)
+
+
 def _label(node):
     kind = getattr(node, "kind", None)
     if kind == "stochastic":
@@ -41,6 +44,8 @@ def _label(node):
         return "\n".join(lines)
     if kind == "observed":
         return f"{node.name}\n{type(node.dist).__name__} [{_shape(node.observed)}]\nobserved"
+    if kind == "bound":
+        return f"{node.name}\n[{_shape(node.value)}]\n-log mean exp(log w) over {node.over.name}"
     return f"{node.name}\n[{_shape(node.value)}]"
 
 
@@ -49,7 +54,7 @@ def _attrs(node):
     if kind == "stochastic":
         c = _color(node)
         return dict(shape="ellipse", style="filled", fillcolor="white", color=c, penwidth="2", fontcolor="black")
-    if kind == "cost":
+    if kind in ("cost", "bound"):
         return dict(shape="diamond", style="filled", fillcolor="#fbe3e3", color="#b03030")
     if kind == "observed":  # a shaded circle, as in graphical-model notation
         return dict(shape="ellipse", style="filled", fillcolor="#bbbbbb", color="#b03030", penwidth="2")
@@ -64,7 +69,7 @@ def _named_tensors(g):
     """id(tensor) -> node for every named node's value."""
     named = {}
     for node in g.nodes.values():
-        if node.kind not in ("cost", "observed"):
+        if node.kind not in COST_KINDS:
             named[id(node.value)] = node
     return named
 
@@ -102,7 +107,7 @@ def _edges(g):
             start = list(node.value._parents)
             if node.log_prob is not None:
                 start += [p for p in node.log_prob._parents if p is not node.value]
-        elif node.kind in ("cost", "observed"):
+        elif node.kind in COST_KINDS:
             own = named.get(id(node.value))
             start = [node.value] if own is not None else list(node.value._parents)
         elif node.kind == "deterministic":

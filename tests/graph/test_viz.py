@@ -268,3 +268,18 @@ def test_a_new_estimator_class_draws_in_its_own_colour_without_changes_to_viz():
 def test_builtin_estimators_each_have_their_own_colour():
     kinds = [scg.Reparam, scg.ScoreFunction, scg.Enumerate, scg.GumbelSoftmax, Estimator]
     assert len({k.color for k in kinds}) == len(kinds)
+
+
+def test_a_bound_is_drawn_as_a_cost_with_its_edges():
+    """A cost declared with g.bound is a diamond fed by what its log-weights depend on."""
+    g = scg.Graph("iwae")
+    with g:
+        loc = g.param("loc", scg.tensor(np.zeros(2), requires_grad=True))
+        z = g.sample("z", D.Normal(loc, 1.0), n=3)
+        g.bound("neg_iwae", D.Normal(z, 1.0).log_prob(np.ones(2)) - D.Normal(loc, 1.0).log_prob(z), over="z")
+    dot = g.to_graphviz().source
+    ids = {name: f"n{i}" for i, name in enumerate(["loc", "z", "neg_iwae"])}
+    node = dot[dot.index(f"\t{ids['neg_iwae']} [label="):]
+    node = node[: node.index("\n\t", 1)]  # statements are separated by a newline and a tab
+    assert "shape=diamond" in node and "over z" in node
+    assert f"{ids['z']} -> {ids['neg_iwae']}" in dot and f"{ids['loc']} -> {ids['neg_iwae']}" in dot
