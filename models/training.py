@@ -21,7 +21,6 @@ from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from scg.compiler import weighted_cost
 
@@ -80,6 +79,8 @@ def train_epoch(graph, opt, x, batch_size, rng, dynamic=True, desc=None):
     """One pass over ``x`` (n, 784) in minibatches of a fresh permutation (``rng``), each
     binarized afresh when ``dynamic``: a step of ``opt`` on ``graph(xb).surrogate() / B``.
     Returns the mean bound per image, -(sum of the minibatch objectives) / n."""
+    from tqdm.auto import tqdm  # here, not at the top: a notebook that only builds graphs needs no ipywidgets
+
     order = rng.permutation(len(x))
     total, seen = 0.0, 0
     bar = tqdm(range(0, len(order), batch_size), desc=desc, unit="batch")
@@ -148,8 +149,13 @@ def per_datapoint(g, plate="data"):
 def batched_mean(bound, x, batch, desc=None):
     """The mean over ``x`` of ``bound(xb, i)`` (an ndarray (len(xb),) for the rows ``x[i : i +
     batch]``), computed ``batch`` rows at a time (a progress bar when ``desc``)."""
+    starts = range(0, len(x), batch)
+    if desc is not None:
+        from tqdm.auto import tqdm  # only for a progress bar (see train_epoch)
+
+        starts = tqdm(starts, desc=desc, leave=False, unit="batch")
     total = 0.0
-    for i in tqdm(range(0, len(x), batch), desc=desc, disable=desc is None, leave=False, unit="batch"):
+    for i in starts:
         total += float(bound(x[i : i + batch], i).sum())
     return total / len(x)
 
