@@ -140,13 +140,21 @@ def build_graph(model, x, estimator, n=None, rng=None):
 
 
 def elbo(model, x, samples=20, rng=None):
-    """Per-image ELBO (B,) from :func:`build_graph`'s graph, no gradients: exact (z
-    enumerated) when D = 1, else a Monte Carlo average over ``samples`` hard draws of z."""
-    exact = model.latents == 1
+    """Per-image ELBO (B,), no gradients: the terms of :func:`build_graph`'s costs, exact over
+    z when D = 1, else a Monte Carlo average over ``samples`` hard draws of z. (Building the
+    graph under no_grad with scg.Enumerate and reading its objective per image gave the same
+    numbers but was 30-50% slower: the graph keeps every intermediate value alive.)"""
     with scg.no_grad():
-        g = build_graph(model, x, scg.Enumerate() if exact else scg.ScoreFunction(), None if exact else samples,
-                        rng=scg.random.resolve(rng))
-        return -training.per_datapoint(g)
+        xt = scg.Tensor(x)
+        logits = model.logits(xt)
+        q = D.OneHotCategorical(logits=logits)
+        if model.latents == 1:
+            z = q.enumerate_support()  # (K, B, K)
+            rec = (scg.exp(q.log_prob(z)) * model.log_likelihood(xt, z)).sum(0)
+        else:
+            z = q.sample((samples,), rng=scg.random.resolve(rng))
+            rec = model.log_likelihood(xt, z).mean(0)
+        return (rec - model.kl_to_uniform(logits)).data
 
 
 def encoder_gradient_variance(model, x, estimator, n, runs=20, rng=None):

@@ -1,6 +1,6 @@
 """What training a model on images needs, written once for every model in ``models/``:
 the data (``prepare``, ``binarize``), the epoch loop with its progress bar (``fit``),
-checkpoints and metrics, evaluation helpers (``batched_mean``, ``per_datapoint``), and
+checkpoints and metrics, evaluation helpers (``batched_mean``, ``write_evaluation``), and
 pictures (``image_grid``, ``plot_images``, ``plot_curve``).
 
 A model file keeps the model, its graph and its command line; how a command line behaves
@@ -21,8 +21,6 @@ from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
-
-from scg.compiler import weighted_cost
 
 from models import data
 from models.cli import CheckpointError, CommandError, atomic_write
@@ -129,21 +127,6 @@ def check_diverged(row, epoch, ckpt):
 
 
 # ---- evaluation --------------------------------------------------------------------------------
-
-
-def per_datapoint(g, plate="data"):
-    """The sampled objective of graph ``g`` split by datapoint: an ndarray (B,), B the size of
-    plate ``plate``, whose sum is ``g.objective()``. Each cost is weighted as the objective
-    weighs it (sample axes averaged, enumerated values weighted by their probability) and
-    summed over every axis but the plate's."""
-    total = 0.0
-    for c in g.costs:
-        keep = [i for i, d in enumerate(c.info.dims) if d is not None and d.kind == "plate" and d.name == plate]
-        if not keep:
-            raise ValueError(f"per_datapoint: cost '{c.name}' of graph '{g.name}' does not carry plate '{plate}'")
-        w = weighted_cost(g, c).data
-        total = total + w.sum(axis=tuple(i for i in range(w.ndim) if i not in keep))
-    return total
 
 
 def batched_mean(bound, x, batch, desc=None):
