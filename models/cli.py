@@ -1,12 +1,15 @@
-"""Plumbing shared by the command lines (``models.vae``, ``models.discrete_vae``): one-line
-errors, run folders (a lock, no silent replacement of a run, no stale temporary files),
-pre-flight checks of memory and disk, and atomic writes.
+"""What the command lines (``models.vae``, ``models.discrete_vae``) share as command lines:
+argparse types and the options every training command has, one-line errors, run folders
+(a lock, no silent replacement of a run, no stale temporary files), pre-flight checks of
+memory and disk, and atomic writes. What training itself shares (data, the epoch loop,
+checkpoints, metrics, pictures) is ``models.training``.
 
 Every refusal is a ``CommandError`` whose message names the problem and the way out;
 ``run_command`` prints it as one line on stderr and exits non-zero. Out-of-memory, I/O
 errors and SIGTERM/Ctrl-C get one line too. Anything else is a bug and keeps its traceback.
 """
 
+import argparse
 import fcntl
 import json
 import os
@@ -220,6 +223,14 @@ def available_memory():
     return avail
 
 
+def step_bytes(k, batch, hidden, latent, params, x_dim=784, backward=True):
+    """Rough peak memory of one step of an MLP encoder/decoder model on a batch with ``k``
+    draws per image: k*batch*(9*784 + 8*hidden + 8*latent) float32 activations with backward
+    (measured on the VAE), about half without; plus parameters, gradients and Adam's two moments."""
+    per_draw = 9 * x_dim + 8 * hidden + 8 * latent if backward else 5 * x_dim + 4 * hidden + 8 * latent
+    return 4 * k * batch * per_draw + 16 * params
+
+
 def check_memory(nbytes, what, advice):
     """Refuse up front when ``what`` needs more memory than is available."""
     avail = available_memory()
@@ -234,30 +245,48 @@ def check_disk(folder, nbytes, what):
         raise CommandError(f"{what} needs about {gib(nbytes)} of disk in {folder} and {gib(free)} is free")
 
 
-def check_finite(model, path):
-    """Refuse a model whose parameters hold NaN or infinity (a diverged run)."""
-    bad = [name for name, v in model.state_dict().items() if not np.all(np.isfinite(v))]
-    if bad:
-        raise CommandError(f"{path}: the model's parameters are not finite ({', '.join(bad)}); "
-                           f"the run diverged, so there is nothing meaningful to evaluate or sample")
+# ---- options -----------------------------------------------------------------------------------
 
 
-def check_diverged(row, epoch, ckpt):
-    """Refuse to save an epoch whose bound is NaN or infinite: the last good checkpoint stays."""
-    bad = {k: row[k] for k in ("train_bound", "valid_bound") if not np.isfinite(row[k])}
-    if bad:
-        kept = f"the checkpoint after epoch {epoch - 1} in {ckpt} is kept" if epoch > 1 else "no checkpoint was written"
-        raise CommandError(f"epoch {epoch}: the bound is not finite ({bad}); training diverged and {kept}; "
-                           f"try a smaller --lr")
+def positive_int(s):
+    """argparse type: an integer >= 1."""
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s}")
+    return v
 
 
-def split_train_valid(images, valid):
-    """(x_valid, x_train): ``valid`` images held out by a fixed permutation (seed 12345)."""
-    if valid >= len(images):
-        raise CommandError(f"--valid {valid} holds out every training image (the training set has {len(images)}); "
-                           f"choose a smaller --valid")
-    perm = np.random.default_rng(12345).permutation(len(images))
-    return images[perm[:valid]], images[perm[valid:]]
+def positive_float(s):
+    """argparse type: a float > 0."""
+    v = float(s)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {s}")
+    return v
+
+
+def add_run_options(p, resume=True):
+    """--out's companions for training: --resume (if the model supports it) and --overwrite."""
+    group = p.add_mutually_exclusive_group()
+    if resume:
+        group.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz")
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace a run already in --out (otherwise training there is refused)")
+
+
+def add_training_options(p, *, epochs, batch_size, out, resume=True):
+    """The options of every training command: the data (--dataset, --data-dir, --valid,
+    --limit), the optimization (--epochs, --batch-size, --lr, --seed) and the run (--out and
+    its companions); the defaults that differ between models are arguments."""
+    p.add_argument("--dataset", default="fashion-mnist", choices=data.DATASETS)
+    p.add_argument("--data-dir", default=None, help="folder with the IDX files (else SCG_DATA, cache, system)")
+    p.add_argument("--epochs", type=positive_int, default=epochs)
+    p.add_argument("--batch-size", type=positive_int, default=batch_size)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--valid", type=positive_int, default=5000, help="training images held out for validation")
+    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N training images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=out)
+    add_run_options(p, resume=resume)
 
 
 # ---- running a command ----------------------------------------------------------------------

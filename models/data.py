@@ -16,7 +16,6 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -162,6 +161,8 @@ def download(name, dest, base_url=None, checksums=None, progress=True, timeout=3
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
                 total = int(response.headers.get("Content-Length") or 0) or None
+                from tqdm.auto import tqdm  # only when downloading: a notebook that loads files needs no ipywidgets
+
                 with tqdm(total=total, unit="B", unit_scale=True, desc=fname, disable=not progress) as bar:
                     while chunk := response.read(1 << 16):
                         out.write(chunk)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import cli, data, vae
+from models import cli, data, training, vae
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM = Path(data.SYSTEM_DIRS["fashion-mnist"])
@@ -321,13 +321,13 @@ def test_training_that_diverges_keeps_the_last_good_checkpoint(vae_run, tmp_path
 @pytest.mark.parametrize("n", [10, 3, 2])
 def test_sample_draws_n_images(vae_run, n, monkeypatch):
     drawn = []
-    grid = vae.image_grid
+    grid = training.image_grid
 
     def spy(images, rows, cols):
         drawn.append(min(len(images), rows * cols))
         return grid(images, rows, cols)
 
-    monkeypatch.setattr(vae, "image_grid", spy)
+    monkeypatch.setattr(training, "image_grid", spy)
     vae.main(["sample", "--out", str(vae_run), "--n", str(n)])
     assert drawn == [n]
 
