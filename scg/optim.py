@@ -36,7 +36,7 @@ def _blocks(shapes, n):
     total = sum(int(np.prod(s)) for s in shapes)
     if n < 2 or total < PARALLEL_MIN:
         return [[(i, None) for i in range(len(shapes))]]
-    target = -(-total // (4 * n))  # 4 blocks per worker keeps the shares even
+    target = -(-total // n)  # one share per worker: more blocks measured no better
     items = []
     for i, s in enumerate(shapes):
         size = int(np.prod(s))
@@ -154,7 +154,7 @@ class SGD(Optimizer):
 
     def step(self):
         """Update every parameter that has a gradient, in place."""
-        lr, mom, wd = self.hyper["lr"], self.hyper["momentum"], self.hyper["weight_decay"]
+        lr, mom, wd = (float(self.hyper[k]) for k in ("lr", "momentum", "weight_decay"))
         if mom and "velocity" not in self.state:
             self.state["velocity"] = [np.zeros_like(p.data) for p in self.params]
         grads = self._grads()
@@ -193,7 +193,8 @@ class Adam(Optimizer):
 
     def step(self):
         """Update every parameter that has a gradient, in place."""
-        lr, (b1, b2), eps, wd = (self.hyper[k] for k in ("lr", "betas", "eps", "weight_decay"))
+        lr, (b1, b2), eps, wd = (float(self.hyper[k]) if k != "betas" else tuple(map(float, self.hyper[k]))
+                                 for k in ("lr", "betas", "eps", "weight_decay"))
         if "m" not in self.state:
             self.state["m"] = [np.zeros_like(p.data) for p in self.params]
             self.state["v"] = [np.zeros_like(p.data) for p in self.params]
@@ -209,7 +210,9 @@ class Adam(Optimizer):
             # its bias correction at step 1 when it does (as torch.optim.Adam).
             self.param_steps[i] += 1
             t = self.param_steps[i]
-            coef[i] = (lr * np.sqrt(1 - b2**t) / (1 - b1**t), eps * np.sqrt(1 - b2**t))
+            # Python floats, not numpy float64 scalars: those would make every pass below
+            # compute in float64 and round back (NEP 50), twice as slow on float32 parameters.
+            coef[i] = (float(lr * np.sqrt(1 - b2**t) / (1 - b1**t)), float(eps * np.sqrt(1 - b2**t)))
         state_m, state_v, scratch = self.state["m"], self.state["v"], self._scratch
 
         def update(i, sl, g):
