@@ -317,3 +317,26 @@ def test_sigmoid_within_3_ulps_of_the_reference_and_saturates_without_warnings(d
     assert np.max(_ulps(out, ref, dtype)) <= 3
     assert out[0] >= 0 and out[200_000] == 1  # x = -100 and x = 100
     np.testing.assert_allclose(out, sp.expit(x), rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("zero_first", [False, True])
+def test_where_with_a_zero_branch_equals_numpy_where_also_with_inf_and_nan(dtype, zero_first):
+    """_where multiplies by the mask when one branch is 0 (np.where is slow); the result must
+    be np.where's, also where the other branch holds inf or NaN (inf * 0 would be NaN) and
+    when that branch broadcasts against the condition."""
+    rng = np.random.default_rng(0)
+    cond = rng.random((64, 50)) < 0.5
+    for a in (rng.standard_normal((64, 50)), rng.standard_normal((1, 50))):
+        for poison in (False, True):
+            a = a.astype(dtype)
+            if poison:
+                a = a.copy()
+                a.flat[::7] = np.inf
+                a.flat[3] = np.nan
+            x, y = (0.0, a) if zero_first else (a, 0.0)
+            got = scg.where(cond, 0.0, scg.Tensor(a)) if zero_first else scg.where(cond, scg.Tensor(a), 0.0)
+            got = got.data
+            want = np.where(cond, x, y)
+            assert got.dtype == dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
