@@ -5,36 +5,22 @@ Each keeps its state as arrays and round-trips it through ``state_dict`` /
 
 Why the update is split into row blocks run on threads: an update is a handful of
 elementwise passes over every parameter, memory-bound and single-threaded in numpy,
-and it was a quarter of a VAE step. numpy releases the GIL inside ufuncs, so the
-parameters are cut into row blocks of about equal size (views, no copies), dealt to
-``threads()`` workers, and every worker runs the same in-place passes on its blocks:
-the arithmetic, and so the result, is exactly that of the plain loop.
+and it was a quarter of a VAE step. The parameters are cut into row blocks of about
+equal size (views, no copies), dealt to ``scg.parallel.threads()`` workers, and every
+worker runs the same in-place passes on its blocks: the arithmetic, and so the
+result, is exactly that of the plain loop (see :mod:`scg.parallel`).
 """
-
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-PARALLEL_MIN = 1 << 16  # below this many elements in all, one thread (dispatch costs ~20 us)
-_pool = None
-
-
-def threads():
-    """Workers for the update: ``SCG_NUM_THREADS``, else ``OMP_NUM_THREADS``, else up to 2
-    (the cores; more only adds memory traffic to a memory-bound pass)."""
-    for var in ("SCG_NUM_THREADS", "OMP_NUM_THREADS"):
-        v = os.environ.get(var, "")
-        if v.isdigit() and int(v) > 0:
-            return int(v)
-    return min(2, os.cpu_count() or 1)
+from .parallel import MIN_SIZE, run, threads
 
 
 def _blocks(shapes, n):
     """Deal the parameters, cut into row blocks, to ``n`` workers with about equal element
     counts: a list per worker of (parameter index, slice of its first axis or None)."""
     total = sum(int(np.prod(s)) for s in shapes)
-    if n < 2 or total < PARALLEL_MIN:
+    if n < 2 or total < MIN_SIZE:
         return [[(i, None) for i in range(len(shapes))]]
     target = -(-total // n)  # one share per worker: more blocks measured no better
     items = []
@@ -83,26 +69,20 @@ class Optimizer:
     def _for_each_block(self, update, grads):
         """Call ``update(i, sl, g)`` for every row block ``sl`` of every parameter ``i`` that has
         a gradient, on ``threads()`` workers (see the module docstring)."""
-        global _pool
         n = threads()
         key = (n, [p.shape for p in self.params])
         if self._plan is None or self._plan[0] != key:
             self._plan = (key, _blocks(key[1], n))
-        groups = self._plan[1]
 
-        def run(group):
-            for i, sl in group:
-                g = grads[i]
-                if g is not None:
-                    update(i, sl, g if sl is None else g[sl])
+        def task(group):
+            def go():
+                for i, sl in group:
+                    g = grads[i]
+                    if g is not None:
+                        update(i, sl, g if sl is None else g[sl])
+            return go
 
-        if len(groups) == 1:
-            run(groups[0])
-            return
-        if _pool is None or _pool._max_workers < len(groups):
-            _pool = ThreadPoolExecutor(len(groups), thread_name_prefix="scg-optim")
-        for f in [_pool.submit(run, group) for group in groups]:
-            f.result()
+        run([task(group) for group in self._plan[1]])
 
     def state_dict(self):
         """Hyperparameters, step count and copies of the per-parameter state arrays."""

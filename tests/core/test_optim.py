@@ -588,11 +588,3 @@ def test_blocks_cover_every_row_once_and_balance(n):
 
 def test_small_problems_stay_on_one_thread():
     assert optim._blocks([(10, 10), (10,)], 2) == [[(0, None), (1, None)]]
-
-
-def test_thread_count_from_environment(monkeypatch):
-    monkeypatch.setenv("SCG_NUM_THREADS", "3")
-    assert optim.threads() == 3
-    monkeypatch.delenv("SCG_NUM_THREADS")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert optim.threads() == 1
