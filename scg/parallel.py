@@ -13,6 +13,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 MIN_SIZE = 1 << 16  # elements below which one thread is faster
+_CORES = min(2, os.cpu_count() or 1)  # read once: os.cpu_count() costs tens of microseconds
 _pool = None
 
 
@@ -24,7 +25,7 @@ def threads():
         v = os.environ.get(var, "")
         if v.isdigit() and int(v) > 0:
             return int(v)
-    return min(2, os.cpu_count() or 1)
+    return _CORES
 
 
 def run(tasks):
@@ -47,8 +48,8 @@ def run(tasks):
 def rows(f, x, out):
     """``f(x[a:b], out[a:b])`` for row ranges that cover ``x`` (which ``f`` must treat
     elementwise), on ``threads()`` workers when ``x`` is large; returns ``out``."""
-    n = threads()
-    if n < 2 or x.size < MIN_SIZE or x.ndim == 0 or x.shape[0] < n:
+    n = threads() if x.size >= MIN_SIZE else 1
+    if n < 2 or x.ndim == 0 or x.shape[0] < n:
         f(x, out)
         return out
     cuts = [x.shape[0] * k // n for k in range(n + 1)]
