@@ -87,10 +87,8 @@ def _shapes(xs):
     return ", ".join(str(x.data.shape) for x in xs)
 
 
-def record(op, data, xs, static):
-    """Wrap ``data`` as the output of primitive ``op`` applied to Tensors ``xs``."""
-    if type(data) is not np.ndarray:
-        data = np.asarray(data)
+def _wrap(data):
+    """A constant Tensor around the ndarray ``data``, without Tensor's input checks."""
     t = Tensor.__new__(Tensor)
     t.data = data
     t.grad = None
@@ -100,6 +98,14 @@ def record(op, data, xs, static):
     t._static = None
     t._version = 0
     t._saved_versions = None
+    return t
+
+
+def record(op, data, xs, static):
+    """Wrap ``data`` as the output of primitive ``op`` applied to Tensors ``xs``."""
+    if type(data) is not np.ndarray:
+        data = np.asarray(data)
+    t = _wrap(data)
     # Only floating-point outputs carry gradients (a comparison or an integer cast
     # of a Tensor that requires grad does not).
     if state.grad_enabled and data.dtype.kind in "fc":
@@ -289,7 +295,12 @@ def _run(outputs, grads, wanted, retain_graph, create_graph):
                         f"contains NaN or Inf"
                     )
                 k = id(p)
-                grads[k] = grads[k] + gj if k in grads else gj
+                if k not in grads:
+                    grads[k] = gj
+                elif create_graph:
+                    grads[k] = grads[k] + gj
+                else:  # nothing records this sum: add the arrays, skip the primitive's bookkeeping
+                    grads[k] = _wrap(np.add(grads[k].data, gj.data))
             if not retain_graph:
                 node._parents = ()
                 node._op = FREED
