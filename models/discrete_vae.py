@@ -332,11 +332,14 @@ class _StepThenUpdate:
         return getattr(self.opt, name)
 
 
-def build_graph(model, x, estimator, n=None, rng=None, bound=False):
+def build_graph(model, x, estimator, n=None, rng=None, bound=None):
     """One minibatch: a plate over the data and z with the chosen estimator (``n`` draws per
     image). Costs: "reconstruction" (-log p(x|z), per image and draw) and "kl" (per image),
     the negative ELBO; or with ``bound`` the negative K-sample bound "neg_bound" over z's
-    K = n draws, log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), shape (K, B)."""
+    K = n draws, log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), shape (K, B).
+    ``bound=None``: the bound for scg.VIMCO (which needs one), else the ELBO."""
+    if bound is None:
+        bound = isinstance(estimator, scg.VIMCO)
     b = x.shape[0]
     g = scg.Graph("discrete_vae", rng=rng)
     with g:
@@ -371,7 +374,7 @@ def elbo(model, x, samples=20, rng=None):
         return (rec - model.kl_to_uniform(logits)).data
 
 
-def encoder_gradient_stats(model, x, estimator, n, runs=20, rng=None, bound=False):
+def encoder_gradient_stats(model, x, estimator, n, runs=20, rng=None, bound=None):
     """(total variance, SNR) of the encoder's gradient estimate on batch x over ``runs``
     builds: the variance summed over every encoder parameter, and the SNR
     ||E g|| / sqrt(total variance) (one number: the per-element ratios of 20 runs are too
@@ -382,6 +385,11 @@ def encoder_gradient_stats(model, x, estimator, n, runs=20, rng=None, bound=Fals
     total = stats.total_variance()
     norm = math.sqrt(sum(float((m.astype(np.float64) ** 2).sum()) for m in stats.mean))
     return total, norm / math.sqrt(total) if total > 0 else math.inf
+
+
+def encoder_gradient_variance(model, x, estimator, n, runs=20, rng=None):
+    """The total variance of :func:`encoder_gradient_stats` (the bound chosen as build_graph does)."""
+    return encoder_gradient_stats(model, x, estimator, n, runs, rng)[0]
 
 
 # ---- the command line -------------------------------------------------------------------
