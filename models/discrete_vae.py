@@ -212,8 +212,9 @@ class RelaxControl(scg.nn.Module):
 
 
 class _Control:
-    """RELAX's ``control(z, x)``: the model's RelaxControl bound to its decoder. (Not a
-    Module attribute walk: only the control's own parameters are its ``parameters()``.)"""
+    """RELAX's ``control(z, x)``: the model's RelaxControl bound to its decoder. Not a
+    Module, so that ``parameters()`` lists the control's own parameters only (eta and net;
+    the decoder, reached through a function, is not walked)."""
 
     def __init__(self, model):
         self.module, self._decoder = model.control, (lambda: model.decoder)

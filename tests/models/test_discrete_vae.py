@@ -182,3 +182,22 @@ def test_vimco_graph_declares_the_k_sample_bound():
     log_w = ll + 4 * np.log(0.5) - log_q
     expected = -(np.logaddexp.reduce(log_w, axis=0) - np.log(3)).sum()
     np.testing.assert_allclose(g.surrogate().item(), expected, rtol=1e-4)
+
+
+def test_relax_trains_its_control_and_not_the_decoder_through_it():
+    rng = np.random.default_rng(0)
+    model = dv.BernoulliVAE(latents=6, hidden=8, rng=rng)
+    est = dv.make_estimator("relax", model)
+    control, dec = model.control.parameters(), model.decoder.parameters()
+    params = dv.trainable(model, est)
+    assert [id(p) for p in params] == [id(p) for p in model.encoder.parameters() + dec + control]
+    x = (rng.random((4, 784)) < 0.3).astype(np.float32)
+    g = dv.build_graph(model, x, est, rng=np.random.default_rng(1))
+    grads = scg.grad(g.surrogate(), control + dec)
+    assert all(np.abs(gr.data).sum() > 0 for gr in grads[: len(control)])  # the variance objective reaches them
+    # the decoder's gradient is the ELBO's alone, -d log p(x|z) at the drawn z: the control
+    # reads the decoder with stopped weights
+    z = scg.Tensor(g.nodes["z"].value.data)
+    expected = scg.grad((-model.log_likelihood(scg.Tensor(x), z)).sum(), dec)
+    for got, want in zip(grads[len(control):], expected):
+        np.testing.assert_allclose(got.data, want.data, rtol=1e-4, atol=1e-4)
