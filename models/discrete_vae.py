@@ -376,16 +376,19 @@ def elbo(model, x, samples=20, rng=None):
 
 
 def encoder_gradient_stats(model, x, estimator, n, runs=20, rng=None, bound=None):
-    """(total variance, SNR) of the encoder's gradient estimate on batch x over ``runs``
-    builds: the variance summed over every encoder parameter, and the SNR
-    ||E g|| / sqrt(total variance) (one number: the per-element ratios of 20 runs are too
-    noisy to average). Measure after ``estimator.update()``: building surrogates records
-    statistics, and the next training step's build replaces them."""
+    """(total variance V, SNR) of the encoder's gradient estimate on batch x over ``runs``
+    builds: V is the variance summed over every encoder parameter, and the SNR is
+    ||E g|| / sqrt(V), one number (per-element ratios of 20 runs are too noisy to average),
+    with ||E g||^2 estimated without bias by ||mean||^2 - V / runs (the squared norm of a
+    mean of ``runs`` draws overstates it by V / runs: for low SNR the raw ratio is about
+    1/sqrt(runs) whatever the estimator); 0 when that is negative. Measure after
+    ``estimator.update()``: building surrogates records statistics, and the next training
+    step's build replaces them."""
     stats = scg.diagnostics.gradient_stats(
         lambda: build_graph(model, x, estimator, n, rng=rng, bound=bound), model.encoder.parameters(), runs)
     total = stats.total_variance()
-    norm = math.sqrt(sum(float((m.astype(np.float64) ** 2).sum()) for m in stats.mean))
-    return total, norm / math.sqrt(total) if total > 0 else math.inf
+    squared = sum(float((m.astype(np.float64) ** 2).sum()) for m in stats.mean) - total / runs
+    return total, math.sqrt(max(squared, 0.0) / total) if total > 0 else math.inf
 
 
 def encoder_gradient_variance(model, x, estimator, n, runs=20, rng=None):

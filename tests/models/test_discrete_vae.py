@@ -201,3 +201,21 @@ def test_relax_trains_its_control_and_not_the_decoder_through_it():
     expected = scg.grad((-model.log_likelihood(scg.Tensor(x), z)).sum(), dec)
     for got, want in zip(grads[len(control):], expected):
         np.testing.assert_allclose(got.data, want.data, rtol=1e-4, atol=1e-4)
+
+
+def test_snr_is_debiased_for_the_number_of_runs(monkeypatch):
+    # gradient_stats replaced by 20 draws built so that their mean m and variance V are exact:
+    # the debiased SNR is sqrt(||m||^2 - V / 20) / sqrt(V); the raw ||m|| / sqrt(V) is larger
+    runs = 20
+    noise = np.random.default_rng(0).standard_normal((runs, 2))
+    noise -= noise.mean(0)
+    noise /= noise.std(0, ddof=1)  # mean 0, variance 1 per element: V = 2
+    draws = {}
+    monkeypatch.setattr(scg.diagnostics, "gradient_stats",
+                        lambda build, params, n: scg.diagnostics.GradientStats([draws["g"]]))
+    model = dv.DiscreteVAE(1, 2, 4, rng=np.random.default_rng(0))
+    for signal2, expected in ((2 / runs, 0.0), (2 / runs + 8.0, 2.0)):  # ||m||^2
+        draws["g"] = noise + np.sqrt(signal2 / 2)
+        variance, snr = dv.encoder_gradient_stats(model, None, None, None, runs=runs)
+        assert variance == pytest.approx(2.0)
+        assert snr == pytest.approx(expected, abs=1e-6), (snr, np.sqrt(signal2 / 2))
