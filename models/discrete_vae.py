@@ -1,31 +1,50 @@
-"""A VAE with categorical latents, trained with a choice of gradient estimator, to compare
-the estimators on a real model (Fashion-MNIST, dynamic binarization).
+"""VAEs with discrete latents, categorical or Bernoulli, trained with a choice of gradient
+estimator, to compare the estimators on a real model (Fashion-MNIST, dynamic binarization).
 
     python -m models.discrete_vae train --estimator nvil --out runs/dvae-nvil
+    python -m models.discrete_vae train --model bernoulli --estimator disarm --out runs/dvae-disarm
     python -m models.discrete_vae evaluate --out runs/dvae-nvil
-    python -m models.discrete_vae compare --epochs 3 --out runs/dvae   # every estimator
+    python -m models.discrete_vae compare --model bernoulli --epochs 3 --out runs/dvae   # every estimator
 
-q(z|x): ``--latents`` D independent categoricals with ``--categories`` K values each
-(one-hot), from an MLP encoder; p(z) uniform; p(x|z) Bernoulli from an MLP decoder.
--ELBO = E_q[-log p(x|z)] + KL(q || uniform), the KL analytic (pathwise). The
-reconstruction term needs a gradient estimator for z:
+Two models (``--model``), both with p(x|z) Bernoulli from an MLP decoder on z and q(z|x)
+from an MLP encoder giving logits:
 
-  score-ma    score function with a moving-average baseline
-  nvil        score function with a learned, input-dependent baseline (Mnih & Gregor 2014)
-  vimco       --samples draws per image, each with the leave-one-out mean of the others'
-              costs as baseline (the VIMCO / RLOO idea applied to per-sample ELBOs)
-  enumerate   exact sum over the K values (needs --latents 1)
-  gumbel      Gumbel-softmax relaxation at --temperature (biased)
+  categorical  ``--latents`` D independent categoricals with ``--categories`` K values each
+               (one-hot), uniform prior p(z) = K^-D (the default model)
+  bernoulli    ``--latents`` D (default 200) independent coins, uniform prior p(z) = 2^-D,
+               the setting of the ARM, DisARM and RELAX papers
+
+Most estimators optimise the ELBO = E_q[log p(x|z)] - KL(q || p(z)), the KL analytic
+(pathwise); the reconstruction term needs a gradient estimator for z. ``vimco`` optimises
+the K-sample bound L_K = E log (1/K) sum_k p(x, z_k) / q(z_k|x) (K = ``--samples``)
+instead, declared with ``g.bound``. Every model is evaluated on the same test ELBO.
+
+  estimator   categorical  bernoulli  what
+  score-ma        yes         yes     score function, moving-average baseline
+  nvil            yes         yes     score function, learned input-dependent baseline with
+                                      variance normalisation (Mnih & Gregor 2014)
+  rloo            yes         yes     --samples draws per image, each with the leave-one-out
+                                      mean of the others' per-sample ELBO terms as baseline
+  vimco           yes         yes     --samples draws, the K-sample bound, VIMCO's per-sample
+                                      leave-one-out signals (Mnih & Rezende 2016)
+  enumerate   --latents 1     no      exact sum over the K values
+  disarm          no          yes     an antithetic pair per image (Dong et al. 2020)
+  arm             no          yes     the same pair, ARM's weights (Yin & Zhou 2019)
+  relax           no          yes     learned control variate, a small MLP of the relaxed
+                                      coins (Grathwohl et al. 2018)
+  gumbel          yes         yes     Gumbel-softmax relaxation at --temperature (biased)
 
 The estimators are the table ``ESTIMATORS`` (name -> factory); a new one is one entry
-there. Each epoch logs the variance of the encoder's gradient estimate on a fixed batch
+there, and a factory refuses the models and options it does not suit. Each epoch logs the
+variance and SNR of the encoder's gradient estimate on a fixed batch
 (scg.diagnostics.gradient_stats), so the estimators can be compared.
 """
 
 import argparse
-import copy
 import json
 import math
+import time
+from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +53,14 @@ import scg
 import scg.distributions as D
 from models import cli, training
 
+MODELS = ("categorical", "bernoulli")
+
 
 class DiscreteVAE(scg.nn.Module):
-    """Encoder x (B, 784) -> logits (B, D, K) (or (B, K) when D = 1); decoder one-hot z -> pixel logits."""
+    """Categorical latents. Encoder x (B, 784) -> logits (B, D, K) (or (B, K) when D = 1);
+    decoder one-hot z -> pixel logits."""
+
+    kind = "categorical"
 
     def __init__(self, latents=8, categories=4, hidden=200, rng=None):
         self.latents, self.categories = latents, categories
@@ -44,18 +68,37 @@ class DiscreteVAE(scg.nn.Module):
         self.decoder = scg.nn.MLP([latents * categories, hidden, 784], rng=rng)
         self.baseline_net = scg.nn.MLP([784, 100, 1], rng=rng)  # used by nvil only
 
+    @property
+    def latent_size(self):
+        """Numbers the decoder reads per draw of z."""
+        return self.latents * self.categories
+
     def logits(self, x):
         h = self.encoder(x)
         return h if self.latents == 1 else h.reshape(h.shape[:-1] + (self.latents, self.categories))
 
+    def posterior(self, logits, relaxable=False):
+        """q(z|x): OneHotCategorical, batch (B,) or (B, D), event (K,)."""
+        return D.OneHotCategorical(logits=logits)
+
     def p_x(self, z):
         """p(x|z), one Bernoulli per pixel; z one-hot (..., B, [D,] K) -> batch shape (..., B, 784)."""
-        flat = z if self.latents == 1 else z.reshape(z.shape[:-2] + (self.latents * self.categories,))
+        flat = z if self.latents == 1 else z.reshape(z.shape[:-2] + (self.latent_size,))
         return D.Bernoulli(logits=self.decoder(flat))
 
     def log_likelihood(self, x, z):
         """log p(x|z) summed over pixels: (..., B)."""
         return self.p_x(z).log_prob(x).sum(-1)
+
+    def log_q(self, logits, z):
+        """log q(z|x) per image and draw, (..., B): sum_k z_k log softmax(logits)_k, summed
+        over the D latents (written out, elementwise in z, so each draw keeps its own axis)."""
+        lp = (z * scg.log_softmax(logits, axis=-1)).sum(-1)
+        return lp if self.latents == 1 else lp.sum(-1)
+
+    def log_prior(self):
+        """log p(z) of the uniform prior (the same for every z): -D log K."""
+        return -self.latents * math.log(self.categories)
 
     def kl_to_uniform(self, logits):
         """KL(q || uniform) per image: sum over latents of sum_k q_k log q_k + log K."""
@@ -64,45 +107,189 @@ class DiscreteVAE(scg.nn.Module):
         return kl if self.latents == 1 else kl.sum(-1)
 
 
-class _Baseline(scg.nn.Module):
-    """NVIL's baseline b(x), shaped to broadcast against the latent's log-prob."""
+class BernoulliVAE(scg.nn.Module):
+    """D Bernoulli latents (coins). Encoder x (B, 784) -> logits (B, D); decoder z (B, D)
+    -> pixel logits. ``control`` is RELAX's control variate (relax only)."""
 
-    def __init__(self, net, latents):
-        self.net, self.latents = net, latents
+    kind = "bernoulli"
+
+    def __init__(self, latents=200, hidden=200, rng=None):
+        self.latents, self.categories = latents, 2
+        self.encoder = scg.nn.MLP([784, hidden, latents], rng=rng)
+        self.decoder = scg.nn.MLP([latents, hidden, 784], rng=rng)
+        self.baseline_net = scg.nn.MLP([784, 100, 1], rng=rng)  # used by nvil only
+        self.control = RelaxControl(latents, rng=rng)  # used by relax only
+
+    @property
+    def latent_size(self):
+        return self.latents
+
+    def logits(self, x):
+        return self.encoder(x)
+
+    def posterior(self, logits, relaxable=False):
+        """q(z|x): the D coins of an image as one event, Independent(Bernoulli, 1) with
+        log-prob (B,), so that DisARM, ARM and RELAX see one cost per image (the papers'
+        multivariate form) and RELAX's control may read all D coins of its image. With
+        ``relaxable`` the plain Bernoulli (batch (B, D)), which has a relaxation."""
+        coins = D.Bernoulli(logits=logits)
+        return coins if relaxable else D.Independent(coins, 1)
+
+    def p_x(self, z):
+        """p(x|z), one Bernoulli per pixel; z (..., B, D) -> batch shape (..., B, 784)."""
+        return D.Bernoulli(logits=self.decoder(z))
+
+    def log_likelihood(self, x, z):
+        """log p(x|z) summed over pixels: (..., B)."""
+        return self.p_x(z).log_prob(x).sum(-1)
+
+    def log_q(self, logits, z):
+        """log q(z|x) per image and draw, (..., B): sum_d z_d a_d - softplus(a_d) for logits a."""
+        return (z * logits - scg.softplus(logits)).sum(-1)
+
+    def log_prior(self):
+        """log p(z) of the uniform prior: -D log 2."""
+        return -self.latents * math.log(2.0)
+
+    def kl_to_uniform(self, logits):
+        """KL(q || Bernoulli(1/2)^D) per image: sum_d [p log p + (1 - p) log(1 - p)] + D log 2,
+        with log p = -softplus(-a), log(1 - p) = -softplus(a) for the logit a."""
+        log_p, log_1mp = -scg.softplus(-logits), -scg.softplus(logits)
+        return (scg.exp(log_p) * log_p + scg.exp(log_1mp) * log_1mp).sum(-1) + self.latents * math.log(2.0)
+
+
+def make_model(kind, latents, categories, hidden, rng=None):
+    """A DiscreteVAE (``kind`` "categorical") or BernoulliVAE ("bernoulli")."""
+    if kind == "categorical":
+        return DiscreteVAE(latents, categories, hidden, rng=rng)
+    if kind == "bernoulli":
+        return BernoulliVAE(latents, hidden, rng=rng)
+    raise ValueError(f"unknown model {kind!r}; choose from {MODELS}")
+
+
+class _Baseline(scg.nn.Module):
+    """NVIL's baseline b(x), shaped to broadcast against the latent's log-prob: (B,) when
+    the log-prob is one number per image, (B, 1) when it has a latent axis."""
+
+    def __init__(self, net, per_image):
+        self.net, self.per_image = net, per_image
 
     def forward(self, x):
         b = self.net(x)
-        return b[:, 0] if self.latents == 1 else b
+        return b[:, 0] if self.per_image else b
+
+
+def _detached(mlp, x):
+    """``mlp(x)`` with its weights' gradients stopped: a function of x only, for a control
+    variate that reads the decoder without training it."""
+    for layer in mlp.layers:
+        if isinstance(layer, scg.nn.Linear):
+            x = scg.matmul(x, scg.stop_gradient(layer.weight))
+            x = x + scg.stop_gradient(layer.bias) if layer.bias is not None else x
+        else:
+            x = layer(x)
+    return x
+
+
+class RelaxControl(scg.nn.Module):
+    """RELAX's control variate for the Bernoulli model, in the papers' (REBAR-style) form
+    ``c(z) = eta * f(sigma(z / T)) + net(sigma(z))`` with f(s) = -log p(x | s) the model's
+    own reconstruction cost at the relaxed coins (decoder read with stopped weights, so the
+    variance objective trains only eta and net), T = ``temperature``, eta starting at 1.
+    z: the D logistic variables of each image (..., B, D) -> (..., B, 1): element i
+    depends on image i's coins and pixels only, as RELAX requires. (A network alone would
+    start near 0 while f is ~500 nats, and learns that offset only slowly.)"""
+
+    def __init__(self, latents, hidden=50, temperature=0.5, rng=None):
+        self.net = scg.nn.MLP([latents, hidden, 1], rng=rng)
+        self.eta = scg.nn.Parameter(np.ones(1, dtype=np.float32))
+        self.temperature = temperature
+
+    def forward(self, z, x, decoder):
+        logits = _detached(decoder, scg.sigmoid(z / self.temperature))
+        f = -D.Bernoulli(logits=logits).log_prob(x).sum(-1, keepdims=True)
+        return self.eta * f + self.net(scg.sigmoid(z))
+
+
+class _Control:
+    """RELAX's ``control(z, x)``: the model's RelaxControl bound to its decoder. Not a
+    Module, so that ``parameters()`` lists the control's own parameters only (eta and net;
+    the decoder, reached through a function, is not walked)."""
+
+    def __init__(self, model):
+        self.module, self._decoder = model.control, (lambda: model.decoder)
+
+    def __call__(self, z, x):
+        return self.module(z, x, self._decoder())
+
+    def parameters(self):
+        return self.module.parameters()
+
+
+# What a factory returns: the estimator of z, draws of z per image (None for one), and
+# whether the graph declares the K-sample bound (vimco) instead of the ELBO's costs.
+Choice = namedtuple("Choice", "estimator n bound")
+
+
+def _only(model, kind, name):
+    if model.kind != kind:
+        other = "categorical" if kind == "bernoulli" else "bernoulli"
+        raise ValueError(f"--estimator {name} applies to --model {kind} only (its latents are "
+                         f"{'Bernoulli' if kind == 'bernoulli' else 'categorical'}), not --model {other}")
+
+
+def _multi(name, options):
+    if options.samples < 2:
+        raise ValueError(f"--estimator {name} needs --samples >= 2")
+    return options.samples
 
 
 def _enumerate(model, options):
+    if model.kind != "categorical":
+        raise ValueError(f"--estimator enumerate needs --model categorical --latents 1: the support of "
+                         f"{model.latents} Bernoulli latents has 2^{model.latents} values")
     if model.latents != 1:
         raise ValueError(f"--estimator enumerate needs --latents 1: the joint support of {model.latents} "
                          f"categoricals has {model.categories}^{model.latents} values")
-    return scg.Enumerate(), None
+    return Choice(scg.Enumerate(), None, False)
 
 
-def _vimco(model, options):
-    if options.samples < 2:
-        raise ValueError("--estimator vimco needs --samples >= 2")
-    return scg.ScoreFunction(scg.LeaveOneOutBaseline()), options.samples
+def _nvil(model, options):
+    net = _Baseline(model.baseline_net, per_image=model.kind == "bernoulli" or model.latents == 1)
+    return Choice(scg.ScoreFunction(scg.LearnedBaseline(net, normalize=True)), None, False)
 
 
-# name -> factory(model, options) -> (estimator of z, draws of z per image or None). ``options``
-# is the parsed command line (--temperature, --samples, ...); a factory raises ValueError,
-# naming the options, when they do not suit it.
+def _pair(cls):
+    def factory(model, options):
+        _only(model, "bernoulli", cls.__name__.lower())
+        return Choice(cls(), 2, False)  # one antithetic pair per image
+    return factory
+
+
+def _relax(model, options):
+    _only(model, "bernoulli", "relax")
+    return Choice(scg.RELAX(_Control(model)), None, False)
+
+
+# name -> factory(model, options) -> Choice. ``options`` is the parsed command line
+# (--temperature, --samples, ...); a factory raises ValueError, naming the model or
+# options, when they do not suit it.
 ESTIMATORS = {
-    "score-ma": lambda model, options: (scg.ScoreFunction(scg.MovingAverageBaseline(0.9)), None),
-    "nvil": lambda model, options: (scg.ScoreFunction(scg.LearnedBaseline(_Baseline(model.baseline_net,
-                                                                                    model.latents))), None),
-    "vimco": _vimco,
+    "score-ma": lambda model, options: Choice(scg.ScoreFunction(scg.MovingAverageBaseline(0.9)), None, False),
+    "nvil": _nvil,
+    "rloo": lambda model, options: Choice(scg.ScoreFunction(scg.LeaveOneOutBaseline()), _multi("rloo", options),
+                                          False),
+    "vimco": lambda model, options: Choice(scg.VIMCO(), _multi("vimco", options), True),
     "enumerate": _enumerate,
-    "gumbel": lambda model, options: (scg.GumbelSoftmax(options.temperature), None),
+    "disarm": _pair(scg.DisARM),
+    "arm": _pair(scg.ARM),
+    "relax": _relax,
+    "gumbel": lambda model, options: Choice(scg.GumbelSoftmax(options.temperature), None, False),
 }
 
 
 def choose_estimator(name, model, options):
-    """(estimator, n) from ``ESTIMATORS[name]``; ValueError for an unknown or unsuitable one."""
+    """The :data:`Choice` of ``ESTIMATORS[name]``; ValueError for an unknown or unsuitable one."""
     if name not in ESTIMATORS:
         raise ValueError(f"unknown estimator {name!r}; choose from {tuple(ESTIMATORS)}")
     return ESTIMATORS[name](model, options)
@@ -110,45 +297,76 @@ def choose_estimator(name, model, options):
 
 def make_estimator(name, model, temperature=0.5, samples=5):
     """The estimator ``name`` for ``model`` (see ``ESTIMATORS``)."""
-    return choose_estimator(name, model, argparse.Namespace(temperature=temperature, samples=samples))[0]
+    return choose_estimator(name, model, argparse.Namespace(temperature=temperature, samples=samples)).estimator
+
+
+def bound_label(choice):
+    """Which bound a run optimises: "ELBO" or "K-sample bound"."""
+    return f"{choice.n}-sample bound" if choice.bound else "ELBO"
 
 
 def trainable(model, estimator):
-    """The parameters the optimizer moves: encoder, decoder, and the baseline network when
-    the estimator learns one."""
+    """The parameters the optimizer moves: encoder, decoder, and the baseline network or
+    RELAX's control when the estimator learns one."""
     params = model.encoder.parameters() + model.decoder.parameters()
     baseline = getattr(estimator, "baseline", None)
     if isinstance(baseline, scg.LearnedBaseline):
         params += baseline.module.parameters()
+    if isinstance(estimator, scg.RELAX):
+        params += estimator.control.parameters()
     return params
 
 
-def build_graph(model, x, estimator, n=None, rng=None):
-    """One minibatch: a plate over the data, z with the chosen estimator (``n`` draws per
-    image, for vimco), costs "reconstruction" (-log p(x|z), per image and draw) and "kl"
-    (per image): the negative ELBO."""
+class _StepThenUpdate:
+    """The optimiser ``opt`` whose ``step()`` then calls ``estimator.update()``: baselines
+    apply the statistics recorded while the surrogate was built right after each step
+    (training.fit only knows the optimiser). Everything else is ``opt``'s."""
+
+    def __init__(self, opt, estimator):
+        self.opt, self.estimator = opt, estimator
+
+    def step(self):
+        self.opt.step()
+        self.estimator.update()
+
+    def __getattr__(self, name):
+        return getattr(self.opt, name)
+
+
+def build_graph(model, x, estimator, n=None, rng=None, bound=None):
+    """One minibatch: a plate over the data and z with the chosen estimator (``n`` draws per
+    image). Costs: "reconstruction" (-log p(x|z), per image and draw) and "kl" (per image),
+    the negative ELBO; or with ``bound`` the negative K-sample bound "neg_bound" over z's
+    K = n draws, log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), shape (K, B).
+    ``bound=None``: the bound for scg.VIMCO (which needs one), else the ELBO."""
+    if bound is None:
+        bound = isinstance(estimator, scg.VIMCO)
     b = x.shape[0]
     g = scg.Graph("discrete_vae", rng=rng)
     with g:
         xin = g.input("x", x)
         with g.plate("data", b):
             logits = g.deterministic("encoder", model.logits(xin))
-            z = g.sample("z", D.OneHotCategorical(logits=logits), estimator=estimator, n=n, context=xin)
-            g.cost("reconstruction", -model.log_likelihood(xin, z))
-            g.cost("kl", model.kl_to_uniform(logits))
+            q = model.posterior(logits, relaxable=isinstance(estimator, scg.GumbelSoftmax))
+            z = g.sample("z", q, estimator=estimator, n=n, context=xin)
+            if bound:
+                g.bound("neg_bound", model.log_likelihood(xin, z) + model.log_prior() - model.log_q(logits, z), over="z")
+            else:
+                g.cost("reconstruction", -model.log_likelihood(xin, z))
+                g.cost("kl", model.kl_to_uniform(logits))
     return g
 
 
 def elbo(model, x, samples=20, rng=None):
-    """Per-image ELBO (B,), no gradients: the terms of :func:`build_graph`'s costs, exact over
-    z when D = 1, else a Monte Carlo average over ``samples`` hard draws of z. (Building the
-    graph under no_grad with scg.Enumerate and reading its objective per image gave the same
-    numbers but was 30-50% slower: the graph keeps every intermediate value alive.)"""
+    """Per-image ELBO (B,), no gradients: the terms of :func:`build_graph`'s ELBO costs, exact
+    over z for one categorical, else a Monte Carlo average over ``samples`` hard draws of z.
+    (Building the graph under no_grad with scg.Enumerate and reading its objective per image
+    gave the same numbers but was 30-50% slower: the graph keeps every intermediate value alive.)"""
     with scg.no_grad():
         xt = scg.Tensor(x)
         logits = model.logits(xt)
-        q = D.OneHotCategorical(logits=logits)
-        if model.latents == 1:
+        q = model.posterior(logits)
+        if model.kind == "categorical" and model.latents == 1:
             z = q.enumerate_support()  # (K, B, K)
             rec = (scg.exp(q.log_prob(z)) * model.log_likelihood(xt, z)).sum(0)
         else:
@@ -157,59 +375,83 @@ def elbo(model, x, samples=20, rng=None):
         return (rec - model.kl_to_uniform(logits)).data
 
 
-def encoder_gradient_variance(model, x, estimator, n, runs=20, rng=None):
-    """Total variance (sum over encoder parameters) of the gradient estimate on batch x
-    (on a copy of the estimator, so its baseline's state is not disturbed)."""
-    estimator = copy.deepcopy(estimator)
+def encoder_gradient_stats(model, x, estimator, n, runs=20, rng=None, bound=None):
+    """(total variance V, SNR) of the encoder's gradient estimate on batch x over ``runs``
+    builds: V is the variance summed over every encoder parameter, and the SNR is
+    ||E g|| / sqrt(V), one number (per-element ratios of 20 runs are too noisy to average),
+    with ||E g||^2 estimated without bias by ||mean||^2 - V / runs (the squared norm of a
+    mean of ``runs`` draws overstates it by V / runs: for low SNR the raw ratio is about
+    1/sqrt(runs) whatever the estimator); 0 when that is negative. Measure after
+    ``estimator.update()``: building surrogates records statistics, and the next training
+    step's build replaces them."""
     stats = scg.diagnostics.gradient_stats(
-        lambda: build_graph(model, x, estimator, n, rng=rng), model.encoder.parameters(), runs)
-    return stats.total_variance()
+        lambda: build_graph(model, x, estimator, n, rng=rng, bound=bound), model.encoder.parameters(), runs)
+    total = stats.total_variance()
+    squared = sum(float((m.astype(np.float64) ** 2).sum()) for m in stats.mean) - total / runs
+    return total, math.sqrt(max(squared, 0.0) / total) if total > 0 else math.inf
+
+
+def encoder_gradient_variance(model, x, estimator, n, runs=20, rng=None):
+    """The total variance of :func:`encoder_gradient_stats` (the bound chosen as build_graph does)."""
+    return encoder_gradient_stats(model, x, estimator, n, runs, rng)[0]
 
 
 # ---- the command line -------------------------------------------------------------------
 
 
-CONFIG_KEYS = ("dataset", "data_dir", "epochs", "batch_size", "lr", "latents", "categories", "hidden",
+CONFIG_KEYS = ("dataset", "data_dir", "epochs", "batch_size", "lr", "model", "latents", "categories", "hidden",
                "estimator", "samples", "temperature", "seed", "valid", "limit")
 OUTPUTS = ("checkpoint.npz", "metrics.jsonl", "evaluation.json", "learning_curve.png", "graph.svg")
+COMPARE_OUTPUTS = ("compare.json", "compare.md", "compare_bound.png", "compare_variance.png")
 
 
-def parameter_count(latents, categories, hidden):
-    """Number of scalars in DiscreteVAE(latents, categories, hidden)."""
-    dk = latents * categories
-    return 2 * (784 * hidden + hidden + hidden * dk) + dk + 784 + 784 * 100 + 100 + 101
+def parameter_count(model):
+    """Number of scalars in ``model`` (every network, used or not: all are checkpointed)."""
+    return sum(p.data.size for p in model.parameters())
+
+
+def _resolve_latents(args):
+    """--latents defaults to 200 for the Bernoulli model, 8 (train) or 1 (compare) for the categorical."""
+    if args.latents is None:
+        args.latents = 200 if args.model == "bernoulli" else (1 if args.command == "compare" else 8)
+    return args
 
 
 def train(args):
     rng = np.random.default_rng(args.seed)
     scg.manual_seed(args.seed)
-    model = DiscreteVAE(args.latents, args.categories, args.hidden, rng=rng)
+    model = make_model(args.model, args.latents, args.categories, args.hidden, rng=rng)
     try:
-        estimator, n = choose_estimator(args.estimator, model, args)
+        choice = choose_estimator(args.estimator, model, args)
     except ValueError as e:
         raise cli.CommandError(str(e)) from None
-    count = parameter_count(args.latents, args.categories, args.hidden)
+    estimator, n = choice.estimator, choice.n
+    count = parameter_count(model)
     draws = (n or 1) * (args.categories if estimator.enumerated else 1)
-    cli.check_memory(cli.step_bytes(draws, args.batch_size, args.hidden, args.latents * args.categories, count),
+    cli.check_memory(cli.step_bytes(draws, args.batch_size, args.hidden, model.latent_size, count),
                      f"a training step with --batch-size {args.batch_size} --hidden {args.hidden} and {draws} "
                      f"draw(s) of z per image", "choose a smaller --batch-size, --samples or --hidden")
     images = training.prepare(args.dataset, args.data_dir, args.valid, args.limit)
-    opt = scg.optim.Adam(trainable(model, estimator), lr=args.lr)
+    opt = _StepThenUpdate(scg.optim.Adam(trainable(model, estimator), lr=args.lr), estimator)
     probe = training.binarize(images.train[:64], np.random.default_rng(7))
 
     def validate(epoch):
-        return dict(valid_bound=float(elbo(model, images.valid, rng=np.random.default_rng(epoch)).mean()),
-                    encoder_grad_variance=encoder_gradient_variance(model, probe, estimator, n,
-                                                                    rng=np.random.default_rng(epoch)))
+        t0 = time.perf_counter()
+        bound = float(elbo(model, images.valid, rng=np.random.default_rng(epoch)).mean())
+        variance, snr = encoder_gradient_stats(model, probe, estimator, n, rng=np.random.default_rng(epoch),
+                                               bound=choice.bound)
+        return dict(valid_bound=bound, encoder_grad_variance=variance, encoder_grad_snr=snr,
+                    validate_seconds=time.perf_counter() - t0)
 
     with cli.run_folder(args.out, overwrite=args.overwrite, outputs=OUTPUTS, can_resume=False) as out:
         cli.check_disk(out, 2 * 12 * count, "a checkpoint (written beside the previous one)")
-        history = training.fit(lambda xb: build_graph(model, xb, estimator, n, rng=rng), model, opt, rng,
-                               images.train, epochs=args.epochs, batch_size=args.batch_size, validate=validate,
-                               out=out, config={k: getattr(args, k) for k in CONFIG_KEYS}, kind="discrete_vae",
-                               tags=dict(estimator=args.estimator), label=f"{args.estimator} ")
+        history = training.fit(lambda xb: build_graph(model, xb, estimator, n, rng=rng, bound=choice.bound), model,
+                               opt, rng, images.train, epochs=args.epochs, batch_size=args.batch_size,
+                               validate=validate, out=out, config={k: getattr(args, k) for k in CONFIG_KEYS},
+                               kind="discrete_vae", tags=dict(estimator=args.estimator, bound=bound_label(choice)),
+                               label=f"{args.estimator} ")
         training.plot_curve(history, out / "learning_curve.png")
-        build_graph(model, probe[:8], copy.deepcopy(estimator), n, rng=np.random.default_rng(0)).render(
+        build_graph(model, probe[:8], estimator, n, rng=np.random.default_rng(0), bound=choice.bound).render(
             out / "graph.svg", format="svg")
     return history
 
@@ -217,46 +459,81 @@ def train(args):
 def evaluate(args):
     model, config, epoch = training.load_model(
         Path(args.out) / "checkpoint.npz", "discrete_vae",
-        lambda c: DiscreteVAE(c["latents"], c["categories"], c["hidden"]),
+        lambda c: make_model(c.get("model", "categorical"), c["latents"], c["categories"], c["hidden"]),
         config_keys=("latents", "categories", "hidden", "estimator", "dataset", "valid"))
     x_test = training.prepare(config["dataset"], args.data_dir or config.get("data_dir"), config["valid"],
                               config.get("limit")).test_binary
     test = training.batched_mean(lambda xb, i: elbo(model, xb, rng=np.random.default_rng(i)), x_test, 500)
-    result = dict(estimator=config["estimator"], epoch=epoch, test_elbo=test, n_test=len(x_test))
+    result = dict(estimator=config["estimator"], model=config.get("model", "categorical"), epoch=epoch,
+                  test_elbo=test, n_test=len(x_test))
     return training.write_evaluation(args.out, result, ("test_elbo",))
 
 
+def applicable(args):
+    """The names in ``ESTIMATORS`` that suit ``args`` (model and options), in table order,
+    and {name: why not} for the others."""
+    model = make_model(args.model, args.latents, args.categories, 1)
+    names, refused = [], {}
+    for name in ESTIMATORS:
+        try:
+            choose_estimator(name, model, args)
+            names.append(name)
+        except ValueError as e:
+            refused[name] = str(e)
+    return names, refused
+
+
+def compare_table(rows):
+    """The markdown table of :func:`compare` (one row per estimator)."""
+    lines = ["| estimator | bound optimised | train bound | test ELBO | encoder grad variance | encoder grad SNR "
+             "| s / epoch |", "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['estimator']} | {r['bound']} | {r['train_bound']:.2f} | {r['test_elbo']:.2f} | "
+                     f"{r['encoder_grad_variance']:.3g} | {r['encoder_grad_snr']:.3g} | {r['seconds_per_epoch']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def compare(args):
-    """Train every applicable estimator with the same settings; write a table and a plot."""
+    """Train every estimator that applies to the model for the same epochs, each in
+    ``out/<name>``; write compare.json, compare.md (the table: bound optimised, last train
+    bound, test ELBO, encoder-gradient variance and SNR on the fixed batch after the last
+    epoch, training seconds per epoch without the measurements) and the plots
+    compare_bound.png (validation ELBO per epoch) and compare_variance.png."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    names, refused = applicable(args)
+    for name, why in refused.items():
+        print(f"skipping {name}: {why}", flush=True)
     rows = []
-    for name in ESTIMATORS:
+    for name in names:
         sub = argparse.Namespace(**{**vars(args), "estimator": name, "out": str(out / name)})
-        try:
-            choose_estimator(name, DiscreteVAE(args.latents, args.categories, 1), sub)
-        except ValueError as e:
-            print(f"skipping {name}: {e}")
-            continue
         history = train(sub)
         result = evaluate(argparse.Namespace(out=sub.out, data_dir=args.data_dir))
-        rows.append(dict(estimator=name, test_elbo=result["test_elbo"],
-                         encoder_grad_variance=history[-1]["encoder_grad_variance"], history=history))
-    cli.atomic_write(out / "comparison.json", lambda tmp: Path(tmp).write_text(json.dumps(rows, indent=1)))
+        last = history[-1]
+        rows.append(dict(estimator=name, bound=last["bound"], train_bound=last["train_bound"],
+                         test_elbo=result["test_elbo"], encoder_grad_variance=last["encoder_grad_variance"],
+                         encoder_grad_snr=last["encoder_grad_snr"],
+                         seconds_per_epoch=float(np.mean([h["seconds"] - h["validate_seconds"] for h in history])),
+                         history=history))
+    cli.atomic_write(out / "compare.json", lambda tmp: Path(tmp).write_text(json.dumps(rows, indent=1)))
+    table = compare_table(rows)
+    cli.atomic_write(out / "compare.md", lambda tmp: Path(tmp).write_text(
+        f"Model {args.model}, {args.latents} latents, {args.epochs} epoch(s), --limit {args.limit}, "
+        f"seed {args.seed}. Test ELBO for every row; the train bound is the bound the row optimises.\n\n" + table))
     plt = training.pyplot()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for r in rows:
-        ep = [h["epoch"] for h in r["history"]]
-        a1.plot(ep, [h["valid_bound"] for h in r["history"]], "o-", label=r["estimator"])
-        a2.semilogy(ep, [h["encoder_grad_variance"] for h in r["history"]], "o-", label=r["estimator"])
-    a1.set(xlabel="epoch", ylabel="validation ELBO (nats)", title="bound")
-    a2.set(xlabel="epoch", ylabel="total variance", title="encoder gradient variance")
-    a1.legend()
-    fig.tight_layout()
-    training.save_figure(fig, out / "comparison.png")
-    print(f"{'estimator':10s} {'test ELBO':>10s} {'grad var':>10s}")
-    for r in rows:
-        print(f"{r['estimator']:10s} {r['test_elbo']:10.2f} {r['encoder_grad_variance']:10.3g}")
+    for key, ylabel, fname, log in (("valid_bound", "validation ELBO (nats)", "compare_bound.png", False),
+                                    ("encoder_grad_variance", "encoder gradient total variance",
+                                     "compare_variance.png", True)):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in rows:
+            ep = [h["epoch"] for h in r["history"]]
+            (ax.semilogy if log else ax.plot)(ep, [h[key] for h in r["history"]], "o-", label=r["estimator"])
+        ax.set(xlabel="epoch", ylabel=ylabel, title=f"{args.model} latents")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        training.save_figure(fig, out / fname)
+    print(table, end="")
+    return rows
 
 
 def parser():
@@ -267,10 +544,13 @@ def parser():
         t = sub.add_parser(cmd, help="train one estimator" if cmd == "train" else "train and compare all")
         if cmd == "train":
             t.add_argument("--estimator", default="nvil", choices=tuple(ESTIMATORS))
-        t.add_argument("--latents", type=cli.positive_int, default=1 if cmd == "compare" else 8)
-        t.add_argument("--categories", type=cli.positive_int, default=16 if cmd == "compare" else 4)
+        t.add_argument("--model", default="categorical", choices=MODELS)
+        t.add_argument("--latents", type=cli.positive_int, default=None,
+                       help="default 200 (bernoulli), 8 (categorical train), 1 (categorical compare)")
+        t.add_argument("--categories", type=cli.positive_int, default=16 if cmd == "compare" else 4,
+                       help="values per categorical latent")
         t.add_argument("--hidden", type=cli.positive_int, default=200)
-        t.add_argument("--samples", type=cli.positive_int, default=5, help="draws per image for vimco")
+        t.add_argument("--samples", type=cli.positive_int, default=5, help="draws per image for rloo and vimco")
         t.add_argument("--temperature", type=cli.positive_float, default=0.5, help="for gumbel")
         cli.add_training_options(t, epochs=10 if cmd == "train" else 3, batch_size=100, out="runs/dvae",
                                  resume=False)
@@ -282,6 +562,8 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    if args.command != "evaluate":
+        _resolve_latents(args)
     cli.run_command({"train": train, "evaluate": evaluate, "compare": compare}[args.command], args)
 
 
