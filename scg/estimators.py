@@ -436,6 +436,7 @@ class _AntitheticBernoulli(Estimator):
         m = node.n // 2
         b = node.value.data
         g = self.weights(node, q[:m], q[m:], b[:m], b[m:], np.broadcast_to(logits.data, b.shape[1:]))
+        g = g.astype(logits.dtype, copy=False)  # u is float64; the term keeps the logits' dtype
         return ops.sum(logits * g), None  # logits broadcast over the pairs
 
 
@@ -559,8 +560,12 @@ class RELAX(Estimator):
         z = a + self._logit_noise(u, logits.dtype)
         log_p, log_q = -ops.softplus(-a), -ops.softplus(a)  # log p, log(1 - p)
         p = ops.exp(log_p)
-        z1 = a + ops.log(1.0 - p + v * p) - log_p - np.log1p(-v)  # u~ = 1 - p + v p
-        z0 = a + np.log(v) + log_q - ops.log(1.0 - v * (1.0 - p))  # u~ = v (1 - p)
+        # In the logits' dtype (float64 noise would promote the whole term); the constants
+        # log(v), log(1 - v) are taken in float64 first, where v cannot round to 1.
+        dt = logits.dtype
+        vf, log_v, log_1mv = v.astype(dt), np.log(v).astype(dt), np.log1p(-v).astype(dt)
+        z1 = a + ops.log(1.0 - p + vf * p) - log_p - log_1mv  # u~ = 1 - p + v p
+        z0 = a + log_v + log_q - ops.log(1.0 - vf * (1.0 - p))  # u~ = v (1 - p)
         z_cond = ops.where(b == 1, z1, z0)
         c_z, c_cond = self._control(node, z), self._control(node, z_cond)
         s = _control_scale(node)
