@@ -235,10 +235,18 @@ def _transpose(x, xs, infos, static, strict):
 
 def _reshape(x, xs, infos, static, strict):
     # A named axis of size 1 is dropped (marked mixed, which for one element changes
-    # nothing): where size-1 axes are added or removed its place would be a guess.
-    old = [(n, d if n != 1 else None) for n, d in zip(xs[0].shape, infos[0].dims)]
-    dropped = [(0, d) for n, d in zip(xs[0].shape, infos[0].dims) if n == 1 and d is not None]
-    new = x.shape
+    # nothing): where size-1 axes are added or removed its place would be a guess. Except
+    # a sample axis (n=1) among the leading axes whose sizes are unchanged, which a C-order
+    # reshape leaves in place: a one-sample bound over a node with a flattened event needs
+    # it. (A size-1 plate stays dropped: kept, it could not broadcast against other axes.)
+    shape, new = xs[0].shape, x.shape
+    k = 0
+    while k < len(shape) and k < len(new) and shape[k] == new[k]:
+        k += 1
+    kept = [n != 1 or (q < k and d is not None and d.kind == "sample")
+            for q, (n, d) in enumerate(zip(shape, infos[0].dims))]
+    old = [(n, d if keep else None) for keep, n, d in zip(kept, shape, infos[0].dims)]
+    dropped = [(0, d) for keep, d in zip(kept, infos[0].dims) if not keep and d is not None]
     i = j = 0
     dims = []
     while i < len(old) and j < len(new):

@@ -365,3 +365,25 @@ def test_replayed_value_outside_the_support_is_refused():
     with g:
         with pytest.raises(ValueError, match="sample 'k': a replayed value is outside the support of Categorical"):
             g.sample("k", D.Categorical(logits=np.zeros(3)), estimator=SF())
+
+
+def test_reshape_keeps_the_names_of_unchanged_leading_axes_also_of_size_one():
+    """An n=1 node in a plate, its event flattened: (1, B, 2, 3) -> (1, B, 6) leaves the
+    sample and plate axes in place, so a bound over the node's one sample is accepted and
+    equals -log_w; a reshape that does move the size-1 axis still counts as mixing it."""
+    logits = scg.tensor(np.linspace(-1, 1, 24).reshape(4, 2, 3), requires_grad=True)
+    g = scg.Graph(rng=np.random.default_rng(0))
+    with g:
+        with g.plate("data", 4):
+            z = g.sample("z", D.Bernoulli(logits=logits).to_event(2), n=1)
+            flat = z.reshape((1, 4, 6))
+            log_w = (flat * np.arange(6.0)).sum(-1) - 1.0
+            g.bound("b", log_w, over="z")
+    np.testing.assert_allclose(g.objective().data, -log_w.data.sum())
+    g2 = scg.Graph(rng=np.random.default_rng(0))
+    with g2:
+        with g2.plate("data", 4):
+            z = g2.sample("z", D.Bernoulli(logits=logits).to_event(2), n=1)
+            moved = z.reshape((4, 1, 6))  # the sample axis of size 1 no longer in front
+            with pytest.raises(scg.AxisError):
+                g2.bound("b", moved.sum(-1)[None, :, 0], over="z")
