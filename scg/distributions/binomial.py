@@ -10,11 +10,11 @@ import numpy as np
 from .. import ops
 from ..tensor import Tensor
 from .bernoulli import Bernoulli
-from .distribution import Distribution, broadcast, check, follows_value_dtype, p_log_q, params
+from .distribution import BaseParams, Distribution, broadcast, check, follows_value_dtype, p_log_q, params
 from .poisson import is_count
 
 
-class Binomial(Distribution):
+class Binomial(BaseParams, Distribution):
     """Successes in ``total_count`` (non-negative integers) trials with success
     probability ``probs`` in [0, 1] or ``logits`` (exactly one); all broadcast together.
     No pathwise sample; the support 0..total_count can be enumerated when
@@ -23,27 +23,19 @@ class Binomial(Distribution):
     has_enumerate_support = True
 
     def __init__(self, total_count=1, probs=None, logits=None, validate_args=None):
-        self._bernoulli = Bernoulli(probs=probs, logits=logits, validate_args=validate_args)
-        given = self._bernoulli._given
+        self._base = Bernoulli(probs=probs, logits=logits, validate_args=validate_args)
+        given = self._base._given
         param = probs if probs is not None else logits
         if isinstance(total_count, Tensor):
             total_count = total_count.data
         # total_count carries no gradient: it takes the probabilities' dtype.
         (self.total_count, _), shape, dtype = params(
-            "Binomial", total_count=np.asarray(total_count, dtype=self._bernoulli.dtype), **{given: self._bernoulli._param}
+            "Binomial", total_count=np.asarray(total_count, dtype=self._base.dtype), **{given: self._base._param}
         )
         check("Binomial", "total_count", self.total_count, is_count(self.total_count.data), "a non-negative integer")
-        self._untyped = None if self._bernoulli._untyped is None else {"total_count": total_count, given: param}
+        self._untyped = None if self._base._untyped is None else {"total_count": total_count, given: param}
         self.support = "the integers 0..total_count"
         super().__init__(shape, (), dtype, validate_args)
-
-    @property
-    def probs(self):
-        return self._bernoulli.probs
-
-    @property
-    def logits(self):
-        return self._bernoulli.logits
 
     def sample(self, sample_shape=(), rng=None):
         shape = self._extended_shape(sample_shape)
@@ -57,7 +49,7 @@ class Binomial(Distribution):
         n = self.total_count
         inside = self._support(x, is_count(x.data) & (x.data <= n.data))
         k = ops.where(inside, x, 0)
-        log_p, log_q = self._bernoulli._log_p()
+        log_p, log_q = self._base._log_p()
         log_choose = ops.lgamma(n + 1) - ops.lgamma(k + 1) - ops.lgamma(n - k + 1)
         return ops.where(inside, log_choose + p_log_q(k, log_p) + p_log_q(n - k, log_q), -np.inf)
 

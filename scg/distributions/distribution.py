@@ -340,3 +340,17 @@ def log_beta(a):
 def sum_rightmost(t, n):
     """``t`` summed over its rightmost ``n`` axes (``t`` itself for n = 0)."""
     return ops.sum(t, axis=tuple(range(-n, 0))) if n > 0 else t
+
+
+class BaseParams:
+    """For a family built on a Bernoulli or Categorical kept in ``self._base`` (Binomial,
+    Geometric, OneHotCategorical, Multinomial and the relaxed families): its ``probs`` and
+    ``logits`` are the base's, however it was given."""
+
+    @property
+    def probs(self):
+        return self._base.probs
+
+    @property
+    def logits(self):
+        return self._base.logits

@@ -11,35 +11,27 @@ import numpy as np
 from .. import ops
 from ..tensor import Tensor
 from .bernoulli import Bernoulli
-from .distribution import Distribution, broadcast, check, follows_value_dtype, p_log_q
+from .distribution import BaseParams, Distribution, broadcast, check, follows_value_dtype, p_log_q
 from .kl import register_kl, weighted_log_ratio
 from .poisson import is_count
 
 
-class Geometric(Distribution):
+class Geometric(BaseParams, Distribution):
     """Failures before the first success, success probability ``probs`` in (0, 1] or
     ``logits`` (exactly one). No pathwise sample; samples are floats, as in torch."""
 
     support = "the non-negative integers"
 
     def __init__(self, probs=None, logits=None, validate_args=None):
-        self._bernoulli = Bernoulli(probs=probs, logits=logits, validate_args=validate_args)
-        if self._bernoulli._given == "probs":
-            p = self._bernoulli._param
+        self._base = Bernoulli(probs=probs, logits=logits, validate_args=validate_args)
+        if self._base._given == "probs":
+            p = self._base._param
             check("Geometric", "probs", p, p.data > 0, "in (0, 1]")
         else:
-            l = self._bernoulli._param
+            l = self._base._param
             check("Geometric", "logits", l, l.data > -np.inf, "greater than -inf")
-        self._untyped = self._bernoulli._untyped
-        super().__init__(self._bernoulli.batch_shape, (), self._bernoulli.dtype, validate_args)
-
-    @property
-    def probs(self):
-        return self._bernoulli.probs
-
-    @property
-    def logits(self):
-        return self._bernoulli.logits
+        self._untyped = self._base._untyped
+        super().__init__(self._base.batch_shape, (), self._base.dtype, validate_args)
 
     def sample(self, sample_shape=(), rng=None):
         shape = self._extended_shape(sample_shape)
@@ -51,11 +43,11 @@ class Geometric(Distribution):
         x = self._value(value)
         inside = self._support(x, np.broadcast_to(is_count(x.data), np.broadcast_shapes(x.shape, self.batch_shape)))
         k = ops.where(inside, x, 0)
-        log_p, log_q = self._bernoulli._log_p()
+        log_p, log_q = self._base._log_p()
         return ops.where(inside, p_log_q(k, log_q) + log_p, -np.inf)
 
     def entropy(self):
-        return broadcast(self._bernoulli.entropy() / self.probs, self.batch_shape)
+        return broadcast(self._base.entropy() / self.probs, self.batch_shape)
 
     @property
     def mean(self):
@@ -70,5 +62,5 @@ class Geometric(Distribution):
 @register_kl(Geometric, Geometric)
 def _kl_geometric_geometric(p, q):
     # E_p[k] (log(1 - p) - log(1 - q)) + log p - log q, with E_p[k] = 1/p - 1.
-    (lp1, lp0), (lq1, lq0) = p._bernoulli._log_p(), q._bernoulli._log_p()
+    (lp1, lp0), (lq1, lq0) = p._base._log_p(), q._base._log_p()
     return weighted_log_ratio(1 / p.probs - 1, lp0, lq0) + lp1 - lq1

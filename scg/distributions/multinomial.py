@@ -13,11 +13,11 @@ from .. import ops
 from ..tensor import Tensor
 from .binomial import Binomial
 from .categorical import Categorical
-from .distribution import Distribution, broadcast, follows_value_dtype, p_log_q
+from .distribution import BaseParams, Distribution, broadcast, follows_value_dtype, p_log_q
 from .poisson import is_count
 
 
-class Multinomial(Distribution):
+class Multinomial(BaseParams, Distribution):
     """Counts in K categories of ``total_count`` (a non-negative integer, shared by the
     batch) draws with ``probs`` (on the simplex, last axis) or ``logits`` (exactly one).
     event_shape = (K,). No pathwise sample and, as in torch, no enumerate_support."""
@@ -29,26 +29,18 @@ class Multinomial(Distribution):
         if n.ndim != 0 or not is_count(n):
             raise ValueError(f"Multinomial: parameter 'total_count' must be a non-negative integer; got {total_count!r}")
         self.total_count = int(n)
-        self._categorical = Categorical(probs=probs, logits=logits, validate_args=validate_args)
-        k = self._categorical.num_categories
+        self._base = Categorical(probs=probs, logits=logits, validate_args=validate_args)
+        k = self._base.num_categories
         self.support = f"vectors of {k} non-negative integers summing to {self.total_count}"
-        c = self._categorical._untyped
+        c = self._base._untyped
         self._untyped = None if c is None else dict(c, total_count=self.total_count)
-        super().__init__(self._categorical.batch_shape, (k,), self._categorical.dtype, validate_args)
-
-    @property
-    def probs(self):
-        return self._categorical.probs
-
-    @property
-    def logits(self):
-        return self._categorical.logits
+        super().__init__(self._base.batch_shape, (k,), self._base.dtype, validate_args)
 
     def _log_probs(self):
         """log p_i with -inf (and a zero gradient, not NaN) where p_i = 0."""
-        if self._categorical._probs is None:
-            return self._categorical.logits
-        p = self._categorical._probs
+        if self._base._probs is None:
+            return self._base.logits
+        p = self._base._probs
         return ops.where(p.data > 0, ops.log(ops.where(p.data > 0, p, 1)), -np.inf)
 
     def sample(self, sample_shape=(), rng=None):

@@ -6,30 +6,22 @@ import numpy as np
 from .. import ops
 from ..tensor import Tensor
 from .categorical import Categorical
-from .distribution import Distribution, broadcast
+from .distribution import BaseParams, Distribution, broadcast
 
 
-class OneHotCategorical(Distribution):
+class OneHotCategorical(BaseParams, Distribution):
     """One-hot vectors e_k with probability p_k; parameters as :class:`Categorical`."""
 
     has_enumerate_support = True
 
     def __init__(self, probs=None, logits=None, validate_args=None):
-        self._categorical = Categorical(probs=probs, logits=logits, validate_args=validate_args)
-        k = self._categorical.num_categories
+        self._base = Categorical(probs=probs, logits=logits, validate_args=validate_args)
+        k = self._base.num_categories
         self.support = f"one-hot vectors of length {k}"
-        super().__init__(self._categorical.batch_shape, (k,), self._categorical.dtype, validate_args)
-
-    @property
-    def logits(self):
-        return self._categorical.logits
-
-    @property
-    def probs(self):
-        return self._categorical.probs
+        super().__init__(self._base.batch_shape, (k,), self._base.dtype, validate_args)
 
     def sample(self, sample_shape=(), rng=None):
-        idx = self._categorical.sample(sample_shape, rng=rng).data
+        idx = self._base.sample(sample_shape, rng=rng).data
         return Tensor(np.eye(self.event_shape[0], dtype=self.dtype)[idx])
 
     def log_prob(self, value):
@@ -42,10 +34,10 @@ class OneHotCategorical(Distribution):
         one_hot = np.all((v == 0) | (v == 1), axis=-1) & (v.sum(-1) == 1)
         inside = self._support(x, np.broadcast_to(one_hot, np.broadcast_shapes(v.shape[:-1], self.batch_shape)))
         idx = np.where(inside, v.argmax(-1), 0)
-        return ops.where(inside, self._categorical.log_prob(idx), -np.inf)
+        return ops.where(inside, self._base.log_prob(idx), -np.inf)
 
     def entropy(self):
-        return self._categorical.entropy()
+        return self._base.entropy()
 
     @property
     def mean(self):
@@ -58,7 +50,7 @@ class OneHotCategorical(Distribution):
 
     def relaxed(self, temperature):
         """The Concrete relaxation at ``temperature``: RelaxedOneHotCategorical (as Categorical's)."""
-        return self._categorical.relaxed(temperature)
+        return self._base.relaxed(temperature)
 
     def enumerate_support(self, expand=True):
         """The K one-hot vectors on a new leading axis: (K,) + batch_shape + (K,)."""

@@ -9,10 +9,10 @@ import numpy as np
 
 from .. import ops
 from .bernoulli import Bernoulli
-from .distribution import Distribution, keep_inside_unit_interval, relaxation_params
+from .distribution import BaseParams, Distribution, keep_inside_unit_interval, relaxation_params
 
 
-class RelaxedBernoulli(Distribution):
+class RelaxedBernoulli(BaseParams, Distribution):
     """Continuous relaxation of Bernoulli at ``temperature`` > 0; as the temperature
     falls, samples approach 0/1 with P(near 1) = sigmoid(logit). Pathwise samples."""
 
@@ -23,14 +23,6 @@ class RelaxedBernoulli(Distribution):
         self._base = Bernoulli(probs=probs, logits=logits)
         self.temperature, shape, dtype = relaxation_params("RelaxedBernoulli", temperature, self._base)
         super().__init__(shape, (), dtype, validate_args)
-
-    @property
-    def logits(self):
-        return self._base.logits
-
-    @property
-    def probs(self):
-        return self._base.probs
 
     def rsample(self, sample_shape=(), rng=None):
         shape = self._extended_shape(sample_shape)

@@ -12,10 +12,10 @@ import numpy as np
 
 from .. import ops
 from .categorical import Categorical
-from .distribution import Distribution, clamp_keeping_gradient, relaxation_params, sums_to_one
+from .distribution import BaseParams, Distribution, clamp_keeping_gradient, relaxation_params, sums_to_one
 
 
-class RelaxedOneHotCategorical(Distribution):
+class RelaxedOneHotCategorical(BaseParams, Distribution):
     """Continuous relaxation of OneHotCategorical at ``temperature`` > 0; event_shape (K,).
     Pathwise samples, every component strictly positive."""
 
@@ -26,14 +26,6 @@ class RelaxedOneHotCategorical(Distribution):
         self._base = Categorical(probs=probs, logits=logits)
         self.temperature, shape, dtype = relaxation_params("RelaxedOneHotCategorical", temperature, self._base)
         super().__init__(shape, (self._base.num_categories,), dtype, validate_args)
-
-    @property
-    def logits(self):
-        return self._base.logits
-
-    @property
-    def probs(self):
-        return self._base.probs
 
     def _t(self):
         """The temperature with a trailing axis, to broadcast against the categories."""
