@@ -84,10 +84,12 @@ def reduce_unnamed(a, pos_dims):
 def to_positions(a, named, pos_dims):
     """``a`` (axes ``named``, each present in ``pos_dims``) laid out on ``pos_dims``: its
     axes in that order, size-1 axes elsewhere, ready to broadcast."""
-    order = [named.index(d) for d in pos_dims if d is not None and d in named]
+    present = [d for d in pos_dims if d is not None and d in named]
+    order = [named.index(d) for d in present]
     if order != sorted(order):
         a = a.transpose(tuple(order))
-    shape = tuple(a.shape[named.index(d)] if d is not None and d in named else 1 for d in pos_dims)
+    size = dict(zip(present, a.shape))  # after the transpose a's axes are in ``present`` order
+    shape = tuple(size[d] if d is not None and d in named else 1 for d in pos_dims)
     return a.reshape(shape) if a.shape != shape else a
 
 
