@@ -114,3 +114,30 @@ def test_score_function_credit_of_a_cost_laid_out_datapoint_first():
         got += p * scg.grad(g.surrogate(), [phi])[0].data
         exact += p * (((h * w + 0.5) ** 2 + h).sum() / k) * (h - sig).sum(0)
     np.testing.assert_allclose(got, exact, rtol=0, atol=1e-10)
+
+
+# ---- one sample axis on two positions (an outer product of the samples) --------------------------
+
+
+def test_bound_refuses_log_w_that_carries_the_sample_axis_twice():
+    """log_w[k, j] = f(h_k, h_j): log_w_k is not a function of sample k alone. It used to be
+    accepted and then crash in the compiler with a raw reshape error."""
+    phi = scg.tensor(0.3, requires_grad=True)
+    g = scg.Graph(rng=np.random.default_rng(0))
+    with g:
+        q = D.Bernoulli(logits=phi)
+        h = g.sample("h", q, n=2, estimator=scg.VIMCO())
+        log_w = h[:, None] * 1.5 - h[None, :] * 0.7 - q.log_prob(h)[:, None]
+        with pytest.raises(ValueError, match="bound 'b'.*sample axis of 'h' \\(n=2\\) at two positions"):
+            g.bound("b", log_w, over="h")
+
+
+def test_cost_that_carries_a_sample_axis_twice_is_refused():
+    """An outer product of the samples as a cost: refused by name instead of a raw reshape
+    error while computing the credit."""
+    phi = scg.tensor(0.3, requires_grad=True)
+    g = scg.Graph(rng=np.random.default_rng(0))
+    with g:
+        h = g.sample("h", D.Bernoulli(logits=phi), n=2, estimator=scg.ScoreFunction())
+        with pytest.raises(ValueError, match="cost 'c'.*sample axis of 'h' \\(n=2\\) at two positions"):
+            g.cost("c", (h[:, None] * 1.5 - h[None, :] * 0.7) ** 2)
