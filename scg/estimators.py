@@ -436,6 +436,7 @@ class _AntitheticBernoulli(Estimator):
         m = node.n // 2
         b = node.value.data
         g = self.weights(node, q[:m], q[m:], b[:m], b[m:], np.broadcast_to(logits.data, b.shape[1:]))
+        g = g.astype(logits.dtype, copy=False)  # ARM's uniforms are float64; keep float32 logits float32
         return ops.sum(logits * g), None  # logits broadcast over the pairs
 
 
@@ -552,6 +553,10 @@ class RELAX(Estimator):
             raise _no_noise("RELAX", node)
         u, v = noise
         logits, event_nd = _bernoulli(node.dist, "RELAX", node.name)
+        # The uniforms are float64; constants from them are cast to the logits' dtype (the logs
+        # first: a float32 v may round to 1) so float32 logits keep a float32 estimate.
+        log_v, log1m_v = np.log(v).astype(logits.dtype), np.log1p(-v).astype(logits.dtype)
+        v = v.astype(logits.dtype)
         b = node.value.data
         # A detached copy of the logits, one per element: g is differentiated with respect
         # to it, so sum(g^2) sends gradient to the control only.
@@ -559,13 +564,13 @@ class RELAX(Estimator):
         z = a + self._logit_noise(u, logits.dtype)
         log_p, log_q = -ops.softplus(-a), -ops.softplus(a)  # log p, log(1 - p)
         p = ops.exp(log_p)
-        z1 = a + ops.log(1.0 - p + v * p) - log_p - np.log1p(-v)  # u~ = 1 - p + v p
-        z0 = a + np.log(v) + log_q - ops.log(1.0 - v * (1.0 - p))  # u~ = v (1 - p)
+        z1 = a + ops.log(1.0 - p + v * p) - log_p - log1m_v  # u~ = 1 - p + v p
+        z0 = a + log_v + log_q - ops.log(1.0 - v * (1.0 - p))  # u~ = v (1 - p)
         z_cond = ops.where(b == 1, z1, z0)
         c_z, c_cond = self._control(node, z), self._control(node, z_cond)
         s = _control_scale(node)
         diff = ops.sum(c_z) - ops.sum(c_cond)
-        d = grad(diff, [a], create_graph=True)[0] if diff.requires_grad else Tensor(np.zeros(b.shape))
+        d = grad(diff, [a], create_graph=True)[0] if diff.requires_grad else Tensor(np.zeros(b.shape, dtype=a.dtype))
         event = (1,) * event_nd
         q = np.broadcast_to(signal.q, node.log_prob.shape).reshape(node.log_prob.shape + event)
         score = b - _sigmoid(a.data)  # d_a log p(b), per coin

@@ -141,3 +141,23 @@ def test_cost_that_carries_a_sample_axis_twice_is_refused():
         h = g.sample("h", D.Bernoulli(logits=phi), n=2, estimator=scg.ScoreFunction())
         with pytest.raises(ValueError, match="cost 'c'.*sample axis of 'h' \\(n=2\\) at two positions"):
             g.cost("c", (h[:, None] * 1.5 - h[None, :] * 0.7) ** 2)
+
+
+# ---- float32 parameters keep float32 gradients --------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [lambda w: scg.RELAX(lambda z: z * w), lambda w: scg.DisARM(),
+                                  lambda w: scg.ARM()])
+def test_bernoulli_estimators_keep_float32_gradients(make):
+    """float32 logits and control weights: every gradient is float32 (as for every other
+    estimator and op); RELAX's uniforms were float64 and promoted its whole estimate."""
+    logits = scg.tensor(np.array([0.3, -0.8], dtype=np.float32), requires_grad=True)
+    w = scg.tensor(np.float32(0.5), requires_grad=True)
+    g = scg.Graph(rng=np.random.default_rng(0))
+    with g:
+        b = g.sample("b", D.Bernoulli(logits=logits), estimator=make(w), n=2)
+        g.cost("f", (b - np.float32(0.3)) ** 2)
+    loss = g.surrogate()
+    d_logits, d_w = scg.grad(loss, [logits, w])
+    assert loss.dtype == np.float32
+    assert d_logits.dtype == np.float32 and d_w.dtype == np.float32
