@@ -65,10 +65,12 @@ class Signal:
     broadcasts against the node's log-prob; None for a node that is not a score-function
     node), ``own_axis_pooled`` (see :class:`Credit`; None likewise) and ``bounds``: the
     costs declared with ``g.bound(..., over=node)`` (kind "bound"), which reduce the node's
-    own sample axis and carry the per-sample log-weights (``log_w``, ``log_w_dims``)."""
+    own sample axis and carry the per-sample log-weights (``log_w``, ``log_w_dims``);
+    ``graph``: the graph being compiled (None where a signal is made by hand)."""
 
-    def __init__(self, q, own_axis_pooled, bounds=()):
+    def __init__(self, q, own_axis_pooled, bounds=(), graph=None):
         self.q, self.own_axis_pooled, self.bounds = q, own_axis_pooled, list(bounds)
+        self.graph = graph
 
 
 # ---- alignment -------------------------------------------------------------------------
@@ -230,7 +232,7 @@ def surrogate(g, rao_blackwellize=True):
     for w in g.stochastic:
         if not (w.estimator.score or w.estimator.corrects):
             continue
-        signal = Signal(cr.q.get(w.name), cr.own_axis_pooled.get(w.name), bounds.get(w.name, ()))
+        signal = Signal(cr.q.get(w.name), cr.own_axis_pooled.get(w.name), bounds.get(w.name, ()), g)
         term, b = w.estimator.surrogate_term(w, signal)
         if b is not None:
             baselines[w.name] = b

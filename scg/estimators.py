@@ -315,6 +315,25 @@ class STL(Reparam):
         return term, None
 
 
+def _refuse_score_between(node, bound, g):
+    """DReG rewrites E[w~_k d log q(z_k)] as a pathwise term, which needs log w_k to depend on
+    z_k only through differentiable paths: refuse a bound whose log-weights depend on a
+    score-function node downstream of ``node`` (its sampling depends on z_k too)."""
+    if g is None:
+        return
+    from .graph import _bits
+
+    for i in _bits(bound.info.anc & g.score_mask & ~node.bit):
+        s = g.stochastic[i]
+        if s.info.anc & node.bit:
+            raise ValueError(
+                f"DReG for '{node.name}': the log-weights of bound '{bound.name}' depend on the "
+                f"score-function node '{s.name}', which is drawn given '{node.name}'; DReG's pathwise "
+                f"rewrite cannot see that dependence (the estimate would be biased). Use scg.Reparam() "
+                f"or scg.STL() for '{node.name}', or a reparameterized estimator for '{s.name}'"
+            )
+
+
 class DReG(Reparam):
     """Doubly reparameterized gradient (Tucker et al. 2019) for a reparameterized node
     under bounds declared with ``g.bound(..., over=node)``: the encoder gradient of the
@@ -333,6 +352,7 @@ class DReG(Reparam):
 
         term = None
         for c in _bounds_of(node, signal, "DReG"):
+            _refuse_score_between(node, c, signal.graph)
             wt = _normalised_weights(c)
             t = _score_term(node, c, c.scale * wt)
             if node.value.requires_grad and c.log_w.requires_grad:
