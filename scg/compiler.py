@@ -65,10 +65,12 @@ class Signal:
     broadcasts against the node's log-prob; None for a node that is not a score-function
     node), ``own_axis_pooled`` (see :class:`Credit`; None likewise) and ``bounds``: the
     costs declared with ``g.bound(..., over=node)`` (kind "bound"), which reduce the node's
-    own sample axis and carry the per-sample log-weights (``log_w``, ``log_w_dims``)."""
+    own sample axis and carry the per-sample log-weights (``log_w``, ``log_w_dims``);
+    ``graph``: the graph being compiled (None where a signal is made by hand)."""
 
-    def __init__(self, q, own_axis_pooled, bounds=()):
+    def __init__(self, q, own_axis_pooled, bounds=(), graph=None):
         self.q, self.own_axis_pooled, self.bounds = q, own_axis_pooled, list(bounds)
+        self.graph = graph
 
 
 # ---- alignment -------------------------------------------------------------------------
@@ -84,10 +86,12 @@ def reduce_unnamed(a, pos_dims):
 def to_positions(a, named, pos_dims):
     """``a`` (axes ``named``, each present in ``pos_dims``) laid out on ``pos_dims``: its
     axes in that order, size-1 axes elsewhere, ready to broadcast."""
-    order = [named.index(d) for d in pos_dims if d is not None and d in named]
+    present = [d for d in pos_dims if d is not None and d in named]
+    order = [named.index(d) for d in present]
     if order != sorted(order):
         a = a.transpose(tuple(order))
-    shape = tuple(a.shape[named.index(d)] if d is not None and d in named else 1 for d in pos_dims)
+    size = dict(zip(present, a.shape))  # after the transpose a's axes are in ``present`` order
+    shape = tuple(size[d] if d is not None and d in named else 1 for d in pos_dims)
     return a.reshape(shape) if a.shape != shape else a
 
 
@@ -228,7 +232,7 @@ def surrogate(g, rao_blackwellize=True):
     for w in g.stochastic:
         if not (w.estimator.score or w.estimator.corrects):
             continue
-        signal = Signal(cr.q.get(w.name), cr.own_axis_pooled.get(w.name), bounds.get(w.name, ()))
+        signal = Signal(cr.q.get(w.name), cr.own_axis_pooled.get(w.name), bounds.get(w.name, ()), g)
         term, b = w.estimator.surrogate_term(w, signal)
         if b is not None:
             baselines[w.name] = b

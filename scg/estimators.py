@@ -315,6 +315,25 @@ class STL(Reparam):
         return term, None
 
 
+def _refuse_score_between(node, bound, g):
+    """DReG rewrites E[w~_k d log q(z_k)] as a pathwise term, which needs log w_k to depend on
+    z_k only through differentiable paths: refuse a bound whose log-weights depend on a
+    score-function node downstream of ``node`` (its sampling depends on z_k too)."""
+    if g is None:
+        return
+    from .graph import _bits
+
+    for i in _bits(bound.info.anc & g.score_mask & ~node.bit):
+        s = g.stochastic[i]
+        if s.info.anc & node.bit:
+            raise ValueError(
+                f"DReG for '{node.name}': the log-weights of bound '{bound.name}' depend on the "
+                f"score-function node '{s.name}', which is drawn given '{node.name}'; DReG's pathwise "
+                f"rewrite cannot see that dependence (the estimate would be biased). Use scg.Reparam() "
+                f"or scg.STL() for '{node.name}', or a reparameterized estimator for '{s.name}'"
+            )
+
+
 class DReG(Reparam):
     """Doubly reparameterized gradient (Tucker et al. 2019) for a reparameterized node
     under bounds declared with ``g.bound(..., over=node)``: the encoder gradient of the
@@ -333,6 +352,7 @@ class DReG(Reparam):
 
         term = None
         for c in _bounds_of(node, signal, "DReG"):
+            _refuse_score_between(node, c, signal.graph)
             wt = _normalised_weights(c)
             t = _score_term(node, c, c.scale * wt)
             if node.value.requires_grad and c.log_w.requires_grad:
@@ -553,6 +573,10 @@ class RELAX(Estimator):
             raise _no_noise("RELAX", node)
         u, v = noise
         logits, event_nd = _bernoulli(node.dist, "RELAX", node.name)
+        # The uniforms are float64; constants from them are cast to the logits' dtype (the logs
+        # first: a float32 v may round to 1) so float32 logits keep a float32 estimate.
+        log_v, log1m_v = np.log(v).astype(logits.dtype), np.log1p(-v).astype(logits.dtype)
+        v = v.astype(logits.dtype)
         b = node.value.data
         # A detached copy of the logits, one per element: g is differentiated with respect
         # to it, so sum(g^2) sends gradient to the control only.
@@ -560,17 +584,13 @@ class RELAX(Estimator):
         z = a + self._logit_noise(u, logits.dtype)
         log_p, log_q = -ops.softplus(-a), -ops.softplus(a)  # log p, log(1 - p)
         p = ops.exp(log_p)
-        # In the logits' dtype (float64 noise would promote the whole term); the constants
-        # log(v), log(1 - v) are taken in float64 first, where v cannot round to 1.
-        dt = logits.dtype
-        vf, log_v, log_1mv = v.astype(dt), np.log(v).astype(dt), np.log1p(-v).astype(dt)
-        z1 = a + ops.log(1.0 - p + vf * p) - log_p - log_1mv  # u~ = 1 - p + v p
-        z0 = a + log_v + log_q - ops.log(1.0 - vf * (1.0 - p))  # u~ = v (1 - p)
+        z1 = a + ops.log(1.0 - p + v * p) - log_p - log1m_v  # u~ = 1 - p + v p
+        z0 = a + log_v + log_q - ops.log(1.0 - v * (1.0 - p))  # u~ = v (1 - p)
         z_cond = ops.where(b == 1, z1, z0)
         c_z, c_cond = self._control(node, z), self._control(node, z_cond)
         s = _control_scale(node)
         diff = ops.sum(c_z) - ops.sum(c_cond)
-        d = grad(diff, [a], create_graph=True)[0] if diff.requires_grad else Tensor(np.zeros(b.shape))
+        d = grad(diff, [a], create_graph=True)[0] if diff.requires_grad else Tensor(np.zeros(b.shape, dtype=a.dtype))
         event = (1,) * event_nd
         q = np.broadcast_to(signal.q, node.log_prob.shape).reshape(node.log_prob.shape + event)
         score = b - _sigmoid(a.data)  # d_a log p(b), per coin

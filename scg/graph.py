@@ -404,6 +404,7 @@ class Graph:
                 f"operation across that axis), so log_w_k is not a function of sample k alone; compute "
                 f"the log-weights sample by sample"
             )
+        _refuse_repeated(info.dims, f"bound '{name}': log_w (shape {log_w.shape})")
         dims = list(info.dims)
         self._place_plates(dims, log_w.shape, 0, f"bound '{name}': log_w (shape {log_w.shape})")
         pos = dims.index(node.dim)
@@ -446,6 +447,7 @@ class Graph:
             mixed = dict(info.mixed or {})
             mixed[ANY] = mixed.get(ANY, 0) | extra
             info = Info(info.dims, info.anc | extra, info.direct | extra, mixed)
+        _refuse_repeated(info.dims, f"cost '{name}' (shape {value.shape})")
         dims = list(info.dims)
         self._place_plates(dims, value.shape, 0, f"cost '{name}' (shape {value.shape})")
         info = Info(tuple(dims), info.anc, info.direct, info.mixed)
@@ -533,6 +535,18 @@ class Graph:
 def shape_len(log_prob, nbatch):
     """How many leading axes the node's log-prob has (sample + batch axes)."""
     return log_prob.ndim if log_prob is not None else nbatch
+
+
+def _refuse_repeated(dims, what):
+    """Refuse a value that carries one named axis at two positions (an outer product of
+    the samples, say): its elements pair samples, which credit and bounds cannot split."""
+    for i, d in enumerate(dims):
+        if d is not None and d in dims[i + 1:]:
+            raise AxisError(
+                f"{what} carries {d.describe()} at two positions ({i} and {dims.index(d, i + 1)}), so "
+                f"its elements pair different samples; compute it sample by sample (or reduce one of "
+                f"the two axes first)"
+            )
 
 
 def _bits(x):

@@ -322,31 +322,3 @@ def test_building_a_surrogate_does_not_move_the_baseline_until_update(which):
         est.update()  # nothing pending: a second update is a no-op
     final = build_bernoulli(logit, est, 0.0).compile().baselines["b"]
     assert np.isclose(float(np.mean(final)), avg / (1 - decay**count), rtol=1e-12)
-
-
-class _RowControl(scg.nn.Module):
-    """A control applied element by element: c(z) = mlp(z) per coin."""
-
-    def __init__(self):
-        self.net = scg.nn.MLP([1, 4, 1], rng=np.random.default_rng(0))
-
-    def forward(self, z):
-        return self.net(z[..., None])[..., 0]
-
-
-@pytest.mark.parametrize("make, n", [(lambda: scg.DisARM(), 2), (lambda: scg.ARM(), 2),
-                                     (lambda: scg.RELAX(_RowControl()), None)])
-def test_float32_logits_get_float32_gradients(make, n):
-    """The estimators' noise is drawn in float64; it must not promote the gradient (a float64
-    term silently doubles the memory and time of every step after it)."""
-    logits = scg.tensor(np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3), requires_grad=True)
-    est = make()
-    g = scg.Graph(rng=np.random.default_rng(0))
-    with g:
-        b = g.sample("b", D.Bernoulli(logits=logits), estimator=est, n=n)
-        g.cost("c", (b - 0.3) ** 2)
-    loss = g.surrogate()
-    loss.backward()
-    assert loss.dtype == np.float32 and logits.grad.dtype == np.float32
-    for p in getattr(getattr(est, "control", None), "parameters", lambda: [])():
-        assert p.grad.dtype == np.float32
