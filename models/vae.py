@@ -29,7 +29,9 @@ The decoder's gradient is the standard one under every estimator.
 """
 
 import argparse
+import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -339,6 +341,93 @@ def evaluate(args):
     return training.write_evaluation(args.out, result, ("test_elbo", "test_log_likelihood"))
 
 
+# ---- signal-to-noise ratio of the encoder gradient against k ------------------------------
+
+
+SNR_OUTPUTS = ("snr_vs_k.json", "snr_vs_k.png")
+
+
+def encoder_snr(model, x, k, estimator, runs, rng):
+    """SNR of the encoder gradient of the negative bound L_k on the fixed minibatch ``x``
+    (B, 784) over ``runs`` independent estimates (``estimator`` "reparam": the standard IWAE
+    gradient, Monte Carlo KL at k=1; "dreg": DReG, which is STL at k=1).
+
+    Per encoder parameter element: SNR = |mean| / std over the runs (Rainforth et al. 2018);
+    elements whose estimate is exactly 0 in every run (first-layer weights of pixels that are
+    off in every image of ``x``) carry no signal and no noise and are left out. Returns
+    ``(mean SNR, median SNR, elements used)``."""
+    stats = scg.diagnostics.gradient_stats(
+        lambda: build_graph(model, x, k=k, kl="mc", rng=rng, estimator=estimator), model.encoder.parameters(), runs)
+    snr = np.concatenate([r.ravel() for r in stats.snr])
+    live = np.concatenate([np.any(s != 0, axis=0).ravel() for s in stats.samples])
+    return float(snr[live].mean()), float(np.median(snr[live])), int(live.sum())
+
+
+def plot_snr(rows, path, title):
+    """SNR (mean and median over the encoder's parameters) against k, log-log, one colour
+    per estimator."""
+    plt = training.pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for i, est in enumerate(dict.fromkeys(r["estimator"] for r in rows)):
+        mine = [r for r in rows if r["estimator"] == est]
+        ks = [r["k"] for r in mine]
+        colour = plt.cm.tab10(i)
+        ax.plot(ks, [r["snr_mean"] for r in mine], "o-", color=colour, label=f"{est} (mean)")
+        ax.plot(ks, [r["snr_median"] for r in mine], "s--", color=colour, label=f"{est} (median)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("k (importance samples)")
+    ax.set_ylabel("encoder gradient SNR  |mean| / std")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    training.save_figure(fig, path)
+
+
+def snr(args):
+    """Train a VAE briefly (reparam, ELBO), then measure the encoder gradient's SNR for each
+    k and estimator on one fixed minibatch; write ``snr_vs_k.json`` and ``snr_vs_k.png``."""
+    with cli.run_folder(args.out, overwrite=args.overwrite, outputs=SNR_OUTPUTS, can_resume=False) as out:
+        if (out / "snr_vs_k.json").exists() and not args.overwrite:
+            raise cli.CommandError(f"--out {out} already holds snr_vs_k.json; pass --overwrite to replace it, "
+                                   f"or choose another --out")
+        cfg = argparse.Namespace(dataset=args.dataset, data_dir=args.data_dir, valid=args.valid, limit=args.limit,
+                                 likelihood="bernoulli", binarize="dynamic")
+        images = prepare(cfg)
+        if len(images.train) < args.batch_size:
+            raise cli.CommandError(f"--batch-size {args.batch_size} is more than the {len(images.train)} training "
+                                   f"images; choose a smaller --batch-size or a larger --limit")
+        rng = np.random.default_rng(args.seed)
+        scg.manual_seed(args.seed)
+        model = VAE(hidden=args.hidden, latent=args.latent, rng=rng)
+        opt = scg.optim.Adam(model.parameters(), lr=args.lr)
+        for epoch in range(1, args.epochs + 1):  # partly trained: SNR at initialization says little
+            bound_ = training.train_epoch(lambda xb: build_graph(model, xb, rng=rng), opt, images.train,
+                                          args.batch_size, rng, desc=f"training epoch {epoch}/{args.epochs}")
+            print(json.dumps(dict(epoch=epoch, train_bound=bound_)), flush=True)
+        x = training.binarize(images.train[: args.batch_size], np.random.default_rng(args.seed + 1))
+        rows = []
+        for k in args.ks:
+            for est in ("reparam", "dreg"):
+                t0 = time.perf_counter()
+                mean, median, used = encoder_snr(model, x, k, est, args.runs, np.random.default_rng([args.seed, k]))
+                rows.append(dict(k=k, estimator=est, snr_mean=mean, snr_median=median, elements=used,
+                                 seconds=time.perf_counter() - t0))
+                print(json.dumps(rows[-1]), flush=True)
+        config = {key: getattr(args, key) for key in ("dataset", "epochs", "limit", "valid", "batch_size", "hidden",
+                                                      "latent", "lr", "runs", "ks", "seed")}
+        result = dict(config=config, statistic="per encoder parameter element |mean|/std over runs on one fixed "
+                      "minibatch; mean and median over the elements with a nonzero estimate",
+                      notes="reparam at k=1 uses a Monte Carlo KL (the IWAE estimator at k=1); dreg at k=1 is STL",
+                      rows=rows)
+        cli.atomic_write(out / "snr_vs_k.json", lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
+        plot_snr(rows, out / "snr_vs_k.png",
+                 f"encoder gradient SNR, VAE {args.hidden}-{args.latent} after {args.epochs} epoch(s), "
+                 f"{args.runs} runs, batch {args.batch_size}")
+        print(f"wrote {out / 'snr_vs_k.json'} and {out / 'snr_vs_k.png'}")
+    return result
+
+
 def sample(args):
     model, _, _ = model_from_checkpoint(args.out)
     path = Path(args.out) / "samples.png"
@@ -371,12 +460,21 @@ def parser():
     s.add_argument("--out", default="runs/vae")
     s.add_argument("--n", type=cli.positive_int, default=64)
     s.add_argument("--seed", type=int, default=0)
+    r = sub.add_parser("snr", help="encoder-gradient SNR against k, reparam vs DReG (writes json and png)")
+    r.add_argument("--ks", type=cli.positive_int, nargs="+", default=[1, 5, 20, 50], help="values of k")
+    r.add_argument("--runs", type=cli.positive_int, default=100, help="gradient estimates per (k, estimator)")
+    r.add_argument("--latent", type=cli.positive_int, default=20)
+    r.add_argument("--hidden", type=cli.positive_int, default=200)
+    cli.add_training_options(r, epochs=1, batch_size=64, out="runs/snr", resume=False)
+    r.set_defaults(limit=10000)
     return ap
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    cli.run_command({"train": train, "evaluate": evaluate, "sample": sample}[args.command], args)
+    if args.command == "snr" and args.runs < 2:
+        parser().error("--runs: needs at least 2 gradient estimates to measure a spread")
+    cli.run_command({"train": train, "evaluate": evaluate, "sample": sample, "snr": snr}[args.command], args)
 
 
 if __name__ == "__main__":
