@@ -353,8 +353,9 @@ def encoder_snr(model, x, k, estimator, runs, rng):
     gradient, Monte Carlo KL at k=1; "dreg": DReG, which is STL at k=1).
 
     Per encoder parameter element: SNR = |mean| / std over the runs (Rainforth et al. 2018);
-    elements whose estimate is exactly 0 in every run (first-layer weights of pixels that are
-    off in every image of ``x``) carry no signal and no noise and are left out. Returns
+    elements whose estimate is exactly 0 in every run carry no signal and no noise and are left
+    out (first-layer weights from pixels that are off in every image of ``x`` while their ReLU
+    unit is on, and the weights of units off for every image). Returns
     ``(mean SNR, median SNR, elements used)``."""
     stats = scg.diagnostics.gradient_stats(
         lambda: build_graph(model, x, k=k, kl="mc", rng=rng, estimator=estimator), model.encoder.parameters(), runs)
