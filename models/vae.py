@@ -395,9 +395,9 @@ def snr(args):
         cfg = argparse.Namespace(dataset=args.dataset, data_dir=args.data_dir, valid=args.valid, limit=args.limit,
                                  likelihood="bernoulli", binarize="dynamic")
         images = prepare(cfg)
-        if len(images.train) < args.batch_size:
-            raise cli.CommandError(f"--batch-size {args.batch_size} is more than the {len(images.train)} training "
-                                   f"images; choose a smaller --batch-size or a larger --limit")
+        if len(images.train) < args.snr_batch:
+            raise cli.CommandError(f"--snr-batch {args.snr_batch} is more than the {len(images.train)} training "
+                                   f"images; choose a smaller --snr-batch or a larger --limit")
         rng = np.random.default_rng(args.seed)
         scg.manual_seed(args.seed)
         model = VAE(hidden=args.hidden, latent=args.latent, rng=rng)
@@ -406,7 +406,7 @@ def snr(args):
             bound_ = training.train_epoch(lambda xb: build_graph(model, xb, rng=rng), opt, images.train,
                                           args.batch_size, rng, desc=f"training epoch {epoch}/{args.epochs}")
             print(json.dumps(dict(epoch=epoch, train_bound=bound_)), flush=True)
-        x = training.binarize(images.train[: args.batch_size], np.random.default_rng(args.seed + 1))
+        x = training.binarize(images.train[: args.snr_batch], np.random.default_rng(args.seed + 1))
         rows = []
         for k in args.ks:
             for est in ("reparam", "dreg"):
@@ -415,7 +415,7 @@ def snr(args):
                 rows.append(dict(k=k, estimator=est, snr_mean=mean, snr_median=median, elements=used,
                                  seconds=time.perf_counter() - t0))
                 print(json.dumps(rows[-1]), flush=True)
-        config = {key: getattr(args, key) for key in ("dataset", "epochs", "limit", "valid", "batch_size", "hidden",
+        config = {key: getattr(args, key) for key in ("dataset", "epochs", "limit", "valid", "batch_size", "snr_batch", "hidden",
                                                       "latent", "lr", "runs", "ks", "seed")}
         result = dict(config=config, statistic="per encoder parameter element |mean|/std over runs on one fixed "
                       "minibatch; mean and median over the elements with a nonzero estimate",
@@ -424,7 +424,7 @@ def snr(args):
         cli.atomic_write(out / "snr_vs_k.json", lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
         plot_snr(rows, out / "snr_vs_k.png",
                  f"encoder gradient SNR, VAE {args.hidden}-{args.latent} after {args.epochs} epoch(s), "
-                 f"{args.runs} runs, batch {args.batch_size}")
+                 f"{args.runs} runs, {args.snr_batch} images")
         print(f"wrote {out / 'snr_vs_k.json'} and {out / 'snr_vs_k.png'}")
     return result
 
@@ -466,7 +466,9 @@ def parser():
     r.add_argument("--runs", type=cli.positive_int, default=100, help="gradient estimates per (k, estimator)")
     r.add_argument("--latent", type=cli.positive_int, default=20)
     r.add_argument("--hidden", type=cli.positive_int, default=200)
-    cli.add_training_options(r, epochs=1, batch_size=64, out="runs/snr", resume=False)
+    r.add_argument("--snr-batch", type=cli.positive_int, default=64,
+                   help="the fixed minibatch (first N training images) whose gradient is measured")
+    cli.add_training_options(r, epochs=1, batch_size=128, out="runs/snr", resume=False)
     r.set_defaults(limit=10000)
     return ap
 

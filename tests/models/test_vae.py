@@ -268,12 +268,12 @@ def test_encoder_snr_leaves_out_elements_that_are_always_zero():
 
 def test_snr_command_writes_a_row_per_k_and_estimator(tmp_path):
     r = run("snr", "--ks", "1", "3", "--runs", "5", "--epochs", "1", "--limit", "400", "--valid", "100",
-            "--hidden", "16", "--latent", "3", "--batch-size", "50", "--out", str(tmp_path))
+            "--hidden", "16", "--latent", "3", "--snr-batch", "20", "--out", str(tmp_path))
     result = json.loads((tmp_path / "snr_vs_k.json").read_text())
     assert [(row["k"], row["estimator"]) for row in result["rows"]] == [
         (1, "reparam"), (1, "dreg"), (3, "reparam"), (3, "dreg")]
     assert all(row["snr_mean"] > 0 and row["snr_median"] > 0 for row in result["rows"])
-    assert result["config"]["runs"] == 5
+    assert (result["config"]["runs"], result["config"]["snr_batch"]) == (5, 20)
     assert (tmp_path / "snr_vs_k.png").read_bytes()[:8] == PNG
     assert "snr_vs_k.json" in r.stdout
     again = run("snr", "--ks", "1", "--runs", "5", "--out", str(tmp_path), check=False)
