@@ -141,3 +141,142 @@ def test_gradients_flow_to_every_parameter():
     grads = scg.grad(loss, model.parameters())
     assert all(np.abs(g.data).sum() > 0 for g in grads)
     assert all(g.dtype == np.float32 for g in grads)
+
+
+# ---- --estimator reparam|stl|dreg and the SNR command ---------------------------------------------
+
+TINY = ["--epochs", "1", "--limit", "600", "--valid", "200", "--hidden", "20", "--latent", "4", "--batch-size", "100"]
+
+
+def checkpoint_config(out):
+    with np.load(Path(out) / "checkpoint.npz") as f:
+        return json.loads(f["meta"].tobytes().decode())["config"]
+
+
+@pytest.mark.parametrize("estimator, k, kl", [("reparam", 1, "analytic"), ("reparam", 3, "analytic"),
+                                              ("stl", 1, "mc"), ("dreg", 3, "mc"), ("dreg", 1, "mc")])
+def test_each_estimator_trains_records_itself_and_evaluates(tmp_path, estimator, k, kl):
+    out = tmp_path / "run"
+    run("train", *TINY, "--k", str(k), "--estimator", estimator, "--out", str(out))
+    (row,) = history(out)
+    assert np.isfinite(row["train_bound"]) and np.isfinite(row["valid_bound"])
+    assert -800 < row["train_bound"] < 0  # a bound on log p(x) of 784 binary pixels
+    config = checkpoint_config(out)
+    assert (config["estimator"], config["k"], config["kl"]) == (estimator, k, kl)  # --kl mc filled in for stl/dreg
+    r = run("evaluate", "--out", str(out), "--k", "5")
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["estimator"] == estimator and np.isfinite(result["test_log_likelihood"])
+    r = run("train", *TINY, "--epochs", "2", "--k", str(k), "--estimator", estimator, "--out", str(out), "--resume")
+    assert "resuming after epoch 1" in r.stdout and len(history(out)) == 2
+
+
+def test_default_run_is_reparam_with_analytic_kl(tmp_path):
+    run("train", *TINY, "--out", str(tmp_path))
+    config = checkpoint_config(tmp_path)
+    assert (config["estimator"], config["kl"]) == ("reparam", "analytic")
+    r = run("train", *TINY, "--epochs", "2", "--estimator", "stl", "--out", str(tmp_path), "--resume", check=False)
+    assert r.returncode != 0 and "different settings" in r.stderr and "estimator" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--estimator", "stl", "--k", "5"], "--estimator stl is biased for --k > 1"),
+        (["--estimator", "stl", "--kl", "analytic"], "--estimator stl needs --kl mc"),
+        (["--estimator", "dreg", "--k", "5", "--kl", "analytic"], "--estimator dreg needs --kl mc"),
+        (["--estimator", "vimco"], "invalid choice"),
+    ],
+)
+def test_unsuitable_estimator_settings_are_refused_in_one_line(tmp_path, args, message):
+    r = run("train", *TINY, *args, "--out", str(tmp_path / "run"), check=False)
+    assert r.returncode == 2
+    last = r.stderr.strip().splitlines()[-1]  # argparse's refusals come after its usage lines; ours alone
+    assert message in last and (last == r.stderr.strip() or "invalid choice" in message)
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_build_graph_refuses_unsuitable_estimators_by_name():
+    model = vae.VAE(x_dim=6, hidden=4, latent=2, rng=np.random.default_rng(0))
+    x = np.ones((3, 6), np.float32)
+    with pytest.raises(ValueError, match="biased"):
+        vae.build_graph(model, x, k=2, kl="mc", estimator="stl")
+    with pytest.raises(ValueError, match="needs --kl mc"):
+        vae.build_graph(model, x, k=2, estimator="dreg")
+    with pytest.raises(ValueError, match="must be one of reparam, stl, dreg"):
+        vae.build_graph(model, x, k=2, kl="mc", estimator="rloo")
+
+
+def small_problem(seed=0, b=4):
+    rng = np.random.default_rng(seed)
+    model = vae.VAE(x_dim=6, hidden=8, latent=2, rng=rng)
+    x = (rng.random((b, 6)) < 0.5).astype(np.float32)
+    return model, x
+
+
+@pytest.mark.parametrize("estimator, k", [("stl", 1), ("dreg", 1), ("dreg", 4)])
+def test_bound_value_and_decoder_gradient_are_the_standard_ones(estimator, k):
+    """Same draws (same seed): the declared bound has the value of the reparam graph's costs,
+    and the decoder's gradient is the standard one; only the encoder's gradient differs."""
+    model, x = small_problem()
+    std = vae.build_graph(model, x, k=k, kl="mc", rng=np.random.default_rng(3))
+    new = vae.build_graph(model, x, k=k, kl="mc", rng=np.random.default_rng(3), estimator=estimator)
+    np.testing.assert_allclose(new.objective().item(), std.objective().item(), rtol=1e-6)
+    dec, enc = model.decoder.parameters(), model.encoder.parameters()
+    g_std, g_new = scg.grad(std.surrogate(), dec + enc), scg.grad(new.surrogate(), dec + enc)
+    for a, b in zip(g_std[: len(dec)], g_new[: len(dec)]):
+        np.testing.assert_allclose(b.data, a.data, rtol=1e-4, atol=1e-6)
+    assert max(np.abs(a.data - b.data).max() for a, b in zip(g_std[len(dec):], g_new[len(dec):])) > 1e-3
+
+
+@pytest.mark.parametrize("estimator, k", [("stl", 1), ("dreg", 4)])
+def test_encoder_gradient_is_unbiased(estimator, k):
+    """The mean encoder gradient (projected on a fixed random direction) agrees with the
+    standard reparameterized one within 4 standard errors of the difference of the means."""
+    model, x = small_problem(1)
+    enc = model.encoder.parameters()
+    direction = [np.random.default_rng(9).standard_normal(p.shape) for p in enc]
+
+    def projections(est, seed, runs=1500):
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(runs):
+            gs = scg.grad(vae.build_graph(model, x, k=k, kl="mc", rng=rng, estimator=est).surrogate(), enc)
+            out.append(sum(float((g.data * d).sum()) for g, d in zip(gs, direction)))
+        return np.array(out)
+
+    a, b = projections("reparam", 10), projections(estimator, 11)
+    se = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    assert abs(a.mean() - b.mean()) < 4 * se
+    assert abs(a.mean()) > 4 * a.std(ddof=1) / np.sqrt(len(a))  # there is a signal to agree on
+
+
+def test_encoder_snr_leaves_out_elements_that_are_always_zero():
+    model, x = small_problem(2, b=5)
+    x[:, [1, 4]] = 0.0  # the first layer's weights from pixels 1 and 4 get exactly zero gradient
+    mean, median, used = vae.encoder_snr(model, x, 3, "dreg", 20, np.random.default_rng(0))
+    # Exactly zero, whatever z: W1[i, j] when no image has pixel i on while ReLU unit j is on
+    # (the dark pixels 1 and 4 among them); b1[j] and W2[j, :] when unit j is off for every image.
+    w1, b1, w2, b2 = (p.data for p in model.encoder.parameters())
+    active = (x @ w1 + b1 > 0).astype(np.float32)  # (B, hidden)
+    live_w1 = (x.T @ active) > 0
+    assert not live_w1[[1, 4]].any()
+    dead = active.sum(0) == 0
+    assert used == live_w1.sum() + (~dead).sum() + w2[~dead].size + b2.size
+    assert used < sum(p.size for p in (w1, b1, w2, b2)) - 16
+    assert 0 < median and 0 < mean and np.isfinite(mean)
+
+
+def test_snr_command_writes_a_row_per_k_and_estimator(tmp_path):
+    r = run("snr", "--ks", "1", "3", "--runs", "5", "--epochs", "1", "--limit", "400", "--valid", "100",
+            "--hidden", "16", "--latent", "3", "--snr-batch", "20", "--out", str(tmp_path))
+    result = json.loads((tmp_path / "snr_vs_k.json").read_text())
+    assert [(row["k"], row["estimator"]) for row in result["rows"]] == [
+        (1, "reparam"), (1, "dreg"), (3, "reparam"), (3, "dreg")]
+    assert all(row["snr_mean"] > 0 and row["snr_median"] > 0 for row in result["rows"])
+    assert (result["config"]["runs"], result["config"]["snr_batch"]) == (5, 20)
+    assert (tmp_path / "snr_vs_k.png").read_bytes()[:8] == PNG
+    assert "snr_vs_k.json" in r.stdout
+    again = run("snr", "--ks", "1", "--runs", "5", "--out", str(tmp_path), check=False)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    bad = run("snr", "--runs", "1", "--out", str(tmp_path / "x"), check=False)
+    assert bad.returncode != 0 and "--runs" in bad.stderr
