@@ -225,11 +225,13 @@ def load_checkpoint(path, kind=None, config_keys=()):
     return model_state, opt_state, meta["rng"], meta["epoch"], meta["config"], meta["history"]
 
 
-def resume(path, kind, model, opt, rng, config, ignore=("epochs",)):
+def resume(path, kind, model, opt, rng, config, ignore=("epochs",), defaults=None):
     """Continue a run from checkpoint ``path``: restore ``model``, ``opt`` and ``rng`` in place
     and return (first epoch to train, history so far). Refused when the checkpoint's settings
-    differ from ``config`` (except the keys in ``ignore``)."""
+    differ from ``config`` (except the keys in ``ignore``); a setting the checkpoint predates
+    counts as its value in ``defaults`` (what runs before that option did)."""
     model_state, opt_state, rng_state, epoch, saved, history = load_checkpoint(path, kind=kind)
+    saved = {**(defaults or {}), **saved}
     changed = {k: (saved.get(k), v) for k, v in config.items() if k not in ignore and saved.get(k) != v}
     if changed:
         raise CommandError(f"--resume: the checkpoint was trained with different settings: {changed}")

@@ -299,7 +299,8 @@ def train(args):
         opt = scg.optim.Adam(model.parameters(), lr=args.lr)
         start, history = 1, []
         if args.resume:
-            start, history = training.resume(out / "checkpoint.npz", "vae", model, opt, rng, config)
+            start, history = training.resume(out / "checkpoint.npz", "vae", model, opt, rng, config,
+                                             defaults={"estimator": "reparam"})  # runs before --estimator
 
         def validate(epoch):
             return dict(valid_bound=dataset_bound(model, images.valid, k=args.k, kl=args.kl,

@@ -280,3 +280,22 @@ def test_snr_command_writes_a_row_per_k_and_estimator(tmp_path):
     assert again.returncode == 2 and "--overwrite" in again.stderr
     bad = run("snr", "--runs", "1", "--out", str(tmp_path / "x"), check=False)
     assert bad.returncode != 0 and "--runs" in bad.stderr
+
+
+def test_a_checkpoint_from_before_the_estimator_option_resumes_as_reparam(tmp_path):
+    """Checkpoints written before --estimator existed have no such setting; they were reparam."""
+    out = tmp_path / "old"
+    common = ["--limit", "1500", "--hidden", "50", "--latent", "5"]
+    run("train", "--epochs", "1", *common, "--out", str(out))
+    with np.load(out / "checkpoint.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    del meta["config"]["estimator"]
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(out / "checkpoint.npz", "wb") as f:
+        np.savez(f, **arrays)
+    r = run("train", "--epochs", "2", *common, "--out", str(out), "--resume")
+    assert "resuming after epoch 1" in r.stdout
+    r = run("train", "--epochs", "3", *common, "--estimator", "dreg", "--k", "2", "--out", str(out), "--resume",
+            check=False)
+    assert r.returncode != 0 and "different settings" in r.stderr
