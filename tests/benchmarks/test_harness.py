@@ -16,6 +16,7 @@ import harness  # noqa: E402
 SCRIPT = textwrap.dedent(
     """
     import atexit, os, sys, time
+    os.environ["OMP_NUM_THREADS"] = "1"  # one thread: BLAS threads are what a noisy VM disturbs most
     sys.path.insert(0, {bench!r})
     import numpy as np
     import harness
@@ -55,13 +56,13 @@ def _events(log):
 
 def test_identical_implementations_report_within_15_percent(bench):
     script, _ = bench
-    for attempt in range(2):  # one retry: a CI neighbour can spoil a single run
-        med, each, _ = harness.time_steps(script, ["a", "b"], seconds=0.3, rounds=5, warmup=0.1)
+    for attempt in range(3):  # retries: a noisy neighbour (or hypervisor) can spoil a single run
+        med, each, _ = harness.time_steps(script, ["a", "b"], seconds=0.4, rounds=7, warmup=0.1)
         ratio = med["a"] / med["b"]
         if 1 / 1.15 <= ratio <= 1.15:
             break
     assert 1 / 1.15 <= ratio <= 1.15, (med, each)
-    assert len(each["a"]) == len(each["b"]) == 5
+    assert len(each["a"]) == len(each["b"]) == 7
 
 
 def test_one_worker_alive_at_a_time_and_order_rotates(bench):
