@@ -300,7 +300,8 @@ def _run(outputs, grads, wanted, retain_graph, create_graph):
                 elif create_graph:
                     grads[k] = grads[k] + gj
                 else:  # nothing records this sum: add the arrays, skip the primitive's bookkeeping
-                    grads[k] = _wrap(np.add(grads[k].data, gj.data))
+                    # (np.add of two 0-d arrays returns a numpy scalar: keep an ndarray, as record does)
+                    grads[k] = _wrap(np.asarray(np.add(grads[k].data, gj.data)))
             if not retain_graph:
                 node._parents = ()
                 node._op = FREED
@@ -310,7 +311,20 @@ def _run(outputs, grads, wanted, retain_graph, create_graph):
     return results
 
 
+def _as_leaf_dtype(g, leaf, create_graph):
+    """``g`` in the dtype of ``leaf``: a float32 parameter met by a float64 constant gets a
+    float32 gradient (as torch does), whichever backward path produced it."""
+    if g.data.dtype == leaf.data.dtype:
+        return g
+    if create_graph:
+        from .ops import astype  # (ops imports this module)
+
+        return astype(g, leaf.data.dtype)
+    return _wrap(g.data.astype(leaf.data.dtype))
+
+
 def _accumulate_leaf(leaf, g, create_graph):
+    g = _as_leaf_dtype(g, leaf, create_graph)
     if not create_graph:
         data = g.data
         if not data.flags.writeable or data.base is not None:
@@ -366,7 +380,7 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=No
     out = []
     for x in inputs:
         r = results.get(id(x))
-        out.append(r if r is not None else Tensor(np.zeros_like(x.data)))
+        out.append(_as_leaf_dtype(r, x, create_graph) if r is not None else Tensor(np.zeros_like(x.data)))
     return out
 
 
