@@ -317,9 +317,7 @@ def _as_leaf_dtype(g, leaf, create_graph):
     if g.data.dtype == leaf.data.dtype:
         return g
     if create_graph:
-        from .ops import astype  # (ops imports this module)
-
-        return astype(g, leaf.data.dtype)
+        return g.astype(leaf.data.dtype)  # the recorded primitive (a method attached by ops)
     return _wrap(g.data.astype(leaf.data.dtype))
 
 

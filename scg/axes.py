@@ -370,9 +370,10 @@ def _matrix_function(x, xs, infos, static, strict):
 ELEMENTWISE = (
     "add subtract multiply divide negative power maximum minimum exp log log1p expm1 sqrt tanh "
     "sigmoid softplus relu abs polygamma digamma lgamma where astype stop_gradient broadcast_to "
-    "less less_equal greater greater_equal equal not_equal standard_gamma log_standard_gamma xlogy"
+    "less less_equal greater greater_equal equal not_equal logical_and logical_or logical_not isfinite floor "
+    "standard_gamma log_standard_gamma xlogy"
 ).split()
 RULES = {name: _elementwise for name in ELEMENTWISE}
-RULES.update(sum=_reduction, max=_reduction, transpose=_transpose, reshape=_reshape,
+RULES.update(sum=_reduction, max=_reduction, all=_reduction, any=_reduction, transpose=_transpose, reshape=_reshape,
              getitem=_getitem, concatenate=_concatenate, matmul=_matmul, solve_triangular=_solve,
              cholesky=_matrix_function)

@@ -238,6 +238,15 @@ greater_equal = primitive("greater_equal", np.greater_equal, _no_grad_vjp, _no_g
 equal = primitive("equal", np.equal, _no_grad_vjp, _no_grad_vjp)
 not_equal = primitive("not_equal", np.not_equal, _no_grad_vjp, _no_grad_vjp)
 
+# Logic and integer tests, for support checks of values that may be samples: recorded (no
+# gradient) so that a mask computed from a sampled value stays in the graph. ``floor`` is
+# piecewise constant: its derivative is zero wherever it exists.
+logical_and = primitive("logical_and", np.logical_and, _no_grad_vjp, _no_grad_vjp)
+logical_or = primitive("logical_or", np.logical_or, _no_grad_vjp, _no_grad_vjp)
+logical_not = primitive("logical_not", np.logical_not, lambda g, ans, x: None)
+isfinite = primitive("isfinite", np.isfinite, lambda g, ans, x: None)
+floor = primitive("floor", np.floor, lambda g, ans, x: None)
+
 
 def astype(x, dtype):
     """``x`` converted to ``dtype``; the gradient is converted back."""
@@ -327,6 +336,22 @@ def max(x, axis=None, keepdims=False):
     return _max(x, axis=_axis(axis), keepdims=keepdims)
 
 
+_all = primitive("all", lambda x, axis, keepdims: np.all(x, axis=axis, keepdims=keepdims),
+                 lambda g, ans, x, axis, keepdims: None)
+_any = primitive("any", lambda x, axis, keepdims: np.any(x, axis=axis, keepdims=keepdims),
+                 lambda g, ans, x, axis, keepdims: None)
+
+
+def all(x, axis=None, keepdims=False):
+    """Whether every element along ``axis`` is true (boolean, no gradient; recorded)."""
+    return _all(x, axis=_axis(axis), keepdims=keepdims)
+
+
+def any(x, axis=None, keepdims=False):
+    """Whether some element along ``axis`` is true (boolean, no gradient; recorded)."""
+    return _any(x, axis=_axis(axis), keepdims=keepdims)
+
+
 def min(x, axis=None, keepdims=False):
     """Minimum over ``axis``."""
     return -max(-x if isinstance(x, Tensor) else -np.asarray(x), axis=axis, keepdims=keepdims)
@@ -366,7 +391,7 @@ def swapaxes(x, a, b):
 
 def _is_basic_index(index):
     parts = index if isinstance(index, tuple) else (index,)
-    return all(
+    return builtins.all(
         p is None or p is Ellipsis or isinstance(p, (slice, int, np.integer)) for p in parts
     )
 
@@ -665,6 +690,8 @@ for _name, _fn in {
     # Comparisons give boolean Tensors without gradient (recorded while a graph is built).
     "__lt__": less, "__le__": less_equal, "__gt__": greater, "__ge__": greater_equal,
     "__eq__": equal, "__ne__": not_equal,
+    "__and__": logical_and, "__rand__": logical_and, "__or__": logical_or, "__ror__": logical_or,
+    "__invert__": logical_not, "all": all, "any": any,
     "sum": sum, "mean": mean, "max": max, "min": min, "logsumexp": logsumexp,
     "softmax": softmax, "log_softmax": log_softmax,
     "reshape": _reshape_method, "transpose": _transpose_method, "astype": astype,

@@ -6,7 +6,9 @@ log p(x) = x log p + (1 - x) log(1 - p); from logits that is x l - softplus(l).
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check, p_log_q, params, probs_or_logits, untyped
+from .distribution import (
+    Distribution, broadcast, check, outside_is_impossible, p_log_q, params, probs_or_logits, untyped,
+)
 from .kl import register_kl, weighted_log_ratio
 
 
@@ -41,11 +43,11 @@ class Bernoulli(Distribution):
         """(log p, log(1 - p)), finite wherever the outcome is possible; no NaN gradients."""
         if self._given == "logits":
             return -ops.softplus(-self._param), -ops.softplus(self._param)
+        # The masks are recorded: p may itself depend on a sample (a table indexed by one).
         p = self._param
-        safe_p = ops.where(p.data > 0, p, 1)
-        safe_q = ops.where(p.data < 1, p, 0)
-        log_p = ops.where(p.data > 0, ops.log(safe_p), -np.inf)
-        log_q = ops.where(p.data < 1, ops.log1p(-safe_q), -np.inf)
+        positive, below_one = p > 0, p < 1
+        log_p = ops.where(positive, ops.log(ops.where(positive, p, 1)), -np.inf)
+        log_q = ops.where(below_one, ops.log1p(-ops.where(below_one, p, 0)), -np.inf)
         return log_p, log_q
 
     def sample(self, sample_shape=(), rng=None):
@@ -58,15 +60,15 @@ class Bernoulli(Distribution):
 
     def log_prob(self, value):
         x = self._value(value)
-        inside = self._support(x, (x.data == 0) | (x.data == 1))
+        one = x == 1
+        inside = self._support(x, one | (x == 0))
         if self._given == "logits":
             # x l - softplus(l): log sigmoid(l) at x = 1, log sigmoid(-l) at x = 0, one pass
             lp = x * self._param - ops.softplus(self._param)
         else:
             log_p, log_q = self._log_p()
-            one = np.broadcast_to(x.data == 1, np.broadcast_shapes(x.shape, self.batch_shape))
-            lp = ops.where(one, log_p, log_q)
-        return lp if inside.all() else ops.where(inside, lp, -np.inf)
+            lp = ops.where(one, log_p, log_q)  # the mask is recorded: lp depends on x
+        return outside_is_impossible(inside, lp)
 
     def entropy(self):
         log_p, log_q = self._log_p()

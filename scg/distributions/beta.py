@@ -15,7 +15,8 @@ import numpy as np
 
 from .. import ops
 from .distribution import (
-    Distribution, broadcast, check_positive, follows_value_dtype, keep_inside_unit_interval, log_beta, params, untyped,
+    Distribution, broadcast, check_positive, follows_value_dtype, keep_inside_unit_interval, log_beta,
+    outside_is_impossible, params, untyped,
 )
 from .gamma import rsample_log_standard_gamma
 from .kl import register_kl
@@ -48,12 +49,12 @@ class Beta(Distribution):
     @follows_value_dtype
     def log_prob(self, value):
         x = self._value(value)
-        inside = self._support(x, (x.data >= 0) & (x.data <= 1))
+        inside = self._support(x, (x >= 0) & (x <= 1))
         x = ops.where(inside, x, 0.5)
         a, b = self.concentration1, self.concentration0
         # xlogy makes 0 * log 0 = 0, so x = 0 (or 1) gives 0 for a = 1 (b = 1), +inf below, -inf above.
         lp = ops.xlogy(a - 1, x) + ops.xlogy(b - 1, 1 - x) - self._log_beta()
-        return ops.where(inside, lp, -np.inf)
+        return outside_is_impossible(inside, lp)
 
     def _log_beta(self):
         """log B(a, b), shape batch_shape."""

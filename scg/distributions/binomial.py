@@ -10,8 +10,10 @@ import numpy as np
 from .. import ops
 from ..tensor import Tensor
 from .bernoulli import Bernoulli
-from .distribution import BaseParams, Distribution, broadcast, check, follows_value_dtype, p_log_q, params
-from .poisson import is_count
+from .distribution import (
+    BaseParams, Distribution, broadcast, check, follows_value_dtype, is_count, outside_is_impossible, p_log_q,
+    params,
+)
 
 
 class Binomial(BaseParams, Distribution):
@@ -32,7 +34,7 @@ class Binomial(BaseParams, Distribution):
         (self.total_count, _), shape, dtype = params(
             "Binomial", total_count=np.asarray(total_count, dtype=self._base.dtype), **{given: self._base._param}
         )
-        check("Binomial", "total_count", self.total_count, is_count(self.total_count.data), "a non-negative integer")
+        check("Binomial", "total_count", self.total_count, is_count(self.total_count).data, "a non-negative integer")
         self._untyped = None if self._base._untyped is None else {"total_count": total_count, given: param}
         self.support = "the integers 0..total_count"
         super().__init__(shape, (), dtype, validate_args)
@@ -47,11 +49,11 @@ class Binomial(BaseParams, Distribution):
     def log_prob(self, value):
         x = self._value(value)
         n = self.total_count
-        inside = self._support(x, is_count(x.data) & (x.data <= n.data))
+        inside = self._support(x, is_count(x) & (x <= n))
         k = ops.where(inside, x, 0)
         log_p, log_q = self._base._log_p()
         log_choose = ops.lgamma(n + 1) - ops.lgamma(k + 1) - ops.lgamma(n - k + 1)
-        return ops.where(inside, log_choose + p_log_q(k, log_p) + p_log_q(n - k, log_q), -np.inf)
+        return outside_is_impossible(inside, log_choose + p_log_q(k, log_p) + p_log_q(n - k, log_q))
 
     def entropy(self):
         """-sum_k p(k) log p(k) over k = 0..max(total_count), shape batch_shape."""

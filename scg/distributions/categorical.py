@@ -9,7 +9,8 @@ import numpy as np
 from .. import ops
 from ..tensor import Tensor
 from .distribution import (
-    Distribution, broadcast, check, gather_last, p_log_q, params, probs_or_logits, sums_to_one, untyped,
+    Distribution, broadcast, check, gather_last, is_count, outside_is_impossible, p_log_q, params,
+    probs_or_logits, sums_to_one, untyped,
 )
 from .kl import register_kl, weighted_log_ratio
 
@@ -28,7 +29,7 @@ class Categorical(Distribution):
             raise ValueError(f"{name}: parameter '{given}' needs a last axis of categories, got shape {param.shape}")
         if given == "probs":
             check(name, "probs", param, (param.data >= 0) & (param.data <= 1), "in [0, 1]")
-            if not np.all(sums_to_one(param.data)):
+            if not np.all(sums_to_one(param).data):
                 total = param.data.sum(-1, dtype=np.float64)
                 raise ValueError(f"{name}: parameter 'probs' must sum to one on the last axis; sums are {total}")
             self._log_probs = ops.log(param)
@@ -63,15 +64,15 @@ class Categorical(Distribution):
         return Tensor(np.minimum(idx, self.num_categories - 1).astype(np.int64))
 
     def _indices(self, value):
-        v = value.data if isinstance(value, Tensor) else np.asarray(value)
-        inside = (v == np.round(v)) & (v >= 0) & (v < self.num_categories)
-        v_t = Tensor(v)
-        inside = self._support(v_t, np.broadcast_to(inside, np.broadcast_shapes(v.shape, self.batch_shape)))
-        return np.where(inside, v, 0).astype(np.int64), inside
+        """(int64 indices, 0 where outside the support; the boolean mask of the support),
+        both computed by recorded operations from ``value``, which may be a sample."""
+        v = value if isinstance(value, Tensor) else Tensor(np.asarray(value))
+        inside = self._support(v, is_count(v) & (v < self.num_categories))
+        return ops.astype(ops.where(inside, v, 0), np.int64), inside
 
     def log_prob(self, value):
         idx, inside = self._indices(value)
-        return ops.where(inside, gather_last(self._log_probs, idx), -np.inf)
+        return outside_is_impossible(inside, gather_last(self._log_probs, idx))
 
     def entropy(self):
         return broadcast(-ops.sum(p_log_q(self.probs, self._log_probs), axis=-1), self.batch_shape)

@@ -14,7 +14,8 @@ import numpy as np
 
 from .. import ops
 from .distribution import (
-    Distribution, broadcast, check_positive, clamp_keeping_gradient, follows_value_dtype, log_beta, params, sums_to_one, untyped,
+    Distribution, broadcast, check_positive, clamp_keeping_gradient, follows_value_dtype, log_beta,
+    outside_is_impossible, params, sums_to_one, untyped,
 )
 from .gamma import rsample_log_standard_gamma
 from .kl import register_kl
@@ -59,19 +60,17 @@ class Dirichlet(Distribution):
             raise ValueError(
                 f"Dirichlet.log_prob: value must have K = {k} on its last axis; got shape {x.shape}"
             )
-        on_simplex = (x.data >= 0).all(axis=-1) & sums_to_one(x.data, self.dtype)
-        inside = np.broadcast_to(on_simplex, np.broadcast_shapes(on_simplex.shape, self.batch_shape))
-        if self._validate and not inside.all():
-            bad = np.broadcast_to(x.data, inside.shape + (k,))[~inside][0]
-            raise ValueError(f"Dirichlet.log_prob: value {bad!r} is outside the support, {self.support}")
-        x = ops.where(inside[..., None], x, 1.0 / k)
+        inside = self._support(x, ops.all(x >= 0, axis=-1) & sums_to_one(x, self.dtype))
+        if not inside.data.all():
+            x = ops.where(ops.expand_dims(inside, -1), x, 1.0 / k)
         terms = ops.xlogy(self.concentration - 1, x)
         # x_k = 0 gives +inf for a_k < 1 and -inf for a_k > 1; where both meet, the
         # product x^(a-1) has a factor 0 * inf, taken as 0 (density 0), never NaN.
-        zero_density = (terms.data == -np.inf).any(axis=-1)
-        terms = ops.where(zero_density[..., None], 0, terms)
+        zero_density = ops.any(terms == -np.inf, axis=-1)
+        if zero_density.data.any():
+            terms = ops.where(ops.expand_dims(zero_density, -1), 0, terms)
         lp = ops.sum(terms, axis=-1) - self._log_beta()
-        return ops.where(inside & ~zero_density, lp, -np.inf)
+        return outside_is_impossible(inside & ~zero_density, lp)
 
     def _log_beta(self):
         """log B(a), shape concentration.shape[:-1]."""

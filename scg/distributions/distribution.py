@@ -133,15 +133,19 @@ class Distribution:
         return value
 
     def _support(self, value, inside):
-        """Boolean mask of ``value`` inside the support (broadcast); under validation
-        a value outside it raises ``ValueError``. ``log_prob`` puts -inf where False."""
-        inside = np.asarray(inside, dtype=bool)
-        if self._validate and not inside.all():
+        """``inside`` (a boolean Tensor computed from ``value`` by recorded operations, so a
+        graph sees that it depends on a sampled value) broadcast against the batch shape;
+        under validation a value outside the support raises ``ValueError``. Use it with
+        :func:`outside_is_impossible`, which puts -inf where it is False."""
+        inside = inside if isinstance(inside, Tensor) else Tensor(np.asarray(inside, dtype=bool))
+        shape = np.broadcast_shapes(inside.shape, self.batch_shape)
+        inside = broadcast(inside, shape)
+        if self._validate and not inside.data.all():
             event = value.shape[value.ndim - len(self.event_shape):] if self.event_shape else ()
-            bad = np.broadcast_to(value.data, inside.shape + event)[~inside]
+            bad = np.broadcast_to(value.data, shape + event)[~inside.data]
             raise ValueError(
-                f"{type(self).__name__}.log_prob: value {bad.flat[0]!r} is outside the "
-                f"support, {self.support}"
+                f"{type(self).__name__}.log_prob: value {bad[0] if event else bad.flat[0]!r} is outside "
+                f"the support, {self.support}"
             )
         return inside
 
@@ -207,13 +211,15 @@ def untyped(**named):
 
 
 def sums_to_one(x, *dtypes):
-    """Boolean mask, shape x.shape[:-1]: whether each x[..., :] (an ndarray) sums to one,
-    summed in float64, within ``simplex_tolerance`` for the coarsest float dtype among
-    x's and ``dtypes`` (the one simplex test of Categorical, Dirichlet and the relaxation)."""
+    """Boolean Tensor (recorded), shape x.shape[:-1]: whether each x[..., :] (a Tensor or an
+    array) sums to one, summed in float64, within ``simplex_tolerance`` for the coarsest
+    float dtype among x's and ``dtypes`` (the one simplex test of Categorical, Dirichlet and
+    the relaxation). Parameter checks read its ``.data``."""
+    x = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
     k = x.shape[-1]
     floats = [np.dtype(d) for d in (x.dtype,) + dtypes if np.dtype(d).kind == "f"] or [np.dtype(np.float64)]
     tol = max(simplex_tolerance(k, d) for d in floats)
-    return np.abs(x.sum(-1, dtype=np.float64) - 1) <= tol
+    return ops.abs(ops.sum(ops.astype(x, np.float64), axis=-1) - 1) <= tol
 
 
 def simplex_tolerance(k, dtype):
@@ -284,20 +290,36 @@ def broadcast(t, shape):
 
 
 def gather_last(t, index):
-    """``t[..., index]`` elementwise: ``t`` (*B, K), integer ``index`` (*S, *B) ->
-    (*S, *B), broadcasting ``t``'s batch axes against the index."""
-    index = np.asarray(index)
-    batch = np.broadcast_shapes(t.shape[:-1], index.shape)
-    t = broadcast(t, batch + t.shape[-1:])
-    index = np.broadcast_to(index, batch)
-    grids = np.indices(batch, sparse=True) if batch else ()
-    return ops.getitem(t, tuple(grids) + (index,))
+    """``t[..., index]`` elementwise: ``t`` (*B, K), integer ``index`` (*S, *B) -> (*S, *B),
+    broadcasting ``t``'s batch axes against the index.
+
+    Computed as ``sum_k where(index == k, t_k, 0)``: every step is an elementwise op or a
+    sum over the last axis, so a graph follows a sampled index (and its named axes) through
+    it, and a -inf entry that is not selected gives neither NaN values nor NaN gradients."""
+    index = index if isinstance(index, Tensor) else Tensor(np.asarray(index))
+    k = t.shape[-1]
+    hit = ops.equal(ops.expand_dims(index, -1), np.arange(k))
+    return ops.sum(ops.where(hit, t, 0), axis=-1)
 
 
 def p_log_q(p, log_q):
-    """p * log_q with 0 where p == 0 (so 0 * -inf = 0), value and gradients NaN-free."""
-    zero = p.data == 0
+    """p * log_q with 0 where p == 0 (so 0 * -inf = 0), value and gradients NaN-free. The
+    test p == 0 is recorded: ``p`` may be a sampled value (a count)."""
+    zero = ops.equal(p, 0)
     return ops.where(zero, 0, p * ops.where(zero, 0, log_q))
+
+
+def is_count(x):
+    """Boolean Tensor (recorded, no gradient): ``x`` is a finite non-negative integer, of any
+    numeric dtype. Value checks use it as it is; parameter checks read its ``.data``."""
+    with np.errstate(invalid="ignore"):
+        return ops.isfinite(x) & ops.greater_equal(x, 0) & ops.equal(ops.floor(x), x)
+
+
+def outside_is_impossible(inside, lp):
+    """``lp`` with -inf where the boolean Tensor ``inside`` (from ``Distribution._support``)
+    is False. When every value is inside, ``lp`` itself (no extra pass over the data)."""
+    return lp if inside.data.all() else ops.where(inside, lp, -np.inf)
 
 
 def relaxation_params(cls_name, temperature, base):

@@ -7,7 +7,9 @@ CDF: ``x = -log(1 - u) / b`` with ``u ~ Uniform[0, 1)``, so dx/db = -x/b.
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check_positive, follows_value_dtype, params, untyped
+from .distribution import (
+    Distribution, broadcast, check_positive, follows_value_dtype, outside_is_impossible, params, untyped,
+)
 from .kl import register_kl
 
 
@@ -30,9 +32,9 @@ class Exponential(Distribution):
     @follows_value_dtype
     def log_prob(self, value):
         x = self._value(value)
-        inside = self._support(x, x.data >= 0)
+        inside = self._support(x, x >= 0)
         lp = ops.log(self.rate) - self.rate * ops.where(inside, x, 0)
-        return ops.where(inside, lp, -np.inf)
+        return outside_is_impossible(inside, lp)
 
     def entropy(self):
         return broadcast(1 - ops.log(self.rate), self.batch_shape)

@@ -37,7 +37,8 @@ from .. import ops
 from ..autodiff import primitive
 from ..ops import unbroadcast
 from .distribution import (
-    Distribution, broadcast, check_positive, clamp_keeping_gradient, follows_value_dtype, params, untyped,
+    Distribution, broadcast, check_positive, clamp_keeping_gradient, follows_value_dtype, outside_is_impossible,
+    params, untyped,
 )
 from .kl import register_kl
 
@@ -163,14 +164,14 @@ class Gamma(Distribution):
     @follows_value_dtype
     def log_prob(self, value):
         x = self._value(value)
-        inside = self._support(x, x.data >= 0)
+        inside = self._support(x, x >= 0)
         # x = inf is the end of the support, where the density is 0 (as scipy says);
         # evaluating there would give (a - 1) log x - b x = inf - inf = NaN.
-        finite = inside & (x.data < np.inf)
-        safe_x = ops.where(finite, x, 1)
+        finite = inside & (x < np.inf)
+        safe_x = x if finite.data.all() else ops.where(finite, x, 1)
         a, b = self.concentration, self.rate
         lp = a * ops.log(b) + ops.xlogy(a - 1, safe_x) - b * safe_x - ops.lgamma(a)
-        return ops.where(finite, lp, -np.inf)
+        return outside_is_impossible(finite, lp)
 
     def entropy(self):
         a, b = self.concentration, self.rate

@@ -11,9 +11,10 @@ import numpy as np
 from .. import ops
 from ..tensor import Tensor
 from .bernoulli import Bernoulli
-from .distribution import BaseParams, Distribution, broadcast, check, follows_value_dtype, p_log_q
+from .distribution import (
+    BaseParams, Distribution, broadcast, check, follows_value_dtype, is_count, outside_is_impossible, p_log_q,
+)
 from .kl import register_kl, weighted_log_ratio
-from .poisson import is_count
 
 
 class Geometric(BaseParams, Distribution):
@@ -41,10 +42,10 @@ class Geometric(BaseParams, Distribution):
     @follows_value_dtype
     def log_prob(self, value):
         x = self._value(value)
-        inside = self._support(x, np.broadcast_to(is_count(x.data), np.broadcast_shapes(x.shape, self.batch_shape)))
+        inside = self._support(x, is_count(x))
         k = ops.where(inside, x, 0)
         log_p, log_q = self._base._log_p()
-        return ops.where(inside, p_log_q(k, log_q) + log_p, -np.inf)
+        return outside_is_impossible(inside, p_log_q(k, log_q) + log_p)
 
     def entropy(self):
         return broadcast(self._base.entropy() / self.probs, self.batch_shape)

@@ -10,7 +10,9 @@ import math
 import numpy as np
 
 from .. import ops
-from .distribution import Distribution, broadcast, check_positive, follows_value_dtype, params, untyped
+from .distribution import (
+    Distribution, broadcast, check_positive, follows_value_dtype, outside_is_impossible, params, untyped,
+)
 
 HALF_LOG_PI_OVER_2 = 0.5 * math.log(math.pi / 2)
 
@@ -34,10 +36,10 @@ class HalfNormal(Distribution):
     @follows_value_dtype
     def log_prob(self, value):
         x = self._value(value)
-        inside = self._support(x, x.data >= 0)
+        inside = self._support(x, x >= 0)
         z = ops.where(inside, x, 0) / self.scale
         lp = -0.5 * z * z - ops.log(self.scale) - HALF_LOG_PI_OVER_2
-        return ops.where(inside, lp, -np.inf)
+        return outside_is_impossible(inside, lp)
 
     def entropy(self):
         return broadcast(0.5 + HALF_LOG_PI_OVER_2 + ops.log(self.scale), self.batch_shape)

@@ -61,5 +61,5 @@ def kl_divergence(p, q):
 def weighted_log_ratio(w, log_p, log_q):
     """w * (log_p - log_q), 0 where w == 0 (outcomes p cannot produce), without NaN:
     the terms of a discrete KL, sum_k p(k) (log p(k) - log q(k))."""
-    zero = w.data == 0
+    zero = ops.equal(w, 0)  # recorded: w may depend on a sample
     return p_log_q(w, ops.where(zero, 0, log_p) - ops.where(zero, 0, log_q))

@@ -13,8 +13,9 @@ from .. import ops
 from ..tensor import Tensor
 from .binomial import Binomial
 from .categorical import Categorical
-from .distribution import BaseParams, Distribution, broadcast, follows_value_dtype, p_log_q
-from .poisson import is_count
+from .distribution import (
+    BaseParams, Distribution, broadcast, follows_value_dtype, is_count, outside_is_impossible, p_log_q,
+)
 
 
 class Multinomial(BaseParams, Distribution):
@@ -26,7 +27,7 @@ class Multinomial(BaseParams, Distribution):
         if isinstance(total_count, Tensor):
             total_count = total_count.data
         n = np.asarray(total_count)
-        if n.ndim != 0 or not is_count(n):
+        if n.ndim != 0 or not is_count(n).data:
             raise ValueError(f"Multinomial: parameter 'total_count' must be a non-negative integer; got {total_count!r}")
         self.total_count = int(n)
         self._base = Categorical(probs=probs, logits=logits, validate_args=validate_args)
@@ -41,7 +42,8 @@ class Multinomial(BaseParams, Distribution):
         if self._base._probs is None:
             return self._base.logits
         p = self._base._probs
-        return ops.where(p.data > 0, ops.log(ops.where(p.data > 0, p, 1)), -np.inf)
+        positive = p > 0  # recorded: p may depend on a sample
+        return ops.where(positive, ops.log(ops.where(positive, p, 1)), -np.inf)
 
     def sample(self, sample_shape=(), rng=None):
         shape = self._extended_shape(sample_shape)
@@ -55,18 +57,14 @@ class Multinomial(BaseParams, Distribution):
         k = self.event_shape[0]
         if x.ndim == 0 or x.shape[-1] != k:
             raise ValueError(f"Multinomial.log_prob: value must have K = {k} on its last axis; got shape {x.shape}")
-        ok = is_count(x.data).all(-1) & (x.data.sum(-1) == self.total_count)
-        inside = np.broadcast_to(ok, np.broadcast_shapes(ok.shape, self.batch_shape))
-        if self._validate and not inside.all():
-            bad = np.broadcast_to(x.data, inside.shape + (k,))[~inside][0]
-            raise ValueError(f"Multinomial.log_prob: value {bad!r} is outside the support, {self.support}")
-        x = ops.where(inside[..., None], x, 0)
+        inside = self._support(x, ops.all(is_count(x), axis=-1) & (ops.sum(x, axis=-1) == self.total_count))
+        x = ops.where(ops.expand_dims(inside, -1), x, 0)
         lp = (
             float(gammaln(self.total_count + 1))
             - ops.sum(ops.lgamma(x + 1), axis=-1)
             + ops.sum(p_log_q(x, self._log_probs()), axis=-1)
         )
-        return ops.where(inside, lp, -np.inf)
+        return outside_is_impossible(inside, lp)
 
     def entropy(self):
         n = self.total_count

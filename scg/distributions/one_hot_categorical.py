@@ -6,7 +6,7 @@ import numpy as np
 from .. import ops
 from ..tensor import Tensor
 from .categorical import Categorical
-from .distribution import BaseParams, Distribution, broadcast
+from .distribution import BaseParams, Distribution, broadcast, outside_is_impossible
 
 
 class OneHotCategorical(BaseParams, Distribution):
@@ -26,15 +26,17 @@ class OneHotCategorical(BaseParams, Distribution):
 
     def log_prob(self, value):
         x = self._value(value)
-        v = x.data
-        if v.shape[-1:] != self.event_shape:
+        if x.shape[-1:] != self.event_shape:
             raise ValueError(
-                f"OneHotCategorical.log_prob: value of shape {v.shape} does not end in the event shape {self.event_shape}"
+                f"OneHotCategorical.log_prob: value of shape {x.shape} does not end in the event shape {self.event_shape}"
             )
-        one_hot = np.all((v == 0) | (v == 1), axis=-1) & (v.sum(-1) == 1)
-        inside = self._support(x, np.broadcast_to(one_hot, np.broadcast_shapes(v.shape[:-1], self.batch_shape)))
-        idx = np.where(inside, v.argmax(-1), 0)
-        return ops.where(inside, self._base.log_prob(idx), -np.inf)
+        # Recorded operations only: x may be a sample, and the graph must see lp depend on it.
+        hot = x == 1
+        one_hot = ops.all(hot | (x == 0), axis=-1) & (ops.sum(x, axis=-1) == 1)
+        inside = self._support(x, one_hot)
+        # log p_k at the hot entry: sum_j where(x_j = 1, log p_j, 0) (no 0 * -inf)
+        lp = ops.sum(ops.where(hot, self._base.logits, 0), axis=-1)
+        return outside_is_impossible(inside, lp)
 
     def entropy(self):
         return self._base.entropy()

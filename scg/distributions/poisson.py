@@ -8,15 +8,10 @@ import numpy as np
 
 from .. import ops
 from ..tensor import Tensor
-from .distribution import Distribution, broadcast, check, follows_value_dtype, params, untyped
+from .distribution import (
+    Distribution, broadcast, check, follows_value_dtype, is_count, outside_is_impossible, params, untyped,
+)
 from .kl import register_kl, weighted_log_ratio
-
-
-def is_count(v):
-    """Elementwise: ``v`` is a finite non-negative integer (of any numeric dtype)."""
-    v = np.asarray(v)
-    with np.errstate(invalid="ignore"):
-        return np.isfinite(v) & (v >= 0) & (v == np.floor(v))
 
 
 class Poisson(Distribution):
@@ -40,9 +35,9 @@ class Poisson(Distribution):
     @follows_value_dtype
     def log_prob(self, value):
         x = self._value(value)
-        inside = self._support(x, np.broadcast_to(is_count(x.data), np.broadcast_shapes(x.shape, self.batch_shape)))
+        inside = self._support(x, is_count(x))
         k = ops.where(inside, x, 0)
-        return ops.where(inside, ops.xlogy(k, self.rate) - self.rate - ops.lgamma(k + 1), -np.inf)
+        return outside_is_impossible(inside, ops.xlogy(k, self.rate) - self.rate - ops.lgamma(k + 1))
 
     @property
     def mean(self):

@@ -9,7 +9,9 @@ import numpy as np
 
 from .. import ops
 from .bernoulli import Bernoulli
-from .distribution import BaseParams, Distribution, keep_inside_unit_interval, relaxation_params
+from .distribution import (
+    BaseParams, Distribution, keep_inside_unit_interval, outside_is_impossible, relaxation_params,
+)
 
 
 class RelaxedBernoulli(BaseParams, Distribution):
@@ -34,11 +36,11 @@ class RelaxedBernoulli(BaseParams, Distribution):
 
     def log_prob(self, value):
         y = self._value(value)
-        inside = self._support(y, (y.data > 0) & (y.data < 1))
-        safe = ops.where(inside, y, 0.5)
+        inside = self._support(y, (y > 0) & (y < 1))
+        safe = y if inside.data.all() else ops.where(inside, y, 0.5)
         t, l = self.temperature, self.logits
         log_y, log_1my = ops.log(safe), ops.log1p(-safe)
         a = l - t * log_y
         b = -t * log_1my
         lp = ops.log(t) + l - (t + 1) * (log_y + log_1my) - 2 * (a + ops.softplus(b - a))
-        return ops.where(inside, lp, -np.inf)
+        return outside_is_impossible(inside, lp)

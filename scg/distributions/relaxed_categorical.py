@@ -12,7 +12,9 @@ import numpy as np
 
 from .. import ops
 from .categorical import Categorical
-from .distribution import BaseParams, Distribution, clamp_keeping_gradient, relaxation_params, sums_to_one
+from .distribution import (
+    BaseParams, Distribution, clamp_keeping_gradient, outside_is_impossible, relaxation_params, sums_to_one,
+)
 
 
 class RelaxedOneHotCategorical(BaseParams, Distribution):
@@ -47,9 +49,8 @@ class RelaxedOneHotCategorical(BaseParams, Distribution):
                 f"RelaxedOneHotCategorical.log_prob: value of shape {y.shape} does not end in the "
                 f"event shape {self.event_shape}"
             )
-        on_simplex = np.all(y.data > 0, axis=-1) & sums_to_one(y.data, self.dtype)
-        inside = self._support(y, np.broadcast_to(on_simplex, np.broadcast_shapes(y.shape[:-1], self.batch_shape)))
-        safe = ops.where(np.expand_dims(inside, -1), y, 1.0 / k)
+        inside = self._support(y, ops.all(y > 0, axis=-1) & sums_to_one(y, self.dtype))
+        safe = y if inside.data.all() else ops.where(ops.expand_dims(inside, -1), y, 1.0 / k)
         t = self.temperature
         log_y = ops.log(safe)
         lp = (
@@ -58,4 +59,4 @@ class RelaxedOneHotCategorical(BaseParams, Distribution):
             + ops.sum(self.logits - (self._t() + 1) * log_y, axis=-1)
             - k * ops.logsumexp(self.logits - self._t() * log_y, axis=-1)
         )
-        return ops.where(inside, lp, -np.inf)
+        return outside_is_impossible(inside, lp)

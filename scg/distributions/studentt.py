@@ -71,12 +71,12 @@ class StudentT(Distribution):
 
     @property
     def mean(self):
-        return broadcast(ops.where(self.df.data > 1, self.loc, np.nan), self.batch_shape)
+        return broadcast(ops.where(self.df > 1, self.loc, np.nan), self.batch_shape)
 
     @property
     def variance(self):
         nu = self.df
-        finite = nu.data > 2
+        finite = nu > 2
         v = self.scale * self.scale * nu / ops.where(finite, nu - 2, 1)
-        v = ops.where(finite, v, np.where(nu.data > 1, np.inf, np.nan).astype(self.dtype))
+        v = ops.where(finite, v, ops.astype(ops.where(nu > 1, np.inf, np.nan), self.dtype))
         return broadcast(v, self.batch_shape)

@@ -14,7 +14,7 @@ import numpy as np
 from .. import ops
 from ..autodiff import no_grad
 from ..tensor import Tensor
-from .distribution import Distribution, sum_rightmost
+from .distribution import Distribution, outside_is_impossible, sum_rightmost
 from .transforms import ComposeTransform, Transform
 
 
@@ -82,20 +82,23 @@ class TransformedDistribution(Distribution):
     def log_prob(self, value):
         y = self._value(value)
         event_dim = len(self.event_shape)
-        inside = np.ones(y.shape, dtype=bool)
+        inside = None  # where y is in every codomain: a recorded boolean Tensor (y may be a sample)
         ladj = 0.0
         for t in reversed(self.transforms):
-            ok = np.asarray(t._in_codomain(y.data), dtype=bool)
-            if not ok.all():  # evaluate at a safe point there; the result is -inf below
-                inside = inside & ok
+            ok = t._in_codomain(y)
+            if not ok.data.all():  # evaluate at a safe point there; the result is -inf below
+                inside = ok if inside is None else inside & ok
                 y = ops.where(ok, y, t._codomain_point())
             x = t.inv(y)
             ladj = ladj + sum_rightmost(t.log_abs_det_jacobian(x, y), event_dim - t.event_dim)
             y = x
-        inside = self._support(value if isinstance(value, Tensor) else Tensor(np.asarray(value)),
-                               inside.all(axis=tuple(range(-event_dim, 0))) if event_dim else inside)
+        if inside is None:
+            inside = Tensor(np.ones((), dtype=bool))
+        elif event_dim:
+            inside = ops.all(inside, axis=tuple(range(-event_dim, 0)))
+        inside = self._support(value if isinstance(value, Tensor) else Tensor(np.asarray(value)), inside)
         lp = sum_rightmost(self.base_dist.log_prob(y), event_dim - len(self.base_dist.event_shape)) - ladj
-        return lp if inside.all() else ops.where(inside, lp, -np.inf)
+        return outside_is_impossible(inside, lp)
 
     def __repr__(self):
         return f"TransformedDistribution({self.base_dist!r}, {self.transforms!r})"

@@ -53,8 +53,9 @@ class Transform:
         raise NotImplementedError
 
     def _in_codomain(self, y):
-        """Boolean mask, elementwise: y is a value the transform can produce."""
-        return np.ones(np.shape(y), dtype=bool)
+        """Boolean Tensor, elementwise (recorded: y may be a sample): y is a value the transform
+        can produce. Here every value: a 0-d True that broadcasts against any y."""
+        return Tensor(np.ones((), dtype=bool))
 
     def _codomain_point(self):
         """A value inside the codomain (to evaluate at in place of one outside it)."""

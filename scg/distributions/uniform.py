@@ -43,7 +43,9 @@ class Uniform(Distribution):
     @follows_value_dtype
     def log_prob(self, value):
         x = self._value(value)
-        inside = self._support(x, (x.data >= self.low.data) & (x.data < self.high.data))
+        inside = self._support(x, (x >= self.low) & (x < self.high))
+        # Always through the (recorded) mask: the density is constant inside, so the mask is
+        # the only way the result depends on x.
         return ops.where(inside, -ops.log(self.high - self.low), -np.inf)
 
     def entropy(self):
