@@ -437,8 +437,9 @@ class Graph:
             extra = self._escaped
             names = ", ".join(f"'{self.stochastic[i].name}'" for i in _bits(self._escaped & ~info.anc))
             warnings.warn(
-                f"cost '{name}' is credited to {names} too: their values left the graph as Python "
-                f"numbers (item(), float(), int(), bool()), so the cost may depend on them in ways scg "
+                f"cost '{name}' is credited to {names} too: their values left the graph (as Python "
+                f"numbers through item(), float(), int(), bool(), or as arrays through numpy(), "
+                f"np.asarray() or a new scg.tensor()), so the cost may depend on them in ways scg "
                 f"cannot see (unbiased, but noisier). Keep computations on Tensors (scg.where for "
                 f"branches) for sharper credit",
                 stacklevel=2,

@@ -35,6 +35,7 @@ class Tensor:
 
     def __init__(self, data, requires_grad=False, dtype=None):
         if isinstance(data, Tensor):
+            _escape(data)  # a new leaf from a Tensor's value: its history is cut
             data = data.data
         data = np.asarray(data, dtype=dtype)
         if requires_grad and data.dtype.kind not in "fc":
@@ -90,12 +91,17 @@ class Tensor:
         return len(self.data)
 
     def __array__(self, dtype=None, copy=None):
+        # numpy reading a Tensor (np.asarray(t), np.sum(t), ...) takes its value out of the
+        # recorded world: a graph being built credits what depends on it conservatively.
+        _escape(self)
         if dtype is not None and dtype != self.data.dtype:
             return self.data.astype(dtype)
         return self.data.copy() if copy else self.data
 
     def numpy(self):
-        """The underlying ndarray (shared, not copied)."""
+        """The underlying ndarray (shared, not copied). Inside ``with g:`` this is a value
+        leaving the graph, as ``item()`` is: see ``Graph`` (conservative credit, a warning)."""
+        _escape(self)
         return self.data
 
     def item(self):
@@ -146,6 +152,7 @@ def _escape(t):
 def tensor(data, requires_grad=False, dtype=None):
     """A new leaf Tensor holding a copy of ``data`` (array-like or Tensor)."""
     if isinstance(data, Tensor):
+        _escape(data)  # a new leaf from a Tensor's value: its history is cut
         data = data.data
     return Tensor(np.array(data, dtype=dtype), requires_grad=requires_grad)
 
