@@ -15,9 +15,14 @@ import tempfile
 
 import graphviz
 
+from .autodiff import FREED
 from .graph import _bits
 from .tensor import Tensor
 
+FREED_MESSAGE = (
+    "cannot draw graph {name!r}: a backward pass freed the records of how its values were computed, "
+    "so its edges are gone. Draw it before backward() (or pass retain_graph=True to backward())"
+)
 DEFAULT_COLOR = "#555555"  # for an estimator-like object without a ``color``
 INSTALL_HINT = (
     "Graphviz's `dot` executable was not found: install Graphviz (Debian/Ubuntu: "
@@ -74,7 +79,7 @@ def _named_tensors(g):
     return named
 
 
-def _sources(start, named, stop_op):
+def _sources(start, named, stop_op, freed_message):
     """Named nodes upstream of tensors ``start`` without passing another named node:
     {name: pathwise} where pathwise says some path avoids ``stop_gradient``."""
     found = {}
@@ -90,6 +95,8 @@ def _sources(start, named, stop_op):
         if node is not None:
             found[node.name] = found.get(node.name, False) or not stopped
             continue
+        if t._op is FREED:  # drawing it would silently leave edges out
+            raise RuntimeError(freed_message)
         through_stop = stopped or t._op is stop_op
         for p in t._parents:
             stack.append((p, through_stop))
@@ -101,6 +108,11 @@ def _edges(g):
     from .ops import _stop
 
     named = _named_tensors(g)
+    freed = FREED_MESSAGE.format(name=g.name)
+    for node in g.nodes.values():
+        for t in (node.value, getattr(node, "log_prob", None)):
+            if t is not None and t._op is FREED:
+                raise RuntimeError(freed)
     edges = []
     for node in g.nodes.values():
         if node.kind == "stochastic":
@@ -114,7 +126,7 @@ def _edges(g):
             start = list(node.value._parents)
         else:
             continue
-        for src, pathwise in _sources(start, named, _stop).items():
+        for src, pathwise in _sources(start, named, _stop, freed).items():
             if src == node.name:
                 continue
             s = g.nodes[src]
@@ -239,6 +251,8 @@ def _ops_dot(dot, g, ids):
         if id(t) in seen:
             continue
         seen[id(t)] = t
+        if t._op is FREED:
+            raise RuntimeError(FREED_MESSAGE.format(name=g.name))
         k = key(t)
         if id(t) not in named:
             label = t._op.name if t._op is not None else ("leaf" if not t.requires_grad else "param")

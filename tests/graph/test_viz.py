@@ -283,3 +283,23 @@ def test_a_bound_is_drawn_as_a_cost_with_its_edges():
     node = node[: node.index("\n\t", 1)]  # statements are separated by a newline and a tab
     assert "shape=diamond" in node and "over z" in node
     assert f"{ids['z']} -> {ids['neg_iwae']}" in dot and f"{ids['loc']} -> {ids['neg_iwae']}" in dot
+
+
+def test_drawing_after_backward_is_refused_not_drawn_without_edges():
+    mu = scg.tensor(1.0, requires_grad=True)
+    g = scg.Graph()
+    with g:
+        z = g.sample("z", D.Normal(mu, 1.0))
+        g.cost("c", (z - 3.0) ** 2)
+    before = g.to_graphviz().source
+    assert "->" in before  # z -> c
+    g.surrogate().backward()
+    for detail in ("nodes", "ops"):
+        with pytest.raises(RuntimeError, match="freed .* Draw it before backward"):
+            g.to_graphviz(detail=detail)
+    g2 = scg.Graph()
+    with g2:
+        z = g2.sample("z", D.Normal(mu, 1.0))
+        g2.cost("c", (z - 3.0) ** 2)
+    g2.surrogate().backward(retain_graph=True)
+    assert g2.to_graphviz().source.count("->") == before.count("->")
