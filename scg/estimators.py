@@ -27,9 +27,13 @@ multi-sample bounds over the node's own sample axis), whose per-sample log-weigh
 VIMCO, STL and DReG use.
 """
 
+import warnings
+import weakref
+
 import numpy as np
 
 from . import ops
+from .optim import steps_taken
 from .tensor import Tensor
 
 
@@ -636,12 +640,22 @@ class RunningMean:
     """Bias-corrected exponential moving averages, one per key, updated explicitly:
     ``record(key, x)`` keeps x as pending (replacing an earlier pending x of that key),
     ``update()`` applies every pending x: ``m <- decay m + (1 - decay) x``;
-    ``value(key)`` is ``m / (1 - decay^count)`` (``default`` before any update)."""
+    ``value(key)`` is ``m / (1 - decay^count)`` (``default`` before any update).
 
-    def __init__(self, decay):
+    A statistic still pending after an optimiser step (``scg.optim.steps_taken``) was never
+    applied: the step used the old average, and without ``update()`` the average never moves
+    (stays 0). ``record`` warns when it would drop such a statistic (``update()`` forgotten),
+    and when baselines were thrown away holding one (a baseline created inside the step
+    function starts from 0 every step). Surrogates built without optimiser steps in between
+    (measuring a gradient many times) warn of nothing."""
+
+    def __init__(self, decay, owner="baseline"):
         self.decay = decay
+        self.owner = owner
         self.state = {}  # key -> (average, number of updates)
-        self.pending = {}  # key -> statistic recorded since the last update
+        self.pending = {}  # key -> (statistic recorded since the last update, steps_taken then)
+        self._finalizer = None
+        self._warned = False
 
     def value(self, key, default=0.0):
         """The bias-corrected average of ``key`` (``default`` before its first update)."""
@@ -650,14 +664,44 @@ class RunningMean:
 
     def record(self, key, x):
         """Keep ``x`` as the statistic ``update()`` will fold in for ``key``."""
-        self.pending[key] = x
+        now = steps_taken()
+        name = key[0] if isinstance(key, tuple) else key
+        old = self.pending.get(key)
+        if old is not None and old[1] < now and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"{self.owner} of '{name}': the statistic recorded before the last optimiser step was "
+                f"never applied, so this baseline {'is still 0' if not self.state else 'is not moving'}. "
+                f"Call baseline.update() (or estimator.update()) after each optimiser step",
+                stacklevel=4,
+            )
+        if _DISCARDED[0] >= 2 and not _DISCARDED[1]:
+            _DISCARDED[1] = True
+            warnings.warn(
+                f"{_DISCARDED[0]} stateful baselines were thrown away holding statistics they never "
+                f"applied, so each started from 0 ({self.owner} of '{name}' is one more). Create the "
+                f"baseline once, outside the function that builds the graph, reuse it every step and "
+                f"call its update() after each optimiser step",
+                stacklevel=4,
+            )
+        self.pending[key] = (x, now)
+        if self._finalizer is None:  # watches the dict, not self (which it must not keep alive)
+            self._finalizer = weakref.finalize(self, _on_discard, self.pending)
 
     def update(self):
         """Fold every recorded statistic into its average and forget them."""
-        for key, x in self.pending.items():
+        for key, (x, _) in self.pending.items():
             avg, count = self.state.get(key, (0.0, 0))
             self.state[key] = (self.decay * avg + (1 - self.decay) * x, count + 1)
-        self.pending = {}
+        self.pending.clear()  # in place: the finalizer watches this dict
+
+
+_DISCARDED = [0, False]  # baselines discarded with a statistic pending across a step; warned yet
+
+
+def _on_discard(pending):
+    if any(step < steps_taken() for _, step in pending.values()):
+        _DISCARDED[0] += 1
 
 
 class MovingAverageBaseline(Baseline):
@@ -670,7 +714,7 @@ class MovingAverageBaseline(Baseline):
         if not 0 <= decay < 1:
             raise ValueError(f"MovingAverageBaseline: decay must be in [0, 1), got {decay}")
         self.decay = decay
-        self.average = RunningMean(decay)
+        self.average = RunningMean(decay, owner="MovingAverageBaseline")
 
     def __call__(self, node, signal):
         self.average.record(node.name, float(np.mean(signal.q)))
@@ -739,7 +783,7 @@ class LearnedBaseline(Baseline):
         self.module = module
         self.center = MovingAverageBaseline(center) if center is not None else None
         self.normalize = normalize
-        self.moments = RunningMean(normalize) if normalize is not None else None
+        self.moments = RunningMean(normalize, owner="LearnedBaseline") if normalize is not None else None
 
     def __call__(self, node, signal):
         q = signal.q

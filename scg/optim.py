@@ -42,6 +42,15 @@ def _blocks(shapes, n):
     return groups
 
 
+_STEPS_TAKEN = [0]  # optimiser steps taken in this process, by every optimizer
+
+
+def steps_taken():
+    """How many optimiser steps (of any optimizer) this process has taken: stateful baselines
+    use it to notice statistics that an ``update()`` never applied (see scg.estimators)."""
+    return _STEPS_TAKEN[0]
+
+
 class Optimizer:
     """Base class: a list of parameters, hyperparameters, and per-parameter state arrays."""
 
@@ -57,6 +66,10 @@ class Optimizer:
         self.step_count = 0
         self.param_steps = [0] * len(self.params)  # steps in which each parameter had a gradient
         self.state = {}  # name -> list of arrays, one per parameter
+
+    def _count_step(self):
+        self.step_count += 1
+        _STEPS_TAKEN[0] += 1
 
     def zero_grad(self):
         """Forget the accumulated gradients."""
@@ -156,7 +169,7 @@ class SGD(Optimizer):
         for p, g in zip(self.params, grads):
             if g is not None:
                 p._bump()  # records made before this step would read the new values
-        self.step_count += 1
+        self._count_step()
 
 
 class Adam(Optimizer):
@@ -180,7 +193,7 @@ class Adam(Optimizer):
             self.state["v"] = [np.zeros_like(p.data) for p in self.params]
         if self._scratch is None:
             self._scratch = [np.empty_like(p.data) for p in self.params]
-        self.step_count += 1
+        self._count_step()
         grads = self._grads()
         coef = {}
         for i, g in enumerate(grads):
