@@ -12,6 +12,7 @@ on_escape           called with a Tensor leaving as a Python scalar           No
 graph               the innermost stochastic Graph being built                None
 forced_estimator    ``choose(dist) -> estimator or None`` overriding models   None
 replay              ``{node name: value}`` fixed for stochastic nodes         None
+forced_subsamples   ``{plate name: indices}`` fixed for subsampled plates     None
 validate_args       distributions check their arguments by default            False
 generator           the library's ``numpy.random.Generator``                  unseeded
 ==================  ========================================================  ==============
@@ -41,6 +42,7 @@ _DEFAULTS = {
     "graph": None,
     "forced_estimator": None,
     "replay": None,
+    "forced_subsamples": None,
     "validate_args": False,
 }
 

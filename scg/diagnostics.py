@@ -7,12 +7,13 @@ differentiate with respect to.
 """
 
 import itertools
+import math
 
 import numpy as np
 
 from . import ops
 from .autodiff import grad
-from .graph import Graph, force_estimator, parameters, replay
+from .graph import Graph, force_estimator, force_subsamples, parameters, replay
 
 
 class GradientStats:
@@ -81,24 +82,44 @@ def outcomes(build, max_outcomes=100_000):
     yields ``(graph, log_prob)`` where the graph was built with those values replayed and
     ``log_prob`` (a Tensor, differentiable in the parameters) is the log-probability of the
     outcome. Nodes are enumerated element by element (``n=K`` draws and batch axes
-    included), so the count is the product of support size ** elements; more than
+    included), so the count is the product of support size ** elements. A subsampled plate
+    (N datapoints, batches of B) is enumerated too: each of its C(N, B) minibatches is an
+    outcome of probability 1 / C(N, B), so the sum is over the full data. More than
     ``max_outcomes`` raises ValueError."""
     from .estimators import ScoreFunction
 
     def choose(dist):
         return ScoreFunction() if getattr(dist, "has_enumerate_support", False) else None
 
-    pending = [({}, 1)]  # (values fixed so far, number of outcomes they stand for)
+    # (node values fixed so far, plate subsamples fixed so far, number of outcomes they stand for)
+    pending = [({}, {}, 1)]
     while pending:
-        values, total = pending.pop()
-        with force_estimator(choose), replay(values):
+        values, subsets, total = pending.pop()
+        with force_estimator(choose), replay(values, strict=False), force_subsamples(subsets):
             g = _build(build)
+        plates = [d for d in g._plate_dims.values() if d.size != d.full_size and d.name not in subsets]
+        if plates:
+            d = plates[0]
+            count = math.comb(d.full_size, d.size)
+            if total * count > max_outcomes:
+                raise ValueError(
+                    f"enumerating the {count} minibatches of plate '{d.name}' ({d.size} of {d.full_size}) makes "
+                    f"more than max_outcomes={max_outcomes} joint outcomes; use gradient_stats instead"
+                )
+            for idx in itertools.combinations(range(d.full_size), d.size):
+                pending.append((values, {**subsets, d.name: np.array(idx)}, total * count))
+            continue
         free = [s for s in g.stochastic if s.name not in values]
         if not free:
             log_p = None
             for s in g.stochastic:
                 lp = s.log_prob.sum()
                 log_p = lp if log_p is None else log_p + lp
+            log_minibatch = -sum(math.log(math.comb(d.full_size, d.size)) for d in g._plate_dims.values())
+            if log_p is None:
+                log_p = ops.stop_gradient(np.float64(log_minibatch))
+            elif log_minibatch:
+                log_p = log_p + log_minibatch
             yield g, log_p
             continue
         s = free[0]
@@ -116,7 +137,7 @@ def outcomes(build, max_outcomes=100_000):
                 f"makes more than max_outcomes={max_outcomes} joint outcomes; use gradient_stats instead"
             )
         for v in _joint_values(s.dist, s.n):
-            pending.append(({**values, s.name: v}, total))
+            pending.append(({**values, s.name: v}, subsets, total))
 
 
 def exact_gradient(build, params, max_outcomes=100_000):

@@ -404,6 +404,29 @@ def _bernoulli(dist, who, name):
     return base.logits, event_nd
 
 
+def _saturated(dist, who, name):
+    """Boolean array (batch + event) of the coins whose logit is +-inf. Refused where the
+    node was given ``probs`` of exactly 0 or 1: there d/dp E[f] = f(1) - f(0) is not zero,
+    but both samples of a pair are always equal, so no antithetic (or relaxed) estimate of it
+    exists. With logits +-inf the gradient with respect to the logit is zero, as the
+    estimate is once those coins are left out (0 * inf would be NaN)."""
+    from . import distributions as D
+
+    base = dist.base_dist if isinstance(dist, D.Independent) else dist
+    if base._given == "probs":
+        p = base.probs.data
+        saturated = (p == 0) | (p == 1)
+    else:
+        saturated = ~np.isfinite(base.logits.data)
+    if saturated.any() and base._given == "probs":
+        raise ValueError(
+            f"{who} for '{name}': probs holds {p[saturated].flat[0]:g} (exactly 0 or 1), where "
+            f"the two samples of a pair are always equal, so d/dp cannot be estimated from them. Keep probs "
+            f"inside (0, 1), give logits, or use scg.Enumerate() / scg.ScoreFunction() for '{name}'"
+        )
+    return np.broadcast_to(saturated, tuple(dist.batch_shape) + tuple(dist.event_shape))
+
+
 def _no_noise(who, node):
     return ValueError(
         f"{who} for '{node.name}': the value was replayed, so the uniform noise it was drawn from "
@@ -455,6 +478,9 @@ class _AntitheticBernoulli(Estimator):
                 f"per-sample costs or use scg.ScoreFunction()"
             )
         logits, event_nd = _bernoulli(node.dist, who, node.name)
+        saturated = _saturated(node.dist, who, node.name)
+        if saturated.any():  # zero gradient there (see _saturated)
+            logits = ops.where(saturated, 0, logits)
         q = np.broadcast_to(signal.q, node.log_prob.shape)
         q = q.reshape(q.shape + (1,) * event_nd)  # one cost per coin of the event
         m = node.n // 2
@@ -577,6 +603,9 @@ class RELAX(Estimator):
             raise _no_noise("RELAX", node)
         u, v = noise
         logits, event_nd = _bernoulli(node.dist, "RELAX", node.name)
+        saturated = _saturated(node.dist, "RELAX", node.name)
+        if saturated.any():  # zero gradient there (see _saturated): compute at logit 0, then drop
+            logits = ops.where(saturated, 0, logits)
         # The uniforms are float64; constants from them are cast to the logits' dtype (the logs
         # first: a float32 v may round to 1) so float32 logits keep a float32 estimate.
         log_v, log1m_v = np.log(v).astype(logits.dtype), np.log1p(-v).astype(logits.dtype)
@@ -599,6 +628,8 @@ class RELAX(Estimator):
         q = np.broadcast_to(signal.q, node.log_prob.shape).reshape(node.log_prob.shape + event)
         score = b - _sigmoid(a.data)  # d_a log p(b), per coin
         g = (q - s * c_cond.reshape(c_cond.shape + event)) * score + s * d
+        if saturated.any():
+            g = ops.where(saturated, 0, g)
         return ops.sum(logits * ops.stop_gradient(g)) + ops.sum(g * g), None
 
     def describe(self):

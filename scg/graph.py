@@ -184,7 +184,9 @@ class Graph:
             if subsample_size is None or subsample_size == size:
                 dim = Dim(name, int(size), "plate", 1.0, np.arange(size))
             else:
-                idx = resolve(self.rng).choice(size, size=subsample_size, replace=False)
+                idx = _forced_subsample(name, size, subsample_size)
+                if idx is None:
+                    idx = resolve(self.rng).choice(size, size=subsample_size, replace=False)
                 dim = Dim(name, int(subsample_size), "plate", size / subsample_size, idx, int(size))
             self._plate_dims[name] = dim
         elif dim.full_size != size or (subsample_size or size) != dim.size:
@@ -449,6 +451,17 @@ class Graph:
             mixed[ANY] = mixed.get(ANY, 0) | extra
             info = Info(info.dims, info.anc | extra, info.direct | extra, mixed)
         _refuse_repeated(info.dims, f"cost '{name}' (shape {value.shape})")
+        for d in info.mixed or ():
+            if d.kind == "plate" and d.size != d.full_size and d not in info.dims:
+                # A reduction over a minibatch is no estimate of the one over all the data
+                # unless it is a plain sum, which the graph cannot tell from a nonlinear one.
+                raise AxisError(
+                    f"cost '{name}' reduces {d.describe()}, a subsample of {d.full_size} datapoints, so "
+                    f"its value is not an estimate of the full-data cost and cannot be scaled by "
+                    f"{d.full_size}/{d.size}. Declare the cost per datapoint inside `with g.plate("
+                    f"'{d.name}', ...)` (keeping the plate axis: it is then scaled by {d.full_size}/{d.size} "
+                    f"and summed), or use the whole plate (no subsample_size)"
+                )
         dims = list(info.dims)
         self._place_plates(dims, value.shape, 0, f"cost '{name}' (shape {value.shape})")
         info = Info(tuple(dims), info.anc, info.direct, info.mixed)
@@ -468,12 +481,16 @@ class Graph:
         Enumerated nodes are summed out exactly; sample axes averaged; subsampled plates scaled."""
         from .compiler import objective
 
+        check_replay_names(self)
+
         return objective(self)
 
     def credit(self, rao_blackwellize=True):
         """The learning signal of every score-function node (a :class:`scg.compiler.Credit`:
         ``q``, the costs credited to each node, whether its own sample axis was pooled)."""
         from .compiler import credit
+
+        check_replay_names(self)
 
         return credit(self, rao_blackwellize)
 
@@ -486,6 +503,8 @@ class Graph:
         """The surrogate loss with everything that went into it (a
         :class:`scg.compiler.Surrogate` record: ``loss``, ``objective``, ``credit``, ``baselines``)."""
         from .compiler import surrogate
+
+        check_replay_names(self)
 
         return surrogate(self, rao_blackwellize)
 
@@ -504,6 +523,8 @@ class Graph:
         ``magic(x) = exp(x - stop_gradient(x))``; its value equals ``objective()``
         and its derivatives of every order are unbiased. Baselines are not used."""
         from .compiler import dice
+
+        check_replay_names(self)
 
         return dice(self)
 
@@ -587,17 +608,74 @@ def _replayed(graph, name):
         return graph.replay[name]
     for values in context.active("replay"):
         if name in values:
+            values.used.add(name)
             return values[name]
     return None
 
 
+class _ReplayValues(dict):
+    """The values of one ``scg.replay`` block, and the names a graph took from it."""
+
+    used = None
+
+
 @contextmanager
-def replay(values):
+def replay(values, strict=True):
     """Within this block, graphs use ``values[name]`` as the value of stochastic node
     ``name`` instead of drawing it (``{name: array}``; the nodes need score-function
-    estimators). For conditioning on data and for exact checks by enumeration."""
-    with context.switched("scg.replay", replay=dict(values)):
+    estimators). For conditioning on data and for exact checks by enumeration.
+
+    A name that no stochastic node sampled inside the block took raises ``ValueError`` when
+    the block ends (a misspelt name would otherwise leave the node drawn at random);
+    ``strict=False`` allows names that some graphs do not have."""
+    values = _ReplayValues(values)
+    values.used = set()
+    with context.switched("scg.replay", replay=values):
         yield
+    unused = [k for k in values if k not in values.used]
+    if strict and unused:
+        raise ValueError(
+            f"scg.replay: {', '.join(repr(k) for k in unused)} named no stochastic node sampled inside "
+            f"the block, so {'it was' if len(unused) == 1 else 'they were'} not used (misspelt, or "
+            f"a cost's or plate's name?)"
+        )
+
+
+def _forced_subsample(name, size, subsample_size):
+    """The indices ``force_subsamples`` fixes for plate ``name``, checked; or None."""
+    for forced in context.active("forced_subsamples"):
+        if name in forced:
+            idx = np.asarray(forced[name])
+            if (idx.shape != (subsample_size,) or idx.dtype.kind not in "iu" or len(set(idx.tolist())) != idx.size
+                    or idx.min() < 0 or idx.max() >= size):
+                raise ValueError(
+                    f"plate '{name}': forced subsample {forced[name]!r} must be {subsample_size} distinct "
+                    f"integers in [0, {size})"
+                )
+            return idx
+    return None
+
+
+@contextmanager
+def force_subsamples(indices):
+    """Within this block, a subsampled plate named in ``indices`` ({plate name: B distinct
+    indices}) uses those indices instead of drawing them: how
+    :func:`scg.diagnostics.outcomes` averages over every minibatch exactly."""
+    with context.switched("force_subsamples", forced_subsamples=dict(indices)):
+        yield
+
+
+def check_replay_names(graph):
+    """Refuse replay values (``Graph(replay=...)``) that name no stochastic node of ``graph``:
+    a misspelt name would otherwise be ignored and the node drawn at random."""
+    unknown = [k for k in graph.replay if not isinstance(graph.nodes.get(k), StochasticNode)]
+    if unknown:
+        known = ", ".join(f"'{s.name}'" for s in graph.stochastic) or "none"
+        raise ValueError(
+            f"Graph {graph.name!r}: replay names {', '.join(repr(k) for k in unknown)}, which "
+            f"{'is' if len(unknown) == 1 else 'are'} not a stochastic node of this graph (stochastic "
+            f"nodes: {known})"
+        )
 
 
 # ---- forcing estimators (diagnostics.exact_gradient) -------------------------------------

@@ -36,8 +36,8 @@ class Bernoulli(Distribution):
     def logits(self):
         if self._given == "logits":
             return self._param
-        p = self._param
-        return ops.log(p) - ops.log1p(-p)  # +-inf at p in {0, 1}
+        log_p, log_q = self._log_p()
+        return log_p - log_q  # +-inf at p in {0, 1}, without a warning
 
     def _log_p(self):
         """(log p, log(1 - p)), finite wherever the outcome is possible; no NaN gradients."""
@@ -62,8 +62,9 @@ class Bernoulli(Distribution):
         x = self._value(value)
         one = x == 1
         inside = self._support(x, one | (x == 0))
-        if self._given == "logits":
+        if self._given == "logits" and np.isfinite(self._param.data).all():
             # x l - softplus(l): log sigmoid(l) at x = 1, log sigmoid(-l) at x = 0, one pass
+            # (at l = +-inf that is inf - inf: such logits take the branch below)
             lp = x * self._param - ops.softplus(self._param)
         else:
             log_p, log_q = self._log_p()
