@@ -82,6 +82,9 @@ class Bernoulli(Distribution):
 
     @property
     def variance(self):
+        if self._given == "logits":  # p q = exp(log p + log q): 1 - p loses q's digits when p is near 1
+            log_p, log_q = self._log_p()
+            return broadcast(ops.exp(log_p + log_q), self.batch_shape)
         p = self.probs
         return broadcast(p * (1 - p), self.batch_shape)
 

@@ -1,7 +1,8 @@
 """Binomial(total_count, probs=None, logits=None): successes in n Bernoulli(p) trials,
 P(x = k) = C(n, k) p^k (1 - p)^(n - k) for k = 0..n.
 
-log p(k) = lgamma(n + 1) - lgamma(k + 1) - lgamma(n - k + 1) + k log p + (n - k) log(1 - p);
+log p(k) = lgamma(n + 1) - lgamma(k + 1) - lgamma(n - k + 1) + k log p + (n - k) log(1 - p),
+evaluated in Loader's saddle-point form (``stable.py``) so that it stays accurate at any n;
 mean n p, variance n p (1 - p); entropy by summing over the (finite) support.
 """
 
@@ -14,13 +15,15 @@ from .distribution import (
     BaseParams, Distribution, broadcast, check, follows_value_dtype, is_count, outside_is_impossible, p_log_q,
     params,
 )
+from .stable import deviance, log_factorial_rest
 
 
 class Binomial(BaseParams, Distribution):
     """Successes in ``total_count`` (non-negative integers) trials with success
     probability ``probs`` in [0, 1] or ``logits`` (exactly one); all broadcast together.
     No pathwise sample; the support 0..total_count can be enumerated when
-    total_count is the same for the whole batch. Samples are floats, as in torch."""
+    total_count is the same for the whole batch. Samples are floats, as in torch;
+    sampling refuses total_count >= 2**63 (numpy's counts are int64), log_prob does not."""
 
     has_enumerate_support = True
 
@@ -41,6 +44,10 @@ class Binomial(BaseParams, Distribution):
 
     def sample(self, sample_shape=(), rng=None):
         shape = self._extended_shape(sample_shape)
+        if np.any(self.total_count.data >= 2.0**63):  # numpy draws with int64 counts
+            raise ValueError(
+                f"Binomial.sample: parameter 'total_count' must be below 2**63 to sample; got {self.total_count.data.max()!r}"
+            )
         n = np.broadcast_to(self.total_count.data, self.batch_shape).astype(np.int64)
         p = np.broadcast_to(self.probs.data, self.batch_shape).astype(np.float64)
         return Tensor(self._rng(rng).binomial(n, p, size=shape).astype(self.dtype))
@@ -52,8 +59,13 @@ class Binomial(BaseParams, Distribution):
         inside = self._support(x, is_count(x) & (x <= n))
         k = ops.where(inside, x, 0)
         log_p, log_q = self._base._log_p()
-        log_choose = ops.lgamma(n + 1) - ops.lgamma(k + 1) - ops.lgamma(n - k + 1)
-        return outside_is_impossible(inside, log_choose + p_log_q(k, log_p) + p_log_q(n - k, log_q))
+        # Loader's form: the lgammas of the direct formula are ~n log n and cancel to nothing
+        # at large n; p and q come from (log p, log q) so that q is accurate for p near 1.
+        lp = (
+            log_factorial_rest(n) - log_factorial_rest(k) - log_factorial_rest(n - k)
+            - deviance(k, n * ops.exp(log_p)) - deviance(n - k, n * ops.exp(log_q))
+        )
+        return outside_is_impossible(inside, lp)
 
     def entropy(self):
         """-sum_k p(k) log p(k) over k = 0..max(total_count), shape batch_shape."""
@@ -68,8 +80,7 @@ class Binomial(BaseParams, Distribution):
 
     @property
     def variance(self):
-        p = self.probs
-        return broadcast(self.total_count * p * (1 - p), self.batch_shape)
+        return broadcast(self.total_count * self._base.variance, self.batch_shape)
 
     def enumerate_support(self, expand=True):
         """0..total_count on a new leading axis: (n + 1,) + batch_shape (floats); needs

@@ -15,6 +15,24 @@ from .distribution import (
 from .kl import register_kl, weighted_log_ratio
 
 
+def log_normalize(logits):
+    """log_softmax over the last axis, accurate for a dominant category too: with l_k the
+    largest logit, l - l_k - log1p(sum_{j != k} exp(l_j - l_k)). ops.log_softmax takes the log
+    of the rounded sum 1 + tiny, so log p_k = -3.6e-13 came out -3.5993e-13, and so did
+    1 - p_k = -expm1(log p_k). The pivot k is a constant index: every derivative is exact."""
+    k = np.argmax(logits.data, axis=-1)  # a parameter, read only to choose the pivot
+    shifted = logits - ops.expand_dims(gather_last(logits, k), -1)
+    pivot = np.arange(logits.shape[-1]) == k[..., None]
+    rest = ops.sum(ops.where(pivot, 0.0, ops.exp(shifted)), axis=-1, keepdims=True)
+    return shifted - ops.log1p(rest)
+
+
+def one_minus_probs(cat):
+    """1 - p_k of a Categorical: as -expm1(log p_k) when it was given logits, since 1 - p
+    rounds away the digits of a p near 1 (relative error eps / (1 - p))."""
+    return 1 - cat._probs if cat._probs is not None else -ops.expm1(cat._log_probs)
+
+
 class Categorical(Distribution):
     """Distribution over indices 0..K-1 given ``probs`` (non-negative, summing to one on
     the last axis) or unnormalized ``logits``. batch_shape = shape[:-1]; samples are int64."""
@@ -39,7 +57,7 @@ class Categorical(Distribution):
                 raise ValueError(f"{name}: parameter 'logits' must not contain +inf")
             if np.any(np.all(np.isneginf(param.data), axis=-1)):
                 raise ValueError(f"{name}: parameter 'logits' gives every category probability zero")
-            self._log_probs = ops.log_softmax(param, axis=-1)
+            self._log_probs = log_normalize(param)
             self._probs = None
         self.num_categories = param.shape[-1]
         self.support = f"the integers 0..{self.num_categories - 1}"

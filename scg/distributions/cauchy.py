@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import ops
 from .distribution import LocationScale, broadcast, follows_value_dtype
+from .stable import log1p_square
 
 LOG_PI = math.log(math.pi)
 
@@ -24,7 +25,7 @@ class Cauchy(LocationScale):
     def log_prob(self, value):
         x = self._value(value)
         z = (x - self.loc) / self.scale
-        return -ops.log1p(z * z) - ops.log(self.scale) - LOG_PI
+        return -log1p_square(z) - ops.log(self.scale) - LOG_PI  # z^2 overflows beyond 1e154
 
     def entropy(self):
         return broadcast(math.log(4 * math.pi) + ops.log(self.scale), self.batch_shape)

@@ -19,7 +19,8 @@ from .kl import register_kl, weighted_log_ratio
 
 class Geometric(BaseParams, Distribution):
     """Failures before the first success, success probability ``probs`` in (0, 1] or
-    ``logits`` (exactly one). No pathwise sample; samples are floats, as in torch."""
+    ``logits`` (exactly one). No pathwise sample; samples are floats, as in torch, drawn
+    by inversion in float64 (so beyond 2**63 at tiny p; inf past float32's range)."""
 
     support = "the non-negative integers"
 
@@ -36,8 +37,15 @@ class Geometric(BaseParams, Distribution):
 
     def sample(self, sample_shape=(), rng=None):
         shape = self._extended_shape(sample_shape)
-        p = np.broadcast_to(self.probs.data, self.batch_shape).astype(np.float64)
-        return Tensor((self._rng(rng).geometric(p, size=shape) - 1).astype(self.dtype))
+        # Inversion, floor(E / -log(1 - p)) with E ~ Exp(1), in float64: numpy's geometric
+        # returns int64 and sat at 2**63 in 92% of draws at p = 1e-20 (mean 1e20). log(1 - p)
+        # comes from the Bernoulli's (log p, log q), exact for tiny p and for logits.
+        _, log_q = self._base._log_p()
+        log_q = np.broadcast_to(log_q.data, self.batch_shape).astype(np.float64)
+        e = self._rng(rng).standard_exponential(shape)
+        with np.errstate(divide="ignore"):  # p = 1: log q = -inf, every draw 0
+            k = np.floor(e / -log_q)
+        return Tensor(k.astype(self.dtype))
 
     @follows_value_dtype
     def log_prob(self, value):
@@ -52,12 +60,16 @@ class Geometric(BaseParams, Distribution):
 
     @property
     def mean(self):
-        return broadcast(1 / self.probs - 1, self.batch_shape)
+        return broadcast(self._q() / self.probs, self.batch_shape)
 
     @property
     def variance(self):
         p = self.probs
-        return broadcast((1 / p - 1) / p, self.batch_shape)
+        return broadcast(self._q() / (p * p), self.batch_shape)
+
+    def _q(self):
+        """1 - p; from logits as exp(log q), which 1 / p - 1 would round away for p near 1."""
+        return ops.exp(self._base._log_p()[1]) if self._base._given == "logits" else 1 - self.probs
 
 
 @register_kl(Geometric, Geometric)

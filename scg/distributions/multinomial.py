@@ -1,7 +1,10 @@
 """Multinomial(total_count=1, probs=None, logits=None): counts x_1..x_K of n draws from
 a Categorical(p), P(x) = n! / prod_i x_i! prod_i p_i^(x_i) where sum_i x_i = n.
 
-log p(x) = lgamma(n + 1) - sum_i lgamma(x_i + 1) + sum_i x_i log p_i; mean n p,
+log p(x) = lgamma(n + 1) - sum_i lgamma(x_i + 1) + sum_i x_i log p_i, evaluated in Loader's
+saddle-point form (``stable.py``), accurate at any n. total_count above 2**53 is refused
+(``ValueError`` naming it): float64 counts there skip integers, so a draw rounded to floats
+could fall outside the support its log_prob checks. Mean n p,
 variance n p (1 - p); entropy
 H = -lgamma(n + 1) - n sum_i p_i log p_i + sum_i E[lgamma(x_i + 1)], x_i ~ Binomial(n, p_i).
 """
@@ -12,10 +15,14 @@ from scipy.special import gammaln
 from .. import ops
 from ..tensor import Tensor
 from .binomial import Binomial
-from .categorical import Categorical
+from .categorical import Categorical, one_minus_probs
 from .distribution import (
     BaseParams, Distribution, broadcast, follows_value_dtype, is_count, outside_is_impossible, p_log_q,
 )
+from .stable import deviance, log_factorial_rest
+
+# The largest n below which float64 holds every integer: see Multinomial's docstring.
+MAX_TOTAL_COUNT = 2**53
 
 
 class Multinomial(BaseParams, Distribution):
@@ -29,6 +36,11 @@ class Multinomial(BaseParams, Distribution):
         n = np.asarray(total_count)
         if n.ndim != 0 or not is_count(n).data:
             raise ValueError(f"Multinomial: parameter 'total_count' must be a non-negative integer; got {total_count!r}")
+        if n > MAX_TOTAL_COUNT:
+            raise ValueError(
+                f"Multinomial: parameter 'total_count' must be at most 2**53 = {MAX_TOTAL_COUNT} (beyond it float "
+                f"counts skip integers, and draws rounded to floats need not sum to it); got {total_count!r}"
+            )
         self.total_count = int(n)
         self._base = Categorical(probs=probs, logits=logits, validate_args=validate_args)
         k = self._base.num_categories
@@ -59,10 +71,16 @@ class Multinomial(BaseParams, Distribution):
             raise ValueError(f"Multinomial.log_prob: value must have K = {k} on its last axis; got shape {x.shape}")
         inside = self._support(x, ops.all(is_count(x), axis=-1) & (ops.sum(x, axis=-1) == self.total_count))
         x = ops.where(ops.expand_dims(inside, -1), x, 0)
+        # Loader's form (the Binomial's): lgamma(n + 1) - sum lgamma(x_i + 1) cancels to
+        # nothing at large n. The means n p_i use probs normalized on the last axis (as
+        # torch's): given probs may miss a sum of one by the simplex tolerance.
+        n = np.asarray(float(self.total_count), dtype=self.dtype)
+        p = self.probs
+        m = n * p / ops.sum(p, axis=-1, keepdims=True)
         lp = (
-            float(gammaln(self.total_count + 1))
-            - ops.sum(ops.lgamma(x + 1), axis=-1)
-            + ops.sum(p_log_q(x, self._log_probs()), axis=-1)
+            log_factorial_rest(Tensor(n))
+            - ops.sum(log_factorial_rest(x), axis=-1)
+            - ops.sum(deviance(x, m), axis=-1)
         )
         return outside_is_impossible(inside, lp)
 
@@ -81,5 +99,5 @@ class Multinomial(BaseParams, Distribution):
 
     @property
     def variance(self):
-        p = self.probs
-        return broadcast(self.total_count * p * (1 - p), self.batch_shape + self.event_shape)
+        q = one_minus_probs(self._base)  # accurate for p near 1 from logits
+        return broadcast(self.total_count * self.probs * q, self.batch_shape + self.event_shape)

@@ -68,7 +68,14 @@ class GaussianBase(Distribution):
             raise ValueError(
                 f"{type(self).__name__}.log_prob: value must have n = {n} on its last axis; got shape {x.shape}"
             )
-        return -0.5 * self._mahalanobis(x - self.loc) - n * HALF_LOG_2PI - self._half_log_det()
+        # An infinite coordinate would meet 0 * inf = NaN in the triangular solve: solve with
+        # 0 there instead and put the distance, inf, back (log p = -inf, as in one dimension).
+        diff = x - self.loc
+        infinite = ops.equal(ops.abs(diff), np.inf)
+        maha = self._mahalanobis(ops.where(infinite, 0.0, diff))
+        far = ops.greater(ops.max(ops.where(infinite, 1.0, 0.0), axis=-1), 0.0)
+        maha = ops.where(far, np.inf, maha)
+        return -0.5 * maha - n * HALF_LOG_2PI - self._half_log_det()
 
     def entropy(self):
         n = self.event_shape[0]

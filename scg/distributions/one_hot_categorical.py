@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import ops
 from ..tensor import Tensor
-from .categorical import Categorical
+from .categorical import Categorical, one_minus_probs
 from .distribution import BaseParams, Distribution, broadcast, outside_is_impossible
 
 
@@ -47,8 +47,7 @@ class OneHotCategorical(BaseParams, Distribution):
 
     @property
     def variance(self):
-        p = self.probs
-        return broadcast(p * (1 - p), self.batch_shape + self.event_shape)
+        return broadcast(self.probs * one_minus_probs(self._base), self.batch_shape + self.event_shape)
 
     def relaxed(self, temperature):
         """The Concrete relaxation at ``temperature``: RelaxedOneHotCategorical (as Categorical's)."""

@@ -22,6 +22,7 @@ from .distribution import (
     Distribution, broadcast, check, check_positive, follows_value_dtype, log_beta, params, untyped,
 )
 from .gamma import rsample_log_standard_gamma
+from .stable import half_lgamma_ratio, log1p_square
 
 LOG_2 = math.log(2.0)
 HALF_LOG_PI = 0.5 * math.log(math.pi)
@@ -53,13 +54,14 @@ class StudentT(Distribution):
         x = self._value(value)
         nu = self.df
         z = (x - self.loc) / self.scale
+        # lgamma((nu+1)/2) - lgamma(nu/2) - log(nu)/2 = half_lgamma_ratio(nu/2) - log(2)/2: the
+        # direct difference of lgammas ~nu log nu had the wrong sign at nu = 1e15.
         return (
-            ops.lgamma(0.5 * (nu + 1))
-            - ops.lgamma(0.5 * nu)
-            - 0.5 * ops.log(nu)
+            half_lgamma_ratio(0.5 * nu)
+            - 0.5 * LOG_2
             - HALF_LOG_PI
             - ops.log(self.scale)
-            - 0.5 * (nu + 1) * ops.log1p(z * z / nu)
+            - 0.5 * (nu + 1) * log1p_square(z, ops.sqrt(nu))  # z^2 / nu overflows in the far tails
         )
 
     def entropy(self):
