@@ -16,15 +16,19 @@ from .kl import register_kl, weighted_log_ratio
 
 
 def log_normalize(logits):
-    """log_softmax over the last axis, accurate for a dominant category too: with l_k the
-    largest logit, l - l_k - log1p(sum_{j != k} exp(l_j - l_k)). ops.log_softmax takes the log
-    of the rounded sum 1 + tiny, so log p_k = -3.6e-13 came out -3.5993e-13, and so did
-    1 - p_k = -expm1(log p_k). The pivot k is a constant index: every derivative is exact."""
-    k = np.argmax(logits.data, axis=-1)  # a parameter, read only to choose the pivot
-    shifted = logits - ops.expand_dims(gather_last(logits, k), -1)
-    pivot = np.arange(logits.shape[-1]) == k[..., None]
-    rest = ops.sum(ops.where(pivot, 0.0, ops.exp(shifted)), axis=-1, keepdims=True)
-    return shifted - ops.log1p(rest)
+    """log_softmax over the last axis, accurate for a dominant category too: with m the
+    largest logit (c of them tied there), l - m - log1p(c - 1 + sum_{l_j < m} exp(l_j - m)).
+    ops.log_softmax takes the log of the rounded sum 1 + tiny, so log p_k = -3.6e-13 came out
+    -3.5993e-13, and so did 1 - p_k = -expm1(log p_k).
+
+    m is a constant for differentiation (``stop_gradient``, recorded: the logits may depend
+    on a sample); the categories at the maximum enter as expm1(l_j - m), which is 0 there but
+    has the derivative of exp, so every derivative (of any order) is that of log_softmax."""
+    shifted = logits - ops.stop_gradient(ops.max(logits, axis=-1, keepdims=True))
+    at_max = ops.equal(shifted, 0)
+    tied = ops.sum(ops.astype(at_max, logits.dtype), axis=-1, keepdims=True) - 1
+    terms = ops.where(at_max, ops.expm1(shifted), ops.exp(shifted))
+    return shifted - ops.log1p(ops.sum(terms, axis=-1, keepdims=True) + tied)
 
 
 def one_minus_probs(cat):
