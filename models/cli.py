@@ -12,6 +12,7 @@ errors and SIGTERM/Ctrl-C get one line too. Anything else is a bug and keeps its
 import argparse
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models import data
+from models import data, entry
 
 
 class CommandError(Exception):
@@ -264,6 +265,40 @@ def positive_float(s):
     return v
 
 
+def seed(s):
+    """argparse type: a seed of numpy's generators, an integer >= 0."""
+    v = int(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer (numpy's generators take no negative "
+                                         f"seeds), got {s}")
+    return v
+
+
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # below this a float32 is subnormal, then 0
+
+
+def float32_range(high=None):
+    """argparse type: a float that stays a positive, finite number in float32 (at least
+    FLOAT32_TINY, so 1e-50 does not become 0) and is at most ``high``."""
+
+    def parse(s):
+        v = float(s)
+        if not (math.isfinite(v) and v >= FLOAT32_TINY and (high is None or v <= high)):
+            allowed = f"in [{FLOAT32_TINY:.3g}, {high:g}]" if high is not None else f">= {FLOAT32_TINY:.3g}"
+            raise argparse.ArgumentTypeError(f"must be a finite number {allowed} (below {FLOAT32_TINY:.3g} a float32 "
+                                             f"is subnormal or 0), got {s}")
+        return v
+
+    parse.__name__ = "float"  # argparse names the type in "invalid float value: 'x'"
+    return parse
+
+
+# Adam moves every weight by up to about lr per step: beyond 1 the weights (initialised
+# within +-1/sqrt(fan-in)) are thrown around at the first step and training diverges.
+MAX_LR = 1.0
+learning_rate = float32_range(MAX_LR)
+
+
 def add_run_options(p, resume=True):
     """--out's companions for training: --resume (if the model supports it) and --overwrite."""
     group = p.add_mutually_exclusive_group()
@@ -281,10 +316,10 @@ def add_training_options(p, *, epochs, batch_size, out, resume=True):
     p.add_argument("--data-dir", default=None, help="folder with the IDX files (else SCG_DATA, cache, system)")
     p.add_argument("--epochs", type=positive_int, default=epochs)
     p.add_argument("--batch-size", type=positive_int, default=batch_size)
-    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--lr", type=learning_rate, default=1e-3, help=f"Adam's step size, in (0, {MAX_LR:g}]")
     p.add_argument("--valid", type=positive_int, default=5000, help="training images held out for validation")
     p.add_argument("--limit", type=positive_int, default=None, help="use only the first N training images")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", default=out)
     add_run_options(p, resume=resume)
 
@@ -304,9 +339,13 @@ def fail(message, code):
 
 def run_command(command, args):
     """Run ``command(args)``; refusals, out-of-memory, I/O errors and interruptions end with
-    one line on stderr and a non-zero exit status (2 for refusals)."""
+    one line on stderr and a non-zero exit status (2 for refusals). Ctrl-C before this point
+    (during the imports) is :mod:`models.entry`'s; from here on it is this function's."""
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous_int = signal.getsignal(signal.SIGINT)
     try:
+        if previous_int is entry.interrupted_while_starting:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         return command(args)
     except (CommandError, data.DataError) as e:
         fail(str(e), 2)
@@ -321,3 +360,5 @@ def run_command(command, args):
         fail("terminated (SIGTERM); the checkpoint of the last finished epoch is kept", 143)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is entry.interrupted_while_starting:
+            signal.signal(signal.SIGINT, previous_int)

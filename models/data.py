@@ -13,6 +13,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ FILES = {
     "test_images": "t10k-images-idx3-ubyte.gz",
     "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
+IMAGE_SHAPE = (28, 28)  # every data set here; the models read 784 pixels
 SYSTEM_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
 DATASETS = ("fashion-mnist", "mnist")
 # Where each data set is published, and the SHA-256 of each of its files there.
@@ -63,7 +65,7 @@ def read_idx(path):
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError; a damaged stream, zlib.error
         raise DataError(f"{path}: cannot read ({e}); the file is missing or corrupt") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise DataError(f"{path}: not an IDX file (bad magic number)")
@@ -184,7 +186,8 @@ def download(name, dest, base_url=None, checksums=None, progress=True, timeout=3
 
 def load(name="fashion-mnist", data_dir=None, allow_download=True):
     """Dict of ``train_images`` (60000, 28, 28) uint8, ``train_labels`` (60000,), and
-    the test split likewise; shapes and counts are checked against each other.
+    the test split likewise; images must be 28x28 and shapes and counts are checked against
+    each other (a DataError names the file).
 
     Files not found in the searched folders are downloaded (with checksums) into
     ``data_dir`` or ``~/.cache/scg/<name>`` when ``allow_download``; if that fails
@@ -202,6 +205,11 @@ def load(name="fashion-mnist", data_dir=None, allow_download=True):
             raise DataError(f"{missing}. Downloading them failed too: {failed}") from None
         d = find(name, data_dir or dest)
     data = {k: read_idx(d / f) for k, f in FILES.items()}
+    for key in ("train_images", "test_images"):
+        if data[key].shape[1:] != IMAGE_SHAPE:
+            size = "x".join(map(str, data[key].shape[1:])) or "no"
+            raise DataError(f"{d / FILES[key]}: images of {size} pixels (shape {data[key].shape}), expected "
+                            f"{IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}; this is not a {name} file")
     for split in ("train", "test"):
         imgs, labels = data[f"{split}_images"], data[f"{split}_labels"]
         if imgs.ndim != 3 or labels.ndim != 1 or len(imgs) != len(labels):

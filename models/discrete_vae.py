@@ -42,6 +42,11 @@ variance and SNR of the encoder's gradient estimate on a fixed batch
 (scg.diagnostics.gradient_stats), so the estimators can be compared.
 """
 
+if __name__ == "__main__":  # run as a program: Ctrl-C during the imports below ends in one line
+    from models.entry import guard_startup
+
+    guard_startup()
+
 import argparse
 import json
 import math
@@ -405,6 +410,15 @@ def encoder_gradient_variance(model, x, estimator, n, runs=20, rng=None):
 # ---- the command line -------------------------------------------------------------------
 
 
+# What evaluate reads of a checkpoint's settings, and what each must be.
+CONFIG_SPEC = {
+    "model": (f"one of {', '.join(MODELS)}", training.one_of(*MODELS)),
+    "latents": ("an integer >= 1", training.positive_int),
+    "categories": ("an integer >= 1", training.positive_int),
+    "hidden": ("an integer >= 1", training.positive_int),
+    "estimator": (f"one of {', '.join(ESTIMATORS)}", training.one_of(*ESTIMATORS)),
+    **training.DATA_SPEC,
+}
 CONFIG_KEYS = ("dataset", "data_dir", "epochs", "batch_size", "lr", "model", "latents", "categories", "hidden",
                "estimator", "samples", "temperature", "seed", "valid", "limit")
 OUTPUTS = ("checkpoint.npz", "metrics.jsonl", "evaluation.json", "learning_curve.png", "graph.svg")
@@ -416,6 +430,77 @@ def parameter_count(model):
     return sum(p.data.size for p in model.parameters())
 
 
+def _mlp_size(sizes):
+    return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+
+
+def model_sizes(kind, latents, categories, hidden):
+    """(numbers the decoder reads per draw, encoder parameters, all parameters) of
+    ``make_model(kind, latents, categories, hidden)``, counted without building it."""
+    size = latents * categories if kind == "categorical" else latents
+    encoder = _mlp_size([784, hidden, size])
+    total = encoder + _mlp_size([size, hidden, 784]) + _mlp_size([784, 100, 1])  # + nvil's baseline
+    if kind == "bernoulli":
+        total += _mlp_size([latents, 50, 1]) + 1  # RELAX's control: its net and eta
+    return size, encoder, total
+
+
+# Floats per image of a training step's activations, measured with tracemalloc (batch 100-200,
+# hidden 16-2000, up to 80000 latent numbers, every estimator): (a, b, c) for
+# latent_size * (a + b * draws) + draws * (c * 784 + 5 * hidden), rounded up. RELAX's
+# control reads relaxed coins through the decoder and differentiates twice; Gumbel keeps the
+# relaxed sample's intermediates; the antithetic pair evaluates both coins.
+ACTIVATIONS = {"gumbel": (28, 4, 7), "relax": (110, 4, 28), "disarm": (18, 8, 7), "arm": (18, 8, 7),
+               "enumerate": (18, 1, 7)}
+ACTIVATIONS_DEFAULT = (18, 4, 7)
+DATA_BYTES = 2 * 4 * 784 * 70_000  # the images as float32, and the temporaries of converting them
+GRADIENT_RUNS = 20  # encoder_gradient_stats' builds on the fixed batch of PROBE images each epoch
+PROBE = 64
+ELBO_SAMPLES = 20
+
+
+def draws_per_image(name, args):
+    """Draws of z per image that estimator ``name`` makes in a training step."""
+    return {"rloo": args.samples, "vimco": args.samples, "disarm": 2, "arm": 2,
+            "enumerate": args.categories}.get(name, 1)
+
+
+def memory_needed(args, name):
+    """Bytes a training run of estimator ``name`` with the settings ``args`` needs at its
+    peak, and the parts: parameters with their gradients and Adam's three arrays (20 bytes a
+    parameter), the images, and the largest of a training step's activations (with the
+    estimator's extra draws), the validation ELBO (ELBO_SAMPLES draws of every validation
+    image at once, exact over K for one categorical) and the gradient statistics (each run's
+    encoder gradient kept, twice, plus one build on PROBE images)."""
+    size, encoder, params = model_sizes(args.model, args.latents, args.categories, args.hidden)
+    a, b, c = ACTIVATIONS.get(name, ACTIVATIONS_DEFAULT)
+    d = draws_per_image(name, args)
+
+    def step(images):
+        return 4 * images * (size * (a + b * d) + d * (c * 784 + 5 * args.hidden))
+
+    n_valid = min(args.valid, max(args.limit // 10, 100)) if args.limit else args.valid
+    draws = args.categories if args.model == "categorical" and args.latents == 1 else ELBO_SAMPLES
+    parts = {"parameters, gradients and Adam's state": 20 * params,
+             "a training step": step(args.batch_size),
+             "validation": max(4 * draws * n_valid * (4 * size + 5 * 784 + 2 * args.hidden),
+                               4 * 2 * (GRADIENT_RUNS + 1) * encoder + step(PROBE)),
+             "the images": DATA_BYTES}
+    return parts["parameters, gradients and Adam's state"] + parts["the images"] + max(
+        parts["a training step"], parts["validation"]), parts
+
+
+def check_memory(args, name):
+    """Refuse up front (before the model is built) a training run of estimator ``name`` that
+    needs more memory than is available (see :func:`memory_needed`)."""
+    total, parts = memory_needed(args, name)
+    sizes = f"--latents {args.latents}" + (f" --categories {args.categories}" if args.model == "categorical" else "")
+    cli.check_memory(total, f"training --model {args.model} --estimator {name} with {sizes} --hidden {args.hidden} "
+                            f"--batch-size {args.batch_size}",
+                     "choose a smaller --latents, --categories, --hidden, --batch-size or --samples ("
+                     + "; ".join(f"{k}: {cli.gib(v)}" for k, v in parts.items()) + ")")
+
+
 def _resolve_latents(args):
     """--latents defaults to 200 for the Bernoulli model, 8 (train) or 1 (compare) for the categorical."""
     if args.latents is None:
@@ -424,6 +509,7 @@ def _resolve_latents(args):
 
 
 def train(args):
+    check_memory(args, args.estimator)  # before building the model: its parameters alone may not fit
     rng = np.random.default_rng(args.seed)
     scg.manual_seed(args.seed)
     model = make_model(args.model, args.latents, args.categories, args.hidden, rng=rng)
@@ -433,10 +519,6 @@ def train(args):
         raise cli.CommandError(str(e)) from None
     estimator, n = choice.estimator, choice.n
     count = parameter_count(model)
-    draws = (n or 1) * (args.categories if estimator.enumerated else 1)
-    cli.check_memory(cli.step_bytes(draws, args.batch_size, args.hidden, model.latent_size, count),
-                     f"a training step with --batch-size {args.batch_size} --hidden {args.hidden} and {draws} "
-                     f"draw(s) of z per image", "choose a smaller --batch-size, --samples or --hidden")
     images = training.prepare(args.dataset, args.data_dir, args.valid, args.limit)
     opt = _StepThenUpdate(scg.optim.Adam(trainable(model, estimator), lr=args.lr), estimator)
     probe = training.binarize(images.train[:64], np.random.default_rng(7))
@@ -466,7 +548,7 @@ def evaluate(args):
     model, config, epoch = training.load_model(
         Path(args.out) / "checkpoint.npz", "discrete_vae",
         lambda c: make_model(c.get("model", "categorical"), c["latents"], c["categories"], c["hidden"]),
-        config_keys=("latents", "categories", "hidden", "estimator", "dataset", "valid"))
+        config_keys=("latents", "categories", "hidden", "estimator", "dataset", "valid"), config_spec=CONFIG_SPEC)
     x_test = training.prepare(config["dataset"], args.data_dir or config.get("data_dir"), config["valid"],
                               config.get("limit")).test_binary
     test = training.batched_mean(lambda xb, i: elbo(model, xb, rng=np.random.default_rng(i)), x_test, 500)
@@ -506,8 +588,11 @@ def compare(args):
     epoch, training seconds per epoch without the measurements) and the plots
     compare_bound.png (validation ELBO per epoch) and compare_variance.png."""
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_memory(args, "score-ma")  # the least any estimator needs; before applicable() builds a model
     names, refused = applicable(args)
+    for name in names:  # every run is checked before the first trains
+        check_memory(args, name)
+    out.mkdir(parents=True, exist_ok=True)
     for name, why in refused.items():
         print(f"skipping {name}: {why}", flush=True)
     rows = []
@@ -557,7 +642,8 @@ def parser():
                        help="values per categorical latent")
         t.add_argument("--hidden", type=cli.positive_int, default=200)
         t.add_argument("--samples", type=cli.positive_int, default=5, help="draws per image for rloo and vimco")
-        t.add_argument("--temperature", type=cli.positive_float, default=0.5, help="for gumbel")
+        t.add_argument("--temperature", type=cli.float32_range(), default=0.5,
+                       help="for gumbel: > 0, finite, and not so small that it is 0 in float32")
         cli.add_training_options(t, epochs=10 if cmd == "train" else 3, batch_size=100, out="runs/dvae",
                                  resume=False)
     e = sub.add_parser("evaluate", help="test ELBO of a trained run")

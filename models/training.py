@@ -81,19 +81,50 @@ def train_epoch(graph, opt, x, batch_size, rng, dynamic=True, desc=None):
 
     order = rng.permutation(len(x))
     total, seen = 0.0, 0
-    bar = tqdm(range(0, len(order), batch_size), desc=desc, unit="batch")
-    for i in bar:
+    steps = range(0, len(order), batch_size)
+    bar = tqdm(steps, desc=desc, unit="batch")
+    for step, i in enumerate(bar, 1):
         xb = x[order[i : i + batch_size]]
         if dynamic:
             xb = binarize(xb, rng)
-        loss = graph(xb).surrogate()
+        try:
+            loss = graph(xb).surrogate()
+        except ValueError:  # a distribution refusing NaN parameters: did the last step leave NaN weights?
+            if not_finite(opt.params):
+                bar.close()
+                raise Diverged(step, len(steps), f"the parameters are not finite ({not_finite(opt.params)})") \
+                    from None
+            raise
+        value = loss.item()  # the surrogate's value is the sampled objective
+        if not math.isfinite(value):
+            bar.close()
+            raise Diverged(step, len(steps), f"the loss is {value}")
         opt.zero_grad()
         (loss / len(xb)).backward()
         opt.step()
-        total -= loss.item()  # the surrogate's value is the sampled objective
+        total -= value
         seen += len(xb)
         bar.set_postfix(bound=f"{total / seen:.2f}")
+    bad = not_finite(opt.params)  # the last step's update, which no loss has seen yet
+    if bad:
+        raise Diverged(len(steps), len(steps), f"the parameters are not finite after it ({bad})")
     return total / seen
+
+
+def not_finite(params):
+    """The indices of ``params`` (Tensors) holding NaN or infinity, as a short string ('' if none)."""
+    bad = [str(i) for i, p in enumerate(params) if not np.isfinite(p.data).all()]
+    return f"parameter(s) {', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}" if bad else ""
+
+
+class Diverged(CommandError):
+    """Training produced a loss or parameters that are not finite, at ``step`` of ``steps``
+    (minibatches of the epoch); :func:`fit` adds the epoch and which checkpoint is kept."""
+
+    def __init__(self, step, steps, what, epoch=None, kept=""):
+        self.step, self.steps, self.what = step, steps, what
+        where = f"epoch {epoch}, step {step}/{steps}" if epoch is not None else f"step {step}/{steps}"
+        super().__init__(f"{where}: {what}; training diverged{kept}; try a smaller --lr")
 
 
 def fit(graph, model, opt, rng, x_train, *, epochs, batch_size, validate, out, config, kind, history=(),
@@ -106,7 +137,11 @@ def fit(graph, model, opt, rng, x_train, *, epochs, batch_size, validate, out, c
     history = list(history)
     for epoch in range(start, epochs + 1):
         t0 = time.perf_counter()
-        train_bound = train_epoch(graph, opt, x_train, batch_size, rng, dynamic, desc=f"{label}epoch {epoch}/{epochs}")
+        try:
+            train_bound = train_epoch(graph, opt, x_train, batch_size, rng, dynamic,
+                                      desc=f"{label}epoch {epoch}/{epochs}")
+        except Diverged as e:
+            raise Diverged(e.step, e.steps, e.what, epoch, f" and {kept(epoch, out / 'checkpoint.npz')}") from None
         row = dict(epoch=epoch, **(tags or {}), train_bound=train_bound, **validate(epoch))
         row["seconds"] = time.perf_counter() - t0
         check_diverged(row, epoch, out / "checkpoint.npz")
@@ -121,9 +156,13 @@ def check_diverged(row, epoch, ckpt):
     """Refuse to save an epoch whose bound is NaN or infinite: the last good checkpoint stays."""
     bad = {k: row[k] for k in ("train_bound", "valid_bound") if not np.isfinite(row[k])}
     if bad:
-        kept = f"the checkpoint after epoch {epoch - 1} in {ckpt} is kept" if epoch > 1 else "no checkpoint was written"
-        raise CommandError(f"epoch {epoch}: the bound is not finite ({bad}); training diverged and {kept}; "
-                           f"try a smaller --lr")
+        raise CommandError(f"epoch {epoch}: the bound is not finite ({bad}); training diverged and "
+                           f"{kept(epoch, ckpt)}; try a smaller --lr")
+
+
+def kept(epoch, ckpt):
+    """What is left when epoch ``epoch`` fails: the previous epoch's checkpoint, or nothing."""
+    return f"the checkpoint after epoch {epoch - 1} in {ckpt} is kept" if epoch > 1 else "no checkpoint was written"
 
 
 # ---- evaluation --------------------------------------------------------------------------------
@@ -210,8 +249,9 @@ def load_checkpoint(path, kind=None, config_keys=()):
     if missing:
         of = f" of models.{kind}" if kind else ""
         raise CheckpointError(f"{path} is not a complete scg checkpoint{of}: it lacks {', '.join(missing)}")
+    check_meta(path, meta)
     model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
-    opt_state = {"hyper": meta["opt_hyper"], "step": meta["opt_step"], "state": {}}
+    opt_state = {"hyper": dict(meta["opt_hyper"]), "step": meta["opt_step"], "state": {}}
     if "opt_param_steps" in meta:  # absent in checkpoints from before per-parameter steps
         opt_state["param_steps"] = meta["opt_param_steps"]
     for name in meta["opt_state_names"]:
@@ -221,8 +261,70 @@ def load_checkpoint(path, kind=None, config_keys=()):
             values.append(arrays[f"opt/{name}/{i}"])
             i += 1
         opt_state["state"][name] = values
-    opt_state["hyper"]["betas"] = tuple(opt_state["hyper"].get("betas", (0.9, 0.999)))  # JSON made it a list
+    if isinstance(opt_state["hyper"].get("betas"), list):
+        opt_state["hyper"]["betas"] = tuple(opt_state["hyper"]["betas"])  # JSON made it a list
     return model_state, opt_state, meta["rng"], meta["epoch"], meta["config"], meta["history"]
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# meta key -> (what it must be, test): a hand-edited or damaged checkpoint is refused naming the key.
+META_TYPES = {
+    "epoch": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "config": ("a JSON object", lambda v: isinstance(v, dict)),
+    "history": ("a list of JSON objects (one per epoch)", lambda v: isinstance(v, list)
+                and all(isinstance(h, dict) for h in v)),
+    "opt_hyper": ("a JSON object", lambda v: isinstance(v, dict)),
+    "opt_step": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "opt_state_names": ("a list of names", lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v)),
+    "rng": ("a JSON object (a numpy bit generator's state)", lambda v: isinstance(v, dict)),
+}
+
+
+def check_meta(path, meta):
+    """Refuse (CheckpointError naming the key) a checkpoint whose meta values have the wrong type."""
+    for key, (what, ok) in META_TYPES.items():
+        if not ok(meta[key]):
+            raise CheckpointError(f"{path}: its {key} must be {what}, got {json.dumps(meta[key])[:60]}; "
+                                  f"the checkpoint is damaged or was edited by hand")
+
+
+def check_config(path, config, spec):
+    """Refuse (CheckpointError naming the key and what it must be) a setting of ``config``
+    that ``spec`` (key -> (what, test)) does not accept; keys absent from ``config`` are
+    load_checkpoint's to refuse (or the model's defaults)."""
+    for key, (what, ok) in spec.items():
+        if key in config and not ok(config[key]):
+            raise CheckpointError(f"{path}: its setting {key} = {json.dumps(config[key])} is not {what}; "
+                                  f"the checkpoint is damaged or was edited by hand")
+
+
+def positive_int(v):
+    """For :func:`check_config` specs: an integer >= 1 (not a bool, not a string)."""
+    return _is_int(v) and v >= 1
+
+
+def optional_positive_int(v):
+    return v is None or positive_int(v)
+
+
+def optional_str(v):
+    return v is None or isinstance(v, str)
+
+
+def one_of(*choices):
+    return lambda v: isinstance(v, str) and v in choices
+
+
+# The settings every model's config holds, as check_config specs.
+DATA_SPEC = {
+    "dataset": (f"one of {', '.join(data.DATASETS)}", one_of(*data.DATASETS)),
+    "data_dir": ("a folder name or null", optional_str),
+    "valid": ("an integer >= 1", positive_int),
+    "limit": ("an integer >= 1 or null", optional_positive_int),
+}
 
 
 def resume(path, kind, model, opt, rng, config, ignore=("epochs",), defaults=None):
@@ -235,27 +337,46 @@ def resume(path, kind, model, opt, rng, config, ignore=("epochs",), defaults=Non
     changed = {k: (saved.get(k), v) for k, v in config.items() if k not in ignore and saved.get(k) != v}
     if changed:
         raise CommandError(f"--resume: the checkpoint was trained with different settings: {changed}")
-    model.load_state_dict(model_state)
-    opt.load_state_dict(opt_state)
-    rng.bit_generator.state = rng_state
+    restore_model(path, model, model_state)
+    try:
+        opt.load_state_dict(opt_state)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: its optimizer state cannot be used ({e})") from None
+    bad = [f"{name}[{i}]" for name, values in opt.state.items() for i, a in enumerate(values)
+           if not np.all(np.isfinite(a))]
+    if bad:
+        raise CheckpointError(f"{path}: the optimizer's state is not finite ({', '.join(bad[:5])}); "
+                              f"the run diverged or the checkpoint is damaged")
+    try:
+        rng.bit_generator.state = rng_state
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
+        raise CheckpointError(f"{path}: its random state cannot be restored ({type(e).__name__}: {e})") from None
     print(f"resuming after epoch {epoch} from {path}")
     return epoch + 1, history
 
 
-def load_model(path, kind, build, config_keys):
-    """(model, config, epoch) from checkpoint ``path``, the model made by ``build(config)``.
-    Refuses other models' checkpoints, arrays that do not fit the settings, and parameters
-    that are not finite (a diverged run)."""
-    model_state, _, _, epoch, config, _ = load_checkpoint(path, kind=kind, config_keys=config_keys)
-    model = build(config)
+def restore_model(path, model, model_state):
+    """Load ``model_state`` into ``model``, refusing (one line) arrays that do not fit it and
+    parameters that are not finite (a diverged run): what evaluating, sampling and resuming share."""
     try:
         model.load_state_dict(model_state)
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"{path}: its arrays do not fit the model its settings describe ({e})") from None
     bad = [name for name, v in model.state_dict().items() if not np.all(np.isfinite(v))]
     if bad:
-        raise CommandError(f"{path}: the model's parameters are not finite ({', '.join(bad)}); "
-                           f"the run diverged, so there is nothing meaningful to evaluate or sample")
+        raise CheckpointError(f"{path}: the model's parameters are not finite ({', '.join(bad)}); "
+                              f"the run diverged, so there is nothing meaningful to evaluate, sample or resume")
+
+
+def load_model(path, kind, build, config_keys, config_spec=None):
+    """(model, config, epoch) from checkpoint ``path``, the model made by ``build(config)``.
+    Refuses other models' checkpoints, settings that ``config_spec`` (see :func:`check_config`)
+    does not accept, arrays that do not fit the settings, and parameters that are not finite
+    (a diverged run)."""
+    model_state, _, _, epoch, config, _ = load_checkpoint(path, kind=kind, config_keys=config_keys)
+    check_config(path, config, config_spec or {})
+    model = build(config)
+    restore_model(path, model, model_state)
     return model, config, epoch
 
 

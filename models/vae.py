@@ -28,6 +28,11 @@ The encoder's gradient estimator (``--estimator``, see :data:`ESTIMATORS`):
 The decoder's gradient is the standard one under every estimator.
 """
 
+if __name__ == "__main__":  # run as a program: Ctrl-C during the imports below ends in one line
+    from models.entry import guard_startup
+
+    guard_startup()
+
 import argparse
 import json
 import math
@@ -317,13 +322,24 @@ def train(args):
     return model, history
 
 
+# What evaluate and sample read of a checkpoint's settings, and what each must be.
+CONFIG_SPEC = {
+    "hidden": ("an integer >= 1", training.positive_int),
+    "latent": ("an integer >= 1", training.positive_int),
+    "likelihood": ("one of bernoulli, gaussian", training.one_of("bernoulli", "gaussian")),
+    "binarize": ("one of dynamic, static", training.one_of("dynamic", "static")),
+    "estimator": (f"one of {', '.join(ESTIMATORS)}", training.one_of(*ESTIMATORS)),
+    **training.DATA_SPEC,
+}
+
+
 def model_from_checkpoint(out):
-    """(model, config, epoch) from ``out/checkpoint.npz``; refuses other models' checkpoints
-    and models with non-finite parameters."""
+    """(model, config, epoch) from ``out/checkpoint.npz``; refuses other models' checkpoints,
+    settings that are not what :data:`CONFIG_SPEC` says, and models with non-finite parameters."""
     return training.load_model(
         Path(out) / "checkpoint.npz", "vae",
         lambda c: VAE(hidden=c["hidden"], latent=c["latent"], likelihood=c["likelihood"]),
-        config_keys=("hidden", "latent", "likelihood", "dataset", "valid", "binarize"))
+        config_keys=("hidden", "latent", "likelihood", "dataset", "valid", "binarize"), config_spec=CONFIG_SPEC)
 
 
 def evaluate(args):
@@ -457,11 +473,11 @@ def parser():
     e.add_argument("--k", type=cli.positive_int, default=500, help="importance samples for log p(x)")
     e.add_argument("--data-dir", default=None)
     e.add_argument("--limit", type=cli.positive_int, default=None)
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=cli.seed, default=0)
     s = sub.add_parser("sample", help="a grid of samples from a trained model")
     s.add_argument("--out", default="runs/vae")
     s.add_argument("--n", type=cli.positive_int, default=64)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=cli.seed, default=0)
     r = sub.add_parser("snr", help="encoder-gradient SNR against k, reparam vs DReG (writes json and png)")
     r.add_argument("--ks", type=cli.positive_int, nargs="+", default=[1, 5, 20, 50], help="values of k")
     r.add_argument("--runs", type=cli.positive_int, default=100, help="gradient estimates per (k, estimator)")

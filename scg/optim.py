@@ -11,9 +11,28 @@ worker runs the same in-place passes on its blocks: the arithmetic, and so the
 result, is exactly that of the plain loop (see :mod:`scg.parallel`).
 """
 
+import math
+from numbers import Real
+
 import numpy as np
 
 from .parallel import MIN_SIZE, run, threads
+
+
+def _number(name, v, ok, requirement):
+    """``v`` as a float if it is a real number (not a bool) with ``ok(v)``, else ValueError
+    naming the hyperparameter and ``requirement``."""
+    if isinstance(v, bool) or not isinstance(v, Real) or not ok(float(v)):
+        raise ValueError(f"{name} must be {requirement}, got {v!r}")
+    return float(v)
+
+
+def _lr(v):
+    return _number("lr", v, lambda x: math.isfinite(x) and x > 0, "positive and finite")
+
+
+def _weight_decay(v):
+    return _number("weight_decay", v, lambda x: math.isfinite(x) and x >= 0, "finite and >= 0")
 
 
 def _blocks(shapes, n):
@@ -106,28 +125,73 @@ class Optimizer:
             "state": {k: [a.copy() for a in v] for k, v in self.state.items()},
         }
 
+    # The per-parameter state a state dict must hold once a step was taken (or a function of
+    # the hyperparameters giving it), and every name it may hold.
+    state_names = ()
+    _all_state_names = ()
+
+    @classmethod
+    def check_hyper(cls, hyper):
+        """The hyperparameters ``hyper`` (a dict) checked, as a new dict; ValueError names
+        any that is missing, unknown or out of range."""
+        raise NotImplementedError
+
+    @classmethod
+    def _check_keys(cls, hyper, names):
+        if not isinstance(hyper, dict):
+            raise ValueError(f"{cls.__name__}: the hyperparameters must be a dict, got {type(hyper).__name__}")
+        missing = [k for k in names if k not in hyper]
+        unknown = [k for k in hyper if k not in names]
+        if missing or unknown:
+            what = ([f"missing {', '.join(missing)}"] if missing else []) + \
+                ([f"unknown {', '.join(map(str, unknown))}"] if unknown else [])
+            raise ValueError(f"{cls.__name__}: hyperparameters {'; '.join(what)} (expected {', '.join(names)})")
+
     def load_state_dict(self, sd):
-        """Restore a ``state_dict``; the number and shapes of parameters must match."""
-        steps = sd.get("param_steps", [sd["step"]] * len(self.params))
+        """Restore a ``state_dict``; the number and shapes of parameters must match, and the
+        hyperparameters must be valid (ValueError naming them: a checkpoint edited by hand or
+        damaged must not train with lr = -1)."""
+        name = type(self).__name__
+        try:
+            hyper = self.check_hyper(sd["hyper"])
+        except ValueError as e:
+            raise ValueError(f"{name}.load_state_dict: {str(e).removeprefix(name + ': ')}") from None
+        step = sd["step"]
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise ValueError(f"{name}.load_state_dict: step must be an integer >= 0, got {step!r}")
+        steps = sd.get("param_steps", [step] * len(self.params))
+        if not isinstance(steps, (list, tuple)) or any(
+                isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= step for n in steps):
+            raise ValueError(f"{name}.load_state_dict: param_steps must be a list of integers in [0, step], "
+                             f"got {steps!r}")
         if len(steps) != len(self.params):
             raise ValueError(
                 f"{type(self).__name__}.load_state_dict: the state dict holds {len(steps)} entries "
                 f"for {len(self.params)} parameters"
             )
-        for name, arrays in sd["state"].items():
+        needed = self.state_names if any(steps) else ()
+        if callable(needed):
+            needed = needed(hyper)
+        unknown = [k for k in sd["state"] if k not in self._all_state_names]
+        missing = [k for k in needed if k not in sd["state"]]
+        if unknown or missing:
+            raise ValueError(f"{name}.load_state_dict: " + "; ".join(
+                ([f"unknown state {', '.join(map(str, unknown))}"] if unknown else [])
+                + ([f"state {', '.join(missing)} missing after {step} step(s)"] if missing else [])))
+        for state_name, arrays in sd["state"].items():
             if len(arrays) != len(self.params):
                 raise ValueError(
-                    f"{type(self).__name__}.load_state_dict: state '{name}' has {len(arrays)} "
+                    f"{name}.load_state_dict: state '{state_name}' has {len(arrays)} "
                     f"entries for {len(self.params)} parameters"
                 )
             for i, (a, p) in enumerate(zip(arrays, self.params)):
                 if np.shape(a) != p.shape:
                     raise ValueError(
-                        f"{type(self).__name__}.load_state_dict: state '{name}' of parameter {i} "
+                        f"{name}.load_state_dict: state '{state_name}' of parameter {i} "
                         f"has shape {np.shape(a)}, but the parameter has shape {p.shape}"
                     )
-        self.hyper = dict(sd["hyper"])
-        self.step_count = int(sd["step"])
+        self.hyper = hyper
+        self.step_count = int(step)
         self.param_steps = [int(n) for n in steps]
         self.state = {
             k: [np.array(a, dtype=p.dtype) for a, p in zip(v, self.params)] for k, v in sd["state"].items()
@@ -138,12 +202,21 @@ class SGD(Optimizer):
     """``v = momentum * v + g``; ``p -= lr * v`` (plain SGD when momentum is 0).
     ``weight_decay`` adds ``weight_decay * p`` to the gradient."""
 
+    _all_state_names = ("velocity",)
+
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
-        if not lr > 0:  # also rejects NaN
-            raise ValueError(f"lr must be positive, got {lr}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+        super().__init__(params, self.check_hyper(dict(lr=lr, momentum=momentum, weight_decay=weight_decay)))
+
+    @staticmethod
+    def state_names(hyper):
+        return ("velocity",) if hyper["momentum"] else ()
+
+    @classmethod
+    def check_hyper(cls, hyper):
+        cls._check_keys(hyper, ("lr", "momentum", "weight_decay"))
+        return dict(lr=_lr(hyper["lr"]),
+                    momentum=_number("momentum", hyper["momentum"], lambda x: 0 <= x < 1, "in [0, 1)"),
+                    weight_decay=_weight_decay(hyper["weight_decay"]))
 
     def step(self):
         """Update every parameter that has a gradient, in place."""
@@ -176,13 +249,22 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba 2015): ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
     ``p -= lr * m_hat / (sqrt(v_hat) + eps)`` with bias-corrected ``m_hat, v_hat``."""
 
+    state_names = _all_state_names = ("m", "v")
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        if not lr > 0:  # also rejects NaN
-            raise ValueError(f"lr must be positive, got {lr}")
-        if not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"betas must be in [0, 1), got {betas}")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        super().__init__(params, self.check_hyper(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)))
         self._scratch = None  # one array per parameter for the update's intermediate
+
+    @classmethod
+    def check_hyper(cls, hyper):
+        cls._check_keys(hyper, ("lr", "betas", "eps", "weight_decay"))
+        betas = hyper["betas"]
+        if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair, got {betas!r}")
+        betas = tuple(_number("betas", b, lambda x: 0 <= x < 1, "in [0, 1)") for b in betas)
+        return dict(lr=_lr(hyper["lr"]), betas=betas,
+                    eps=_number("eps", hyper["eps"], lambda x: math.isfinite(x) and x > 0, "positive and finite"),
+                    weight_decay=_weight_decay(hyper["weight_decay"]))
 
     def step(self):
         """Update every parameter that has a gradient, in place."""

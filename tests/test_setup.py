@@ -128,7 +128,7 @@ def test_pyproject_license_is_an_spdx_expression_and_the_clis_are_console_script
     tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["license"] == "MIT"
-    assert project["scripts"] == {"scg-vae": "models.vae:main", "scg-dvae": "models.discrete_vae:main"}
+    assert project["scripts"] == {"scg-vae": "models.entry:vae", "scg-dvae": "models.entry:dvae"}
 
 
 # ---- setup.sh's decisions, with stand-ins for apt-get, dpkg and Python (fast, no network) ----------

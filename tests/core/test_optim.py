@@ -470,6 +470,57 @@ def test_adam_betas_outside_unit_interval_raise(betas):
         optim.Adam([_param(np.zeros(2))], lr=0.1, betas=betas)
 
 
+@pytest.mark.parametrize("cls, hyper, message", [
+    (optim.Adam, dict(lr=float("inf")), "lr must be positive and finite"),
+    (optim.Adam, dict(eps=0.0), "eps must be positive and finite"),
+    (optim.Adam, dict(eps=float("nan")), "eps must be positive and finite"),
+    (optim.Adam, dict(weight_decay=-1.0), "weight_decay must be finite and >= 0"),
+    (optim.Adam, dict(betas=(0.9,)), "betas must be a pair"),
+    (optim.SGD, dict(lr=0.1, weight_decay=float("nan")), "weight_decay must be finite and >= 0"),
+    (optim.SGD, dict(lr="0.1"), "lr must be positive and finite, got '0.1'"),
+])
+def test_constructors_refuse_invalid_hyperparameters_naming_them(cls, hyper, message):
+    with pytest.raises(ValueError, match=message):
+        cls([_param(np.zeros(2))], **hyper)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda h: h.update(lr=-1), "lr must be positive and finite, got -1"),
+    (lambda h: h.update(lr=float("nan")), "lr must be positive and finite, got nan"),
+    (lambda h: h.update(betas=(0.9, 1.0)), r"betas must be in \[0, 1\), got 1.0"),
+    (lambda h: h.update(betas=(-0.1, 0.999)), r"betas must be in \[0, 1\)"),
+    (lambda h: h.update(eps=0), "eps must be positive and finite, got 0"),
+    (lambda h: h.pop("eps"), "hyperparameters missing eps"),
+    (lambda h: h.update(momentum=0.9), "hyperparameters unknown momentum"),
+])
+def test_adam_load_state_dict_refuses_invalid_hyperparameters_naming_them(edit, message):
+    sd = _stepped_adam([(3,)]).state_dict()
+    edit(sd["hyper"])
+    target = optim.Adam([_param(np.zeros(3))], lr=0.01)
+    with pytest.raises(ValueError, match="Adam.load_state_dict: " + message):
+        target.load_state_dict(sd)
+    assert target.hyper["lr"] == 0.01 and target.step_count == 0 and target.state == {}
+
+
+@pytest.mark.parametrize("hyper, message", [(dict(lr=-1.0, momentum=0.0, weight_decay=0.0), "lr must be positive"),
+                                            (dict(lr=0.1, momentum=1.0, weight_decay=0.0), "momentum must be in"),
+                                            (dict(lr=0.1, momentum=0.0, weight_decay=-1), "weight_decay must be")])
+def test_sgd_load_state_dict_refuses_invalid_hyperparameters_naming_them(hyper, message):
+    target = optim.SGD([_param(np.zeros(3))], lr=0.1)
+    with pytest.raises(ValueError, match="SGD.load_state_dict: " + message):
+        target.load_state_dict({"hyper": hyper, "step": 0, "state": {}})
+
+
+def test_load_state_dict_refuses_a_stepped_state_without_its_moments():
+    sd = _stepped_adam([(3,)]).state_dict()
+    del sd["state"]["v"]
+    with pytest.raises(ValueError, match="state v missing after 1 step"):
+        optim.Adam([_param(np.zeros(3))], lr=0.01).load_state_dict(sd)
+    sd["step"] = -1
+    with pytest.raises(ValueError, match="step must be an integer >= 0, got -1"):
+        optim.Adam([_param(np.zeros(3))], lr=0.01).load_state_dict(sd)
+
+
 def test_boundary_hyperparameters_are_accepted():
     optim.SGD([_param(np.zeros(2))], lr=1e-12, momentum=0.0)
     optim.SGD([_param(np.zeros(2))], lr=0.1, momentum=0.999)

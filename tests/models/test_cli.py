@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import cli, data, training, vae
+import scg
+from models import cli, data, discrete_vae, training, vae
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM = Path(data.SYSTEM_DIRS["fashion-mnist"])
@@ -384,3 +385,288 @@ def test_kill_9_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_pa
         for k in a.files:
             if k != "meta":
                 np.testing.assert_array_equal(a[k], b[k])
+
+
+# ---- absurd options: --seed, --lr, --temperature ------------------------------------------------
+
+
+def refused_in_process(main, argv, capsys, code=2):
+    """``main(argv)`` in this process must exit with ``code``; returns its last stderr line."""
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in argv])
+    assert e.value.code == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("vae", ["train", *TINY]), ("vae", ["evaluate", "--k", "2"]), ("vae", ["sample"]), ("vae", ["snr"]),
+    ("discrete_vae", ["train", *TINY_DISCRETE]), ("discrete_vae", ["compare"]),
+])
+def test_a_negative_seed_is_refused_on_every_subcommand(module, argv, tmp_path, capsys):
+    main = vae.main if module == "vae" else discrete_vae.main
+    last = refused_in_process(main, [*argv, "--out", tmp_path / "run", "--seed", "-1"], capsys)
+    assert "error: argument --seed: must be a non-negative integer" in last and last.endswith("got -1")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("lr", ["inf", "1e300", "nan", "0", "-1", "2", "1e-50"])
+@pytest.mark.parametrize("module, extra", [("vae", TINY), ("discrete_vae", TINY_DISCRETE)])
+def test_a_non_finite_or_absurd_lr_is_refused_up_front(module, extra, lr, tmp_path, capsys):
+    main = vae.main if module == "vae" else discrete_vae.main
+    last = refused_in_process(main, ["train", *extra, "--out", tmp_path / "run", "--lr", lr], capsys)
+    assert "error: argument --lr: must be a finite number in [1.18e-38, 1]" in last and last.endswith(f"got {lr}")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("temperature", ["inf", "1e-50", "0", "nan"])
+def test_a_temperature_that_is_not_a_positive_finite_float32_is_refused(temperature, tmp_path, capsys):
+    argv = ["train", *TINY_DISCRETE[2:], "--estimator", "gumbel", "--out", tmp_path / "run",
+            "--temperature", temperature]
+    last = refused_in_process(discrete_vae.main, argv, capsys)
+    assert "error: argument --temperature: must be a finite number >= 1.18e-38" in last
+    assert "float32" in last and last.endswith(f"got {temperature}")
+
+
+@pytest.mark.parametrize("nan_after_step, where", [(2, "epoch 2, step 3/3: the parameters are not finite"),
+                                                   (3, "epoch 2, step 3/3: the parameters are not finite after it")])
+def test_a_loss_or_parameters_turning_nan_mid_epoch_stop_training_and_keep_the_checkpoint(
+        vae_run, tmp_path, monkeypatch, capsys, nan_after_step, where):
+    out = copy_run(vae_run, tmp_path)
+    before = (out / "checkpoint.npz").read_bytes()
+    step, calls = scg.optim.Adam.step, []
+
+    def diverging(self):  # what --lr 0.9 can do a few steps in, made deterministic
+        step(self)
+        calls.append(1)
+        if len(calls) == nan_after_step:
+            self.params[0].data[...] = np.nan
+
+    monkeypatch.setattr(scg.optim.Adam, "step", diverging)
+    last = train_in_process(capsys, 2, "--epochs", "3", *TINY, "--out", out, "--resume")  # 300 images: 3 steps
+    assert last.startswith(f"error: {where}") and "checkpoint after epoch 1" in last and "--lr" in last
+    assert (out / "checkpoint.npz").read_bytes() == before
+    assert temp_files(out) == []
+
+
+def test_a_loss_that_is_infinite_is_caught_at_its_step(tmp_path, monkeypatch, capsys):
+    real = vae.build_graph
+
+    class Infinite:
+        def __init__(self, g):
+            self.g = g
+
+        def surrogate(self):
+            return self.g.surrogate() * np.float32(np.inf)
+
+    monkeypatch.setattr(vae, "build_graph", lambda *a, **k: Infinite(real(*a, **k)))
+    last = train_in_process(capsys, 2, "--epochs", "1", *TINY, "--out", tmp_path / "run")
+    assert last.startswith("error: epoch 1, step 1/3: the loss is inf") and "no checkpoint was written" in last
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+# ---- damaged data files --------------------------------------------------------------------------
+
+
+def data_copy(tmp_path, name, content):
+    """A data folder with the system's files, ``name`` replaced by ``content``."""
+    d = tmp_path / "data"
+    d.mkdir()
+    for f in data.FILES.values():
+        if f != name:
+            (d / f).symlink_to(SYSTEM / f)
+    (d / name).write_bytes(content)
+    return d
+
+
+def test_a_corrupt_gzip_stream_is_refused_naming_the_file(tmp_path, capsys):
+    raw = bytearray((SYSTEM / "train-labels-idx1-ubyte.gz").read_bytes())
+    raw[200:260] = bytes(b ^ 0xFF for b in raw[200:260])  # zlib.error: invalid distance too far back
+    d = data_copy(tmp_path, "train-labels-idx1-ubyte.gz", bytes(raw))
+    last = train_in_process(capsys, 2, "--epochs", "1", *TINY, "--data-dir", d, "--out", tmp_path / "run")
+    assert last.startswith(f"error: {d / 'train-labels-idx1-ubyte.gz'}: cannot read (Error -3 while decompressing")
+    assert "corrupt" in last and not (tmp_path / "run").exists()
+
+
+def test_images_of_another_size_are_refused_naming_the_file_and_28x28(tmp_path, capsys):
+    import gzip
+
+    x = data.read_idx(SYSTEM / "t10k-images-idx3-ubyte.gz")[:, :27, :]
+    header = bytes([0, 0, 8, 3]) + np.array(x.shape, ">i4").tobytes()
+    d = data_copy(tmp_path, "t10k-images-idx3-ubyte.gz", gzip.compress(header + x.tobytes(), compresslevel=1))
+    last = train_in_process(capsys, 2, "--epochs", "1", *TINY, "--data-dir", d, "--out", tmp_path / "run")
+    assert last == (f"error: {d / 't10k-images-idx3-ubyte.gz'}: images of 27x28 pixels (shape (10000, 27, 28)), "
+                    f"expected 28x28; this is not a fashion-mnist file")
+    assert not (tmp_path / "run").exists()
+
+
+# ---- --resume from a damaged checkpoint ------------------------------------------------------------
+
+
+def edit_checkpoint(path, edit):
+    """Apply ``edit(arrays, meta)`` to checkpoint ``path`` in place."""
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(arrays.pop("meta").tobytes().decode())
+    edit(arrays, meta)
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def first(arrays, prefix):
+    return next(k for k in sorted(arrays) if k.startswith(prefix))
+
+
+def set_first(prefix, value):
+    def edit(arrays, meta):
+        name = first(arrays, prefix)
+        arrays[name] = value(arrays[name])
+    return edit
+
+
+DAMAGE = {
+    "nan parameter": (set_first("model/", lambda a: np.full_like(a, np.nan)), "the model's parameters are not finite"),
+    "inf parameter": (set_first("model/", lambda a: np.full_like(a, np.inf)), "the model's parameters are not finite"),
+    "wrong-shaped parameter": (set_first("model/", lambda a: np.zeros((3, 3), np.float32)),
+                               "its arrays do not fit the model"),
+    "missing parameter": (lambda arrays, meta: arrays.pop(first(arrays, "model/")), "missing keys"),
+    "wrong-shaped optimizer array": (set_first("opt/", lambda a: np.zeros((3, 3), np.float32)),
+                                     "its optimizer state cannot be used"),
+    "missing optimizer array": (lambda arrays, meta: arrays.pop("opt/v/3"), "state 'v' has 3 entries for 8"),
+    "missing optimizer state": (lambda arrays, meta: meta.__setitem__("opt_state_names", ["m"]),
+                                "state v missing after"),
+    "nan optimizer array": (set_first("opt/", lambda a: np.full_like(a, np.nan)), "the optimizer's state is not finite"),
+    "bad rng state": (lambda arrays, meta: meta["rng"].__setitem__("state", "x"), "its random state cannot be restored"),
+    "rng of another generator": (lambda arrays, meta: meta["rng"].__setitem__("bit_generator", "MT19937"),
+                                 "its random state cannot be restored"),
+    "epoch a string": (lambda arrays, meta: meta.__setitem__("epoch", "1"), 'its epoch must be an integer >= 0, got "1"'),
+    "negative epoch": (lambda arrays, meta: meta.__setitem__("epoch", -3), "its epoch must be an integer >= 0, got -3"),
+    "history not a list": (lambda arrays, meta: meta.__setitem__("history", {"a": 1}), "its history must be a list"),
+    "lr -1": (lambda arrays, meta: meta["opt_hyper"].__setitem__("lr", -1), "lr must be positive and finite, got -1"),
+    "lr nan": (lambda arrays, meta: meta["opt_hyper"].__setitem__("lr", float("nan")), "lr must be positive and finite"),
+    "beta 1": (lambda arrays, meta: meta["opt_hyper"].__setitem__("betas", [0.9, 1.0]), "betas must be in [0, 1)"),
+    "eps 0": (lambda arrays, meta: meta["opt_hyper"].__setitem__("eps", 0), "eps must be positive and finite, got 0"),
+    "hyper not a dict": (lambda arrays, meta: meta.__setitem__("opt_hyper", "x"), "its opt_hyper must be a JSON object"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_resuming_from_a_damaged_checkpoint_is_refused_and_it_stays(damage, vae_run, tmp_path, monkeypatch, capsys):
+    out = copy_run(vae_run, tmp_path)
+    edit, phrase = DAMAGE[damage]
+    edit_checkpoint(out / "checkpoint.npz", edit)
+    before = (out / "checkpoint.npz").read_bytes()
+    monkeypatch.setattr(training, "train_epoch", lambda *a, **k: pytest.fail("trained from a damaged checkpoint"))
+    last = train_in_process(capsys, 2, "--epochs", "2", *TINY, "--out", out, "--resume")
+    assert last.startswith(f"error: {out / 'checkpoint.npz'}: ") and phrase in last, last
+    assert (out / "checkpoint.npz").read_bytes() == before and temp_files(out) == []
+
+
+# ---- evaluate / sample with hand-edited settings ---------------------------------------------------
+
+
+@pytest.mark.parametrize("key, value, what", [("hidden", "16", 'hidden = "16" is not an integer >= 1'),
+                                              ("latent", 0, "latent = 0 is not an integer >= 1"),
+                                              ("likelihood", "poisson", "is not one of bernoulli, gaussian"),
+                                              ("valid", 2.5, "valid = 2.5 is not an integer >= 1"),
+                                              ("limit", -3, "limit = -3 is not an integer >= 1 or null")])
+@pytest.mark.parametrize("command", [["evaluate", "--k", "2"], ["sample", "--n", "4"]])
+def test_evaluate_and_sample_refuse_a_hand_edited_setting_naming_it(command, key, value, what, vae_run, tmp_path,
+                                                                    capsys):
+    out = copy_run(vae_run, tmp_path)
+    edit_checkpoint(out / "checkpoint.npz", lambda arrays, meta: meta["config"].__setitem__(key, value))
+    last = refused_in_process(vae.main, [*command, "--out", out], capsys)
+    assert last.startswith(f"error: {out / 'checkpoint.npz'}: its setting {key}") and what in last, last
+
+
+def test_discrete_evaluate_refuses_a_hand_edited_setting_naming_it(discrete_run, tmp_path, capsys):
+    out = copy_run(discrete_run, tmp_path)
+    edit_checkpoint(out / "checkpoint.npz", lambda arrays, meta: meta["config"].__setitem__("latents", 0))
+    last = refused_in_process(discrete_vae.main, ["evaluate", "--out", out], capsys)
+    assert "its setting latents = 0 is not an integer >= 1" in last
+
+
+# ---- Ctrl-C while the command line imports numpy, scipy and scg -------------------------------------
+
+# Sends a real SIGINT to the process at the moment the command line imports numpy (the first
+# slow import), then runs the command line as ``python -m`` or the console script would.
+INTERRUPT_AT_IMPORT = """
+import builtins, os, runpy, signal, sys
+real = builtins.__import__
+def hook(name, *args, **kwargs):
+    if name == "numpy":
+        builtins.__import__ = real
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(name, *args, **kwargs)
+builtins.__import__ = hook
+sys.argv = ["scg", "sample", "--out", "/nonexistent"]
+{start}
+"""
+
+
+@pytest.mark.parametrize("start", ["runpy.run_module('models.vae', run_name='__main__', alter_sys=True)",
+                                   "runpy.run_module('models.discrete_vae', run_name='__main__', alter_sys=True)",
+                                   "from models.entry import vae; vae()", "from models.entry import dvae; dvae()"])
+def test_ctrl_c_during_the_imports_exits_130_with_one_line(start):
+    r = subprocess.run([sys.executable, "-c", INTERRUPT_AT_IMPORT.format(start=start)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 130, r.stderr[-2000:]
+    assert r.stderr == "error: interrupted while starting; nothing was done\n"
+
+
+def test_importing_a_model_module_changes_no_signal_handler():
+    code = "import signal, models.vae, models.discrete_vae; print(signal.getsignal(signal.SIGINT) is " \
+           "signal.default_int_handler)"
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "True", r.stderr[-2000:]
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc to see the imports progress")
+def test_a_real_ctrl_c_while_importing_ends_in_one_clean_line(tmp_path):
+    """SIGINT once numpy's core is loaded (mapped into the process), so the guard is surely
+    installed; scipy and scg are still importing then, or the command has begun: either
+    way one line and status 130."""
+    p = subprocess.Popen(command("vae", "train", "--epochs", "1000", *TINY, "--out", tmp_path / "run"), cwd=ROOT,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        maps = Path(f"/proc/{p.pid}/maps")
+        assert wait_for(lambda: "_multiarray_umath" in maps.read_text(), seconds=60)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+        p.wait()
+    assert p.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1] in ("error: interrupted while starting; nothing was done",
+                                            "error: interrupted; the checkpoint of the last finished epoch is kept")
+
+
+# ---- memory pre-flight of the discrete VAE -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["train", "--latents", "1000000"],
+                                  ["train", "--model", "bernoulli", "--estimator", "relax", "--latents", "1000000"],
+                                  ["compare", "--latents", "100000000"]])
+def test_a_discrete_model_too_big_for_memory_is_refused_before_it_is_built(argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(discrete_vae, "make_model", lambda *a, **k: pytest.fail("the model was built"))
+    last = refused_in_process(discrete_vae.main, [*argv, "--out", tmp_path / "run"], capsys)
+    assert last.startswith("error: training --model") and "GiB of memory" in last and "is available" in last
+    assert "parameters, gradients and Adam's state" in last and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kind, latents, categories", [("categorical", 3, 5), ("categorical", 1, 16),
+                                                       ("bernoulli", 7, 2)])
+def test_the_memory_estimate_counts_the_parameters_of_the_model(kind, latents, categories):
+    model = discrete_vae.make_model(kind, latents, categories, 9, rng=np.random.default_rng(0))
+    size, encoder, total = discrete_vae.model_sizes(kind, latents, categories, 9)
+    assert (size, encoder, total) == (model.latent_size, sum(p.data.size for p in model.encoder.parameters()),
+                                      discrete_vae.parameter_count(model))
+
+
+def test_the_default_discrete_runs_pass_the_memory_estimate():
+    for argv in (["train"], ["train", "--model", "bernoulli", "--estimator", "relax"], ["compare"]):
+        args = discrete_vae._resolve_latents(discrete_vae.parser().parse_args(argv))
+        total, _ = discrete_vae.memory_needed(args, "relax" if "relax" in argv else "nvil")
+        assert total < 4 * 2**30

@@ -1,0 +1,48 @@
+"""The first code the command lines run: Ctrl-C while Python imports numpy, scipy and scg
+(a second or so, before :func:`models.cli.run_command` takes over) ends the process with
+one line and exit status 130, not a KeyboardInterrupt traceback.
+
+Standard library only, so that it is in place before the slow imports. ``python -m
+models.vae`` (``models.discrete_vae``) calls :func:`guard_startup` at the top of the
+module; the console scripts ``scg-vae`` and ``scg-dvae`` are :func:`vae` and :func:`dvae`,
+which call it before importing the model's module. Importing a model module as a library
+changes no signal handler. (Ctrl-C while the interpreter itself starts, before any of this
+runs, is Python's.)
+"""
+
+import importlib
+import signal
+import sys
+import threading
+
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+
+
+def interrupted_while_starting(signum, frame):
+    """The SIGINT handler until ``run_command`` replaces it: one line, exit 130."""
+    sys.stderr.write("error: interrupted while starting; nothing was done\n")
+    sys.stderr.flush()
+    raise SystemExit(INTERRUPTED)
+
+
+def guard_startup():
+    """Make Ctrl-C end the process quietly (see the module docstring) while Ctrl-C still has
+    Python's default meaning; a handler someone else installed is left alone."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, interrupted_while_starting)
+
+
+def _run(module):
+    guard_startup()
+    return importlib.import_module(f"models.{module}").main()
+
+
+def vae():
+    """The console script ``scg-vae``: ``models.vae.main``, imported under the guard."""
+    return _run("vae")
+
+
+def dvae():
+    """The console script ``scg-dvae``: ``models.discrete_vae.main``, imported under the guard."""
+    return _run("discrete_vae")
