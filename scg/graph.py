@@ -102,7 +102,8 @@ class Graph:
         self.tracker = Tracker()
         self._plates = []  # active plates, outermost first
         self._plate_dims = {}  # every plate entered so far, by name (re-entering reuses it)
-        self._escaped = 0  # nodes whose values left the graph as Python scalars
+        self._escaped = 0  # nodes whose values left the graph (as Python scalars or arrays)
+        self._warned_pathwise = 0  # reparameterized nodes among them already warned of
         self._frames = []  # one context frame per (nested) ``with self:``
         self.enum_mask = self.score_mask = 0  # bitsets over stochastic nodes
 
@@ -444,6 +445,17 @@ class Graph:
                 f"np.asarray() or a new scg.tensor()), so the cost may depend on them in ways scg "
                 f"cannot see (unbiased, but noisier). Keep computations on Tensors (scg.where for "
                 f"branches) for sharper credit",
+                stacklevel=2,
+            )
+        pathwise = self._escaped & ~info.anc & ~self.score_mask & ~self.enum_mask & ~self._warned_pathwise
+        if pathwise:
+            self._warned_pathwise |= pathwise
+            names = ", ".join(f"'{self.stochastic[i].name}'" for i in _bits(pathwise))
+            warnings.warn(
+                f"the values of {names} left the graph (item(), float(), numpy(), np.asarray(), a new "
+                f"scg.tensor(), ...) before cost '{name}' was declared, and {'they are' if ',' in names else 'it is'} "
+                f"reparameterized: if a cost uses the escaped value, no pathwise gradient flows through "
+                f"it and that gradient is biased. Keep computations on Tensors",
                 stacklevel=2,
             )
         if extra:

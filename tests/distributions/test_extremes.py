@@ -236,12 +236,13 @@ def test_sweep(make, x, ref):
     assert close(got, ref()), (float(got), float(ref()))
 
 
-def test_dirichlet_several_huge_concentrations_still_cancel():
-    """Left alone (documented in Dirichlet's docstring): Beta's Loader form is not ported."""
+@pytest.mark.xfail(strict=True, reason="known gap, documented in Dirichlet's docstring: Beta's Loader "
+                   "form is not ported to K > 2, so several concentrations ~1e15 still cancel")
+def test_dirichlet_several_huge_concentrations():
     a, x = (1e15, 1e15, 2e15), (0.25, 0.25, 0.5)  # x at the mean: the value is ~36, its terms ~1e15
     lp = D.Dirichlet(np.array(a)).log_prob(np.array(x)).data
     ref = sum((M(ai) - 1) * mp.log(M(xi)) - lgam(ai) for ai, xi in zip(a, x)) + lgam(sum(M(ai) for ai in a))
-    assert not close(lp, ref, 1e-6)  # flips when someone fixes it: then move it into the sweep
+    assert close(lp, ref)
 
 
 def test_poisson_samples_past_int64():

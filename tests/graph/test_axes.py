@@ -416,3 +416,25 @@ def test_reshape_keeps_the_names_of_unchanged_leading_axes_also_of_size_one():
             moved = z.reshape((4, 1, 6))  # the sample axis of size 1 no longer in front
             with pytest.raises(scg.AxisError):
                 g2.bound("b", moved.sum(-1)[None, :, 0], over="z")
+
+
+def test_escape_of_a_reparameterized_value_warns_that_its_path_is_lost():
+    # Credit cannot repair a lost pathwise gradient: the user is told, not left with a
+    # silently biased gradient (here +0.2 where the exact one is 2 (mu - 3) + 0.2 mu = -3.8).
+    mu = scg.tensor(1.0, requires_grad=True)
+    g = scg.Graph()
+    with g:
+        z = g.sample("z", D.Normal(mu, 1.0))
+        with pytest.warns(UserWarning, match="values of 'z' left the graph .* reparameterized"):
+            g.cost("c", (np.asarray(z) - 3.0) ** 2)
+        g.cost("reg", 0.1 * mu**2)  # warned once per node, not again
+
+
+def test_reparameterized_value_kept_on_tensors_warns_nothing():
+    mu = scg.tensor(1.0, requires_grad=True)
+    g = scg.Graph()
+    with g:
+        z = g.sample("z", D.Normal(mu, 1.0))
+        g.cost("c", (z - 3.0) ** 2)
+    (gr,) = scg.grad(g.surrogate(), mu)
+    assert np.isclose(gr.item(), 2 * (z.item() - 3.0))

@@ -92,7 +92,7 @@ def test_resume_with_other_settings_is_refused(trained):
     "args, message",
     [
         (["train", "--epochs", "0"], "--epochs: must be a positive integer"),
-        (["train", "--lr", "-1"], "--lr: must be positive"),
+        (["train", "--lr", "-1"], "--lr: must be a finite number"),
         (["train", "--dataset", "cifar"], "invalid choice"),
         (["evaluate", "--out", "/nonexistent/run"], "no checkpoint"),
     ],
