@@ -226,6 +226,14 @@ def _reduction(x, xs, infos, static, strict):
     return dims, dropped
 
 
+def _along_last(x, xs, infos, static, strict):
+    """first_max: the shape is kept, and each element depends on its whole last axis."""
+    dims = list(infos[0].dims)
+    if dims and dims[-1] is not None:
+        return dims[:-1] + [None], [(0, dims[-1])]
+    return dims, []
+
+
 def _transpose(x, xs, infos, static, strict):
     axes = static.get("axes")
     src_dims = infos[0].dims
@@ -374,6 +382,6 @@ ELEMENTWISE = (
     "standard_gamma log_standard_gamma xlogy"
 ).split()
 RULES = {name: _elementwise for name in ELEMENTWISE}
-RULES.update(sum=_reduction, max=_reduction, all=_reduction, any=_reduction, transpose=_transpose, reshape=_reshape,
-             getitem=_getitem, concatenate=_concatenate, matmul=_matmul, solve_triangular=_solve,
+RULES.update(sum=_reduction, max=_reduction, all=_reduction, any=_reduction, first_max=_along_last,
+             transpose=_transpose, reshape=_reshape, getitem=_getitem, concatenate=_concatenate, matmul=_matmul, solve_triangular=_solve,
              cholesky=_matrix_function)

@@ -336,6 +336,14 @@ def max(x, axis=None, keepdims=False):
     return _max(x, axis=_axis(axis), keepdims=keepdims)
 
 
+def _first_max(x):
+    return np.arange(x.shape[-1]) == np.argmax(x, axis=-1)[..., None]
+
+
+# One-hot (boolean, no gradient) of the first largest element along the last axis: a pivot
+# chosen from a parameter's values, recorded so that it keeps the parameter's named axes.
+first_max = primitive("first_max", _first_max, lambda g, ans, x: None)
+
 _all = primitive("all", lambda x, axis, keepdims: np.all(x, axis=axis, keepdims=keepdims),
                  lambda g, ans, x, axis, keepdims: None)
 _any = primitive("any", lambda x, axis, keepdims: np.any(x, axis=axis, keepdims=keepdims),

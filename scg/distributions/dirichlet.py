@@ -82,7 +82,7 @@ class Dirichlet(Distribution):
         difference (lgamma_shift): a single large concentration no longer cancels (1e-8 off
         at a = (1e8, 1)). Several large ones still do: see the class docstring."""
         a = self.concentration
-        pivot = np.arange(a.shape[-1]) == np.argmax(a.data, axis=-1)[..., None]  # parameter data: the pivot only
+        pivot = ops.first_max(a)  # recorded: a may depend on a sample
         top = ops.sum(ops.where(pivot, a, 0.0), axis=-1)
         others = ops.where(pivot, 1.0, a)
         rest = ops.sum(ops.where(pivot, 0.0, a), axis=-1)

@@ -49,6 +49,7 @@ USES = {
     "logical_not": lambda x: ops.where(ops.logical_not(x > 5), x, x * x),
     "isfinite": lambda x: ops.where(ops.isfinite(x), x, x * x),
     "floor": lambda x: ops.floor(x * 3) * x + x,
+    "first_max": lambda x: ops.where(ops.first_max(ops.stack([x, 2 * x], axis=-1))[..., 1], x * x, x),
     "_all": lambda x: ops.where(ops.all(x > 0), x, x * x),
     "_any": lambda x: ops.where(ops.any(x > 5), x * x, x),
     "_astype": lambda x: ops.astype(x, np.float64) * x,
