@@ -450,10 +450,11 @@ class Graph:
         pathwise = self._escaped & ~info.anc & ~self.score_mask & ~self.enum_mask & ~self._warned_pathwise
         if pathwise:
             self._warned_pathwise |= pathwise
-            names = ", ".join(f"'{self.stochastic[i].name}'" for i in _bits(pathwise))
+            nodes = [f"'{self.stochastic[i].name}'" for i in _bits(pathwise)]
             warnings.warn(
-                f"the values of {names} left the graph (item(), float(), numpy(), np.asarray(), a new "
-                f"scg.tensor(), ...) before cost '{name}' was declared, and {'they are' if ',' in names else 'it is'} "
+                f"the values of {', '.join(nodes)} left the graph (item(), float(), numpy(), np.asarray(), a "
+                f"new scg.tensor(), ...) before cost '{name}' was declared, and "
+                f"{'they are' if len(nodes) > 1 else 'it is'} "
                 f"reparameterized: if a cost uses the escaped value, no pathwise gradient flows through "
                 f"it and that gradient is biased. Keep computations on Tensors",
                 stacklevel=2,

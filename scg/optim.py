@@ -125,10 +125,11 @@ class Optimizer:
             "state": {k: [a.copy() for a in v] for k, v in self.state.items()},
         }
 
-    # The per-parameter state a state dict must hold once a step was taken (or a function of
-    # the hyperparameters giving it), and every name it may hold.
-    state_names = ()
-    _all_state_names = ()
+    _all_state_names = ()  # every per-parameter state a state dict may hold
+
+    def required_state(self, hyper):
+        """The per-parameter state a state dict must hold once a step was taken."""
+        return ()
 
     @classmethod
     def check_hyper(cls, hyper):
@@ -169,9 +170,7 @@ class Optimizer:
                 f"{type(self).__name__}.load_state_dict: the state dict holds {len(steps)} entries "
                 f"for {len(self.params)} parameters"
             )
-        needed = self.state_names if any(steps) else ()
-        if callable(needed):
-            needed = needed(hyper)
+        needed = self.required_state(hyper) if any(steps) else ()
         unknown = [k for k in sd["state"] if k not in self._all_state_names]
         missing = [k for k in needed if k not in sd["state"]]
         if unknown or missing:
@@ -207,8 +206,7 @@ class SGD(Optimizer):
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
         super().__init__(params, self.check_hyper(dict(lr=lr, momentum=momentum, weight_decay=weight_decay)))
 
-    @staticmethod
-    def state_names(hyper):
+    def required_state(self, hyper):
         return ("velocity",) if hyper["momentum"] else ()
 
     @classmethod
@@ -249,11 +247,14 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba 2015): ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
     ``p -= lr * m_hat / (sqrt(v_hat) + eps)`` with bias-corrected ``m_hat, v_hat``."""
 
-    state_names = _all_state_names = ("m", "v")
+    _all_state_names = ("m", "v")
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, self.check_hyper(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)))
         self._scratch = None  # one array per parameter for the update's intermediate
+
+    def required_state(self, hyper):
+        return self._all_state_names
 
     @classmethod
     def check_hyper(cls, hyper):

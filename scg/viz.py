@@ -19,10 +19,6 @@ from .autodiff import FREED
 from .graph import _bits
 from .tensor import Tensor
 
-FREED_MESSAGE = (
-    "cannot draw graph {name!r}: a backward pass freed the records of how its values were computed, "
-    "so its edges are gone. Draw it before backward() (or pass retain_graph=True to backward())"
-)
 DEFAULT_COLOR = "#555555"  # for an estimator-like object without a ``color``
 INSTALL_HINT = (
     "Graphviz's `dot` executable was not found: install Graphviz (Debian/Ubuntu: "
@@ -70,6 +66,16 @@ def _attrs(node):
     return dict(shape="box", style="rounded,filled", fillcolor="#f4f8ff")
 
 
+def _refuse_freed(t, g):
+    """Raise if a backward pass freed ``t``'s record: drawing on would silently drop edges."""
+    if t._op is FREED:
+        raise RuntimeError(
+            f"cannot draw graph {g.name!r}: a backward pass freed the records of how its values were "
+            f"computed, so its edges are gone. Draw it before backward() (or pass retain_graph=True "
+            f"to backward())"
+        )
+
+
 def _named_tensors(g):
     """id(tensor) -> node for every named node's value."""
     named = {}
@@ -79,7 +85,7 @@ def _named_tensors(g):
     return named
 
 
-def _sources(start, named, stop_op, freed_message):
+def _sources(g, start, named, stop_op):
     """Named nodes upstream of tensors ``start`` without passing another named node:
     {name: pathwise} where pathwise says some path avoids ``stop_gradient``."""
     found = {}
@@ -95,8 +101,7 @@ def _sources(start, named, stop_op, freed_message):
         if node is not None:
             found[node.name] = found.get(node.name, False) or not stopped
             continue
-        if t._op is FREED:  # drawing it would silently leave edges out
-            raise RuntimeError(freed_message)
+        _refuse_freed(t, g)
         through_stop = stopped or t._op is stop_op
         for p in t._parents:
             stack.append((p, through_stop))
@@ -108,16 +113,13 @@ def _edges(g):
     from .ops import _stop
 
     named = _named_tensors(g)
-    freed = FREED_MESSAGE.format(name=g.name)
-    for node in g.nodes.values():
-        for t in (node.value, getattr(node, "log_prob", None)):
-            if t is not None and t._op is FREED:
-                raise RuntimeError(freed)
     edges = []
     for node in g.nodes.values():
+        _refuse_freed(node.value, g)  # the walk below starts from its inputs
         if node.kind == "stochastic":
             start = list(node.value._parents)
             if node.log_prob is not None:
+                _refuse_freed(node.log_prob, g)
                 start += [p for p in node.log_prob._parents if p is not node.value]
         elif node.kind in COST_KINDS:
             own = named.get(id(node.value))
@@ -126,7 +128,7 @@ def _edges(g):
             start = list(node.value._parents)
         else:
             continue
-        for src, pathwise in _sources(start, named, _stop, freed).items():
+        for src, pathwise in _sources(g, start, named, _stop).items():
             if src == node.name:
                 continue
             s = g.nodes[src]
@@ -251,8 +253,7 @@ def _ops_dot(dot, g, ids):
         if id(t) in seen:
             continue
         seen[id(t)] = t
-        if t._op is FREED:
-            raise RuntimeError(FREED_MESSAGE.format(name=g.name))
+        _refuse_freed(t, g)
         k = key(t)
         if id(t) not in named:
             label = t._op.name if t._op is not None else ("leaf" if not t.requires_grad else "param")
