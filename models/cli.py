@@ -257,14 +257,6 @@ def positive_int(s):
     return v
 
 
-def positive_float(s):
-    """argparse type: a float > 0."""
-    v = float(s)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {s}")
-    return v
-
-
 def seed(s):
     """argparse type: a seed of numpy's generators, an integer >= 0."""
     v = int(s)

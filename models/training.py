@@ -90,10 +90,10 @@ def train_epoch(graph, opt, x, batch_size, rng, dynamic=True, desc=None):
         try:
             loss = graph(xb).surrogate()
         except ValueError:  # a distribution refusing NaN parameters: did the last step leave NaN weights?
-            if not_finite(opt.params):
+            bad = not_finite(opt.params)
+            if bad:
                 bar.close()
-                raise Diverged(step, len(steps), f"the parameters are not finite ({not_finite(opt.params)})") \
-                    from None
+                raise Diverged(step, len(steps), f"the parameters are not finite ({bad})") from None
             raise
         value = loss.item()  # the surrogate's value is the sampled objective
         if not math.isfinite(value):

@@ -73,7 +73,7 @@ class GaussianBase(Distribution):
         diff = x - self.loc
         infinite = ops.equal(ops.abs(diff), np.inf)
         maha = self._mahalanobis(ops.where(infinite, 0.0, diff))
-        far = ops.greater(ops.max(ops.where(infinite, 1.0, 0.0), axis=-1), 0.0)
+        far = ops.any(infinite, axis=-1)
         maha = ops.where(far, np.inf, maha)
         return -0.5 * maha - n * HALF_LOG_2PI - self._half_log_det()
 
