@@ -102,6 +102,8 @@ class Graph:
         self.tracker = Tracker()
         self._plates = []  # active plates, outermost first
         self._plate_dims = {}  # every plate entered so far, by name (re-entering reuses it)
+        self._lead = []  # the sample/support axes of n=K and enumerated nodes, in allocation order
+        self._lead_at = {}  # Dim -> its index in _lead
         self._escaped = 0  # nodes whose values left the graph (as Python scalars or arrays)
         self._warned_pathwise = 0  # reparameterized nodes among them already warned of
         self._frames = []  # one context frame per (nested) ``with self:``
@@ -202,26 +204,97 @@ class Graph:
         finally:
             self._plates.pop()
 
-    def _place_plates(self, dims, shape, start, what):
-        """Name the active plates' axes in ``dims`` (a list, changed in place): after the
-        leading sample/support axes from ``start``, the plates in nesting order; an axis
-        there that is unnamed and of the plate's size is taken as the plate."""
-        i = start
+    def _lead_length(self, dims, shape):
+        """How many axes of a value (``dims``, ``shape``) come before its plates: the block
+        of sample/support axes by the allocation rule (scg/axes.py, rule 1), the axis of the
+        k-th allocated node at position L - 1 - k with size-1 slots between; for a value laid
+        out by hand some other way, its leading named sample/support axes. Returns (L, whether
+        the value follows the rule)."""
+        at = self._lead_at
+        lead = [(p, d) for p, d in enumerate(dims) if d is not None and d.kind != "plate"]
+        if not lead:
+            return 0, True
+        if all(d in at for _, d in lead):
+            n = max(at[d] for _, d in lead) + 1
+            if (n <= len(dims) and all(p == n - 1 - at[d] for p, d in lead)
+                    and all(dims[p] is not None or shape[p] == 1 for p in range(n))):
+                return n, True
+        i = 0
         while i < len(dims) and dims[i] is not None and dims[i].kind != "plate":
             i += 1
+        return i, False
+
+    def _plate_error(self, p, i, dims, shape, start, what, broadcast):
+        lead = f" (after {start} sample/support axes)" if start else ""
+        found = (dims[i].describe() if i < len(dims) and dims[i] is not None
+                 else f"size {shape[i]}" if i < len(dims) else "no axis")
+        fix = (f"The plate's axis comes right after the sample/support axes, outermost plate first; a "
+               f"distribution whose batch shape lacks it is expanded to it (Pyro's rule), so give the "
+               f"parameters size {p.size} or 1 there, or move that axis into the event (.to_event(1))"
+               if broadcast else
+               f"Plate axes come after the sample/support axes, outermost plate first: keep the plate's "
+               f"axis (compute the value from per-datapoint values, or give it a size-1 axis there)")
+        if p.size != p.full_size and i < len(dims) and dims[i] is None and shape[i] == p.full_size:
+            fix = (f"Plate '{p.name}' is a subsample of {p.size} of its {p.full_size} datapoints: index the "
+                   f"data with the indices the plate yields (`with g.plate(...) as idx:` ... x[idx])")
+        return AxisError(
+            f"{what} is inside plate '{p.name}' of size {p.size}, so axis {i}{lead} must have size "
+            f"{p.size} (found {found}). {fix}"
+        )
+
+    def _place_plates(self, dims, shape, start, what, broadcast=False):
+        """Name the active plates' axes in ``dims`` (a list, changed in place) from position
+        ``start`` (after the sample/support axes), in nesting order: an axis there that is the
+        plate, or unnamed of the plate's size, is the plate. With ``broadcast`` (a distribution's
+        batch), an unnamed size-1 axis there is grown to the plate and a missing one inserted
+        (returns the new shape and where each old axis went); otherwise refused."""
+        shape = list(shape)
+        where = list(range(len(dims)))
+        i = start
         for p in self._plates:
             if i < len(dims) and (dims[i] is p or (dims[i] is None and shape[i] == p.size)):
                 dims[i] = p
-                i += 1
-                continue
-            lead = f" (after {', '.join(d.describe() for d in dims[start:i])})" if i > start else ""
-            found = f"{dims[i].describe()}" if i < len(dims) and dims[i] is not None else (
-                f"size {shape[i]}" if i < len(dims) else "no axis")
-            raise AxisError(
-                f"{what} is inside plate '{p.name}' of size {p.size}, so axis {i}{lead} must have size "
-                f"{p.size} (found {found}). Plate axes come after the sample/support axes, outermost "
-                f"plate first"
-            )
+            elif broadcast and i < len(dims) and dims[i] is None and shape[i] == 1:
+                dims[i], shape[i] = p, p.size
+            elif broadcast and (i >= len(dims) or (dims[i] is not None and dims[i].kind == "plate")):
+                dims.insert(i, p)
+                shape.insert(i, p.size)
+                where = [w + (w >= i) for w in where]
+            else:
+                raise self._plate_error(p, i, dims, shape, start, what, broadcast)
+            i += 1
+        return tuple(shape), tuple(where)
+
+    def _batch_layout(self, dist, dims, new_axis, what):
+        """Where a distribution's batch must go (scg/axes.py, rule 1): the batch shape with
+        size-1 slots in front for the sample/support axes allocated before a node that adds
+        one, and the active plates grown or inserted after the sample/support axes. Returns
+        (shape, where, lead): ``where[i]`` is the new position of batch axis i, ``lead`` how
+        many axes come before the plates."""
+        shape = tuple(dist.batch_shape)
+        lead, by_rule = self._lead_length(dims, shape)
+        gap = len(self._lead) - lead if new_axis and by_rule and len(self._lead) > lead else 0
+        dims = [None] * gap + list(dims)
+        shape = (1,) * gap + shape
+        new_shape, where = self._place_plates(dims, shape, gap + lead, what, broadcast=True)
+        return new_shape, tuple(w for w in where[gap:]), gap + lead
+
+    def _expanded(self, dist, dims, new_axis, what):
+        """``dist`` laid out by :meth:`_batch_layout` (itself when nothing moves), and ``lead``."""
+        from .distributions import ExpandedDistribution
+
+        shape, where, lead = self._batch_layout(dist, dims, new_axis, what)
+        if shape == tuple(dist.batch_shape):
+            return dist, lead
+        return ExpandedDistribution(dist, shape, where), lead
+
+    def _batch_dims(self, dist, probe):
+        """The named axes of ``dist``'s batch: unnamed when no parameter carries one, else
+        read from ``probe()`` -> (a Tensor whose axes from ``offset`` on are the batch, offset)."""
+        if not any(d is not None for t in parameters(dist) for d in self.tracker.info(t).dims):
+            return [None] * len(dist.batch_shape)
+        out, offset = probe()
+        return list(self.tracker.info(out, strict=False).dims[offset: offset + len(dist.batch_shape)])
 
     def _check_enumerated(self, info, dims, what):
         """A value that depends on an enumerated node must keep its axes, unmixed."""
@@ -267,34 +340,52 @@ class Graph:
             value = _replayed(self, name)
         index = len(self.stochastic)
         replayed = value is not None
+        kind = estimator.axis(n)
+        off = 1 if kind is not None else 0
+        rng = resolve(self.rng)
+        what = f"sample '{name}' (batch_shape {dist.batch_shape})"
+        drawn = None
+
+        def probe():  # the batch's named axes, from a draw (kept when nothing moves)
+            nonlocal drawn
+            if replayed:
+                with np.errstate(all="ignore"):
+                    return dist.log_prob(dist.sample((), rng=np.random.default_rng(0))), 0
+            v = estimator.draw(dist, n, rng)
+            drawn = (v, estimator.log_prob(dist, v))
+            return (drawn[1] if drawn[1] is not None else v), off
+
+        # The parameters are followed strictly first; inside rsample/log_prob the fresh
+        # draw's unnamed axes line up with the parameters' by the distribution's shape rules.
+        laid, lead = self._expanded(dist, self._batch_dims(dist, probe), kind is not None, what)
+        if laid is not dist:
+            dist, drawn = laid, None
+            estimator.check(dist, n, name)
         if replayed:
             value = self._check_replay(name, dist, estimator, n, value)
+            log_prob = estimator.log_prob(dist, value)
+        elif drawn is not None:
+            value, log_prob = drawn
         else:
-            value = estimator.draw(dist, n, resolve(self.rng))
-        log_prob = estimator.log_prob(dist, value)
-        kind = estimator.axis(n)
+            value = estimator.draw(dist, n, rng)
+            log_prob = estimator.log_prob(dist, value)
         dim = None
         if kind is not None:
             dim = Dim(name, value.shape[0], kind)
         # The node's axes: from its log-prob (sample + batch axes) or, without one, its value.
-        # The parameters are followed strictly first; inside rsample/log_prob the fresh
-        # draw's unnamed axes line up with the parameters' by the distribution's shape rules.
-        for t in parameters(dist):
-            self.tracker.info(t)
         base = self.tracker.info(log_prob if log_prob is not None else value, strict=False)
         dims = list(base.dims)
         if dim is not None:
             if dims[0] is not None:
                 raise AxisError(f"sample '{name}': the new axis 0 already carries {dims[0].describe()}")
             dims[0] = dim
-        nbatch = (1 if dim is not None else 0) + len(dist.batch_shape)
+        nbatch = off + len(dist.batch_shape)
         shape = (log_prob if log_prob is not None else value).shape
-        batch_dims = dims[:nbatch]
-        self._place_plates(batch_dims, shape, 1 if dim is not None else 0,
-                           f"sample '{name}' (batch_shape {dist.batch_shape})")
-        dims[:nbatch] = batch_dims
+        batch_dims = dims[off:nbatch]
+        self._place_plates(batch_dims, shape[off:nbatch], lead, what)
+        dims[off:nbatch] = batch_dims
         lp_dims = tuple(dims[: shape_len(log_prob, nbatch)])
-        if estimator.enumerated and any(d is None for d in lp_dims):
+        if estimator.enumerated and any(d is None and k != 1 for d, k in zip(lp_dims, shape)):
             raise AxisError(
                 f"Enumerate for '{name}': every batch axis of the distribution must be a plate or an "
                 f"axis of an enumerated/sampled parent (batch_shape {dist.batch_shape}, named "
@@ -315,6 +406,9 @@ class Graph:
         self.tracker.set(value, info)
         self.nodes[name] = node
         self.stochastic.append(node)
+        if dim is not None:
+            self._lead_at[dim] = len(self._lead)
+            self._lead.append(dim)
         if estimator.enumerated:
             self.enum_mask |= node.bit
         if estimator.score:
@@ -329,6 +423,8 @@ class Graph:
             )
         shape = ((n,) if n else ()) + tuple(dist.batch_shape) + tuple(dist.event_shape)
         data = value.data if isinstance(value, Tensor) else np.asarray(value)
+        if data.shape != shape and [k for k in data.shape if k != 1] == [k for k in shape if k != 1]:
+            data = data.reshape(shape)  # given without the size-1 slots of the axis layout
         if data.shape != shape:
             raise ValueError(f"sample '{name}': replayed value has shape {data.shape}, expected {shape}")
         value = Tensor(data)
@@ -346,7 +442,27 @@ class Graph:
         data = value if isinstance(value, Tensor) else Tensor(np.asarray(value, dtype=dist.dtype))
         if data.dtype.kind in "fc" and np.isnan(data.data).any():
             raise ValueError(f"observe '{name}': the observed value contains NaN")
-        log_prob = _check_support(f"observe '{name}': an observed value", dist, data)
+        what = f"observe '{name}' (batch_shape {dist.batch_shape}, data of shape {data.shape})"
+        if self._plates:
+            def probe():  # the batch's named axes, from the log-density of one observed event
+                event = data.data[(0,) * max(data.ndim - len(dist.event_shape), 0)]
+                with np.errstate(all="ignore"):
+                    return dist.log_prob(Tensor(np.asarray(event))), 0
+
+            dist, _ = self._expanded(dist, self._batch_dims(dist, probe), False, what)
+        try:
+            log_prob = _check_support(f"observe '{name}': an observed value", dist, data)
+        except ValueError as e:
+            if isinstance(e, AxisError) or "support" in str(e):
+                raise
+            for p in self._plates:
+                if p.size != p.full_size and p.full_size in data.shape:
+                    raise AxisError(
+                        f"{what}: the data has an axis of size {p.full_size}, but plate '{p.name}' is a "
+                        f"subsample of {p.size} of its {p.full_size} datapoints; index the data with the "
+                        f"indices the plate yields (`with g.plate(...) as idx:` ... x[idx])"
+                    ) from e
+            raise
         self._add_cost(name, -log_prob, kind="observed", dist=dist, observed=data)
         return data
 
@@ -409,7 +525,8 @@ class Graph:
             )
         _refuse_repeated(info.dims, f"bound '{name}': log_w (shape {log_w.shape})")
         dims = list(info.dims)
-        self._place_plates(dims, log_w.shape, 0, f"bound '{name}': log_w (shape {log_w.shape})")
+        self._place_plates(dims, log_w.shape, self._lead_length(dims, log_w.shape)[0],
+                           f"bound '{name}': log_w (shape {log_w.shape})")
         pos = dims.index(node.dim)
         data = np.moveaxis(log_w.data, pos, 0)
         if np.isnan(data).any() or np.isposinf(data).any():
@@ -476,7 +593,8 @@ class Graph:
                     f"and summed), or use the whole plate (no subsample_size)"
                 )
         dims = list(info.dims)
-        self._place_plates(dims, value.shape, 0, f"cost '{name}' (shape {value.shape})")
+        self._place_plates(dims, value.shape, self._lead_length(dims, value.shape)[0],
+                           f"cost '{name}' (shape {value.shape})")
         info = Info(tuple(dims), info.anc, info.direct, info.mixed)
         self._check_enumerated(info, set(dims), f"cost '{name}'")
         scale = 1.0
@@ -592,8 +710,8 @@ def _bits(x):
         x ^= low
 
 
-def parameters(dist, depth=2):
-    """The Tensors a distribution holds (one level into a wrapped distribution)."""
+def parameters(dist, depth=3):
+    """The Tensors a distribution holds (two levels into wrapped distributions)."""
     found = []
     for value in vars(dist).values():
         if isinstance(value, Tensor):

@@ -21,6 +21,7 @@ from .one_hot_categorical import OneHotCategorical
 from .relaxed_bernoulli import RelaxedBernoulli
 from .relaxed_categorical import RelaxedOneHotCategorical
 from .independent import Independent
+from .expanded import ExpandedDistribution
 from .transforms import AffineTransform, ComposeTransform, ExpTransform, SigmoidTransform, TanhTransform, Transform
 from .transformed_distribution import TransformedDistribution
 from .log_normal import LogNormal

@@ -158,6 +158,15 @@ class Distribution:
         n = len(self.batch_shape) if reinterpreted_batch_ndims is None else reinterpreted_batch_ndims
         return self if n == 0 else Independent(self, n)
 
+    def expand(self, batch_shape):
+        """This distribution with batch shape ``batch_shape`` (torch's meaning): the batch
+        shape broadcasts to it from the right (new axes on the left, size-1 axes grown), and
+        every new element is an independent copy. Returns ``self`` when the shape is unchanged."""
+        from .expanded import ExpandedDistribution
+
+        batch_shape = (batch_shape,) if isinstance(batch_shape, (int, np.integer)) else tuple(batch_shape)
+        return self if batch_shape == self.batch_shape else ExpandedDistribution(self, batch_shape)
+
     def __repr__(self):
         return f"{type(self).__name__}(batch_shape={self.batch_shape}, event_shape={self.event_shape})"
 
