@@ -64,6 +64,7 @@ from .estimators import (  # noqa: E402
     GumbelSoftmax,
     LearnedBaseline,
     LeaveOneOutBaseline,
+    Marginalize,
     MovingAverageBaseline,
     Reparam,
     ScoreFunction,

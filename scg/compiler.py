@@ -35,7 +35,8 @@ import gc
 import numpy as np
 
 from . import ops
-from .graph import _bits
+from .axes import AxisError, Info
+from .graph import CostNode, _bits
 
 
 class Credit:
@@ -52,7 +53,8 @@ class Credit:
 
     def credited(self, name):
         """Names of the costs credited to score-function node ``name``."""
-        return [self.graph.costs[j].name for j in _bits(self.costs[name])]
+        by_index = {c.index: c for c in self.graph.effective_costs()}
+        return [by_index[j].name for j in _bits(self.costs[name])]
 
 
 class Surrogate:
@@ -173,8 +175,91 @@ def weighted_cost(g, c):
     return value * ops.exp(log_w) if log_w is not None else value
 
 
+def marginalize(g):
+    """The costs of ``g`` with those that depend on marginalized nodes (:class:`scg.Marginalize`)
+    replaced by their marginals. Marginalized nodes that share a cost, or where one depends
+    on another, form a group; for a group G with log-probs log p(z) and costs c(z),
+
+        marginal = -logsumexp over G's support axes of (sum log p(z) - sum c(z)),
+
+    laid out on all the named axes involved and reduced over G's support axes only, so it
+    keeps the plates (one marginal per datapoint) and the axes of other nodes. The new cost
+    depends on what the group's nodes and costs depended on, minus the group."""
+    marg = g.marg_mask
+    dep = [c for c in g.costs if c.info.anc & marg]
+    costs = [c for c in g.costs if not c.info.anc & marg]
+    for c in dep:
+        if c.kind == "bound":
+            names = ", ".join(f"'{g.stochastic[i].name}'" for i in _bits(c.info.anc & marg))
+            raise ValueError(f"bound '{c.name}' depends on the marginalized {names}; a bound over samples "
+                             f"cannot be marginalized (declare its terms as costs or observations)")
+    group = {i: 1 << i for i in _bits(marg)}  # each marginalized node's group, as a bitset
+
+    def join(bits):
+        members = 0
+        for i in _bits(bits):
+            members |= group[i]
+        for i in _bits(members):
+            group[i] = members
+
+    for c in dep:
+        join(c.info.anc & marg)
+    for i in _bits(marg):
+        join(g.stochastic[i].info.anc & marg)
+    index = max((c.index for c in g.costs), default=-1) + 1
+    for bits in sorted(set(group.values())):
+        nodes = [g.stochastic[i] for i in _bits(bits)]
+        mine = [c for c in dep if c.info.anc & bits]
+        names = ", ".join(f"'{z.name}'" for z in nodes)
+        size = int(np.prod([z.dim.size for z in nodes]))
+        if size > type(nodes[0].estimator).limit:
+            raise ValueError(
+                f"Marginalize: {names} share costs, so they are summed out jointly over "
+                f"{' x '.join(str(z.dim.size) for z in nodes)} = {size} values per datapoint, above the limit "
+                f"of {type(nodes[0].estimator).limit} (scg.Marginalize.limit); marginalize fewer nodes, or use "
+                f"scg.Enumerate() or a score-function estimator for some"
+            )
+        terms = [(z.log_prob, z.lp_dims, z.info) for z in nodes]
+        terms += [(-c.value, c.info.dims, c.info) for c in mine]
+        target = []
+        for _, dims, _ in terms:
+            target += [d for d in dims if d is not None and d not in target]
+        total = None
+        for t, dims, _ in terms:
+            named = [d for d in dims if d is not None]
+            a = to_positions(reduce_unnamed(t, dims), named, target)
+            total = a if total is None else total + a
+        support = [z.dim for z in nodes]
+        value = -ops.logsumexp(total, axis=tuple(target.index(d) for d in support))
+        kept = tuple(d for d in target if d not in support)
+        anc = direct = 0
+        mixed = {}
+        for c in mine:
+            direct |= c.info.direct
+        for z in nodes:
+            direct |= z.parents
+        for _, _, info in terms:
+            anc |= info.anc
+            for d, b in (info.mixed or {}).items():
+                if d not in support:
+                    mixed[d] = mixed.get(d, 0) | (b & ~bits)
+        if any(d.kind == "plate" and d.size != d.full_size and (info.mixed_along(d) & bits)
+               for _, _, info in terms for d in kept):
+            raise AxisError(f"Marginalize: the costs of {names} couple the datapoints of a subsampled plate")
+        scale = 1.0
+        for d in kept:
+            scale *= 1.0 / d.size if d.kind == "sample" else d.scale
+        info = Info(kept, anc & ~bits, direct & ~bits, mixed or None)
+        node = CostNode(f"marginal({', '.join(z.name for z in nodes)})", value, index, (), info, scale,
+                        kind="marginal")
+        node.marginalized, node.replaces = nodes, mine
+        costs.append(node)
+        index += 1
+    return costs
+
+
 def _require_costs(g):
-    if not g.costs:
+    if not g.effective_costs():
         raise ValueError("the graph has no costs: declare at least one with g.cost(name, value)")
 
 
@@ -182,7 +267,7 @@ def objective(g):
     """The sampled total cost (scalar Tensor)."""
     _require_costs(g)
     total = None
-    for c in g.costs:
+    for c in g.effective_costs():
         s = ops.sum(weighted_cost(g, c))
         total = s if total is None else total + s
     return total
@@ -192,14 +277,15 @@ def objective(g):
 def credit(g, rao_blackwellize=True):
     """The :class:`Credit` of every score-function node (no side effects)."""
     _require_costs(g)
-    nodes, costs = g.stochastic, g.costs
+    nodes, costs = g.stochastic, g.effective_costs()
     score = [w for w in nodes if w.estimator.score]
     if not score:
         return Credit(g, {}, {}, {})
-    reduced = [reduce_unnamed(weighted_cost(g, c).data, c.info.dims) for c in costs]
+    reduced = {c.index: reduce_unnamed(weighted_cost(g, c).data, c.info.dims) for c in costs}
+    by_index = {c.index: c for c in costs}
     if not rao_blackwellize:
-        total = float(sum(r.sum() for r in reduced))
-        every = (1 << len(costs)) - 1
+        total = float(sum(r.sum() for r in reduced.values()))
+        every = functools.reduce(lambda a, c: a | c.bit, costs, 0)
         q = {w.name: np.full((1,) * w.log_prob.ndim, total, dtype=w.log_prob.dtype) for w in score}
         return Credit(g, q, {w.name: w.dim is not None and w.dim.kind == "sample" for w in score},
                       {w.name: every for w in score})
@@ -234,7 +320,7 @@ def credit(g, rao_blackwellize=True):
                     _add(acc, move(parts[x.index], x.dims, w.dims, _full(x, w)))
         else:  # overlapping paths: each downstream cost once, with its own view of w
             for j in _bits(bits):
-                c = costs[j]
+                c = by_index[j]
                 _add(acc, move({frozenset(): reduced[j]}, c.dims, w.dims, _full(c, w)))
         parts[i] = acc
     q, pooled = {}, {}
@@ -253,7 +339,7 @@ def surrogate(g, rao_blackwellize=True):
     cr = credit(g, rao_blackwellize)
     terms, baselines = [], {}
     bounds = {}
-    for c in g.costs:
+    for c in g.effective_costs():
         if c.kind == "bound":
             bounds.setdefault(c.over.name, []).append(c)
     for w in g.stochastic:
@@ -313,7 +399,7 @@ def dice(g):
             _add(acc, {frozenset(): own[x.index]})
         tau[x.index] = acc
     total = None
-    for c in g.costs:
+    for c in g.effective_costs():
         value = weighted_cost(g, c)
         if c.info.anc & g.score_mask:
             t = None

@@ -42,6 +42,7 @@ class Estimator:
 
     score = False
     enumerated = False
+    marginal = False
     corrects = False
     color = "#555555"  # how pictures draw the node's outline (subclasses inherit their parent's)
 
@@ -168,6 +169,25 @@ class Enumerate(Estimator):
 
     def log_prob(self, dist, value):
         return dist.log_prob(value)
+
+
+class Marginalize(Enumerate):
+    """Sum the node out of the likelihood (Pyro's enumeration in the model): the node's value
+    is its whole support, as for :class:`Enumerate`, but the costs that depend on it (its
+    ``g.observe`` terms, log-densities, any cost read as a negative log-likelihood) are
+    combined into one cost per datapoint,
+
+        -log sum_z p(z | parents) exp(-sum of those costs at z),
+
+    the negative marginal log-likelihood, in place of E_q[cost]. Marginalized nodes that
+    share a cost (a chain, an HMM) are summed out jointly: the work grows as the product of
+    their support sizes (K^T for a chain of T nodes with K values), refused above
+    ``Marginalize.limit`` values per datapoint. Nothing may be sampled downstream of a
+    marginalized node except another marginalized node."""
+
+    marginal = True
+    color = "#7a3fb0"
+    limit = 2 ** 20
 
 
 class GumbelSoftmax(Estimator):

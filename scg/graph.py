@@ -107,7 +107,8 @@ class Graph:
         self._escaped = 0  # nodes whose values left the graph (as Python scalars or arrays)
         self._warned_pathwise = 0  # reparameterized nodes among them already warned of
         self._frames = []  # one context frame per (nested) ``with self:``
-        self.enum_mask = self.score_mask = 0  # bitsets over stochastic nodes
+        self.enum_mask = self.score_mask = self.marg_mask = 0  # bitsets over stochastic nodes
+        self._effective = None  # (number of costs, the costs the compiler sees) once marginalized
 
     # ---- building ------------------------------------------------------------------
     def __enter__(self):
@@ -332,7 +333,8 @@ class Graph:
             raise ValueError(f"sample '{name}': n must be a positive integer, got {n!r}")
         if not hasattr(dist, "log_prob") or not hasattr(dist, "batch_shape"):
             raise TypeError(f"sample '{name}': expected a distribution, got {type(dist).__name__}")
-        estimator = _force_estimator(dist) or estimator
+        if not getattr(estimator, "marginal", False):  # a marginal is no expectation to force
+            estimator = _force_estimator(dist) or estimator
         if estimator is None:
             estimator = Reparam() if dist.has_rsample else ScoreFunction()
         estimator.check(dist, n, name)
@@ -392,6 +394,14 @@ class Graph:
                 f"{[d for d in lp_dims]}); independent variables on unnamed axes cannot be enumerated "
                 f"jointly. Put the axis in a g.plate or use OneHotCategorical over the joint support."
             )
+        if base.anc & self.marg_mask and not estimator.marginal:
+            names = ", ".join(f"'{self.stochastic[i].name}'" for i in _bits(base.anc & self.marg_mask))
+            raise ValueError(
+                f"sample '{name}' depends on {names}, summed out by scg.Marginalize(): a node drawn "
+                f"downstream of a marginalized one would be drawn once per value of it, which no "
+                f"marginal likelihood describes. Marginalize '{name}' too (discrete), or use "
+                f"scg.Enumerate() (an expectation) for {names}"
+            )
         mixed = base.mixed
         if self._escaped:
             mixed = dict(mixed or {})
@@ -413,6 +423,8 @@ class Graph:
             self.enum_mask |= node.bit
         if estimator.score:
             self.score_mask |= node.bit
+        if estimator.marginal:
+            self.marg_mask |= node.bit
         return value
 
     def _check_replay(self, name, dist, estimator, n, value):
@@ -607,6 +619,18 @@ class Graph:
         self.costs.append(node)
 
     # ---- compiling (see scg.compiler) -------------------------------------------------
+    def effective_costs(self):
+        """The costs the compiler sums: the declared ones, except that those depending on
+        marginalized nodes are replaced by one marginal cost per group of such nodes (see
+        :func:`scg.compiler.marginalize`)."""
+        if not self.marg_mask:
+            return self.costs
+        if self._effective is None or self._effective[0] != len(self.costs):
+            from .compiler import marginalize
+
+            self._effective = (len(self.costs), marginalize(self))
+        return self._effective[1]
+
     def objective(self):
         """The sampled total cost (a scalar Tensor): what the expectation is of.
         Enumerated nodes are summed out exactly; sample axes averaged; subsampled plates scaled."""

@@ -160,12 +160,13 @@ def test_exact_gradient_of_the_same_model_sampled():
 def test_two_named_axes_at_one_position_are_refused():
     g = scg.Graph()
     with g:
-        a = g.sample("a", D.Normal(0.0, 1.0), n=2)
-        b = g.sample("b", D.Normal(0.0, 1.0), n=2)
+        a = g.sample("a", D.Normal(0.0, 1.0), n=2)  # (2,)
+        b = g.sample("b", D.Normal(0.0, 1.0), n=2)  # (2, 1): its own position, left of a's
+        assert a.shape == (2,) and b.shape == (2, 1)
         with pytest.raises(scg.AxisError, match="sample axis of 'a'.*sample axis of 'b'|sample axis of 'b'.*sample axis of 'a'"):
-            g.cost("c", a * b)
-        g.cost("outer", a[:, None] * b)  # (2, 2): each axis has its own position
-    assert g.costs[-1].dims == (g.nodes["a"].dim, g.nodes["b"].dim)
+            g.cost("c", a[:, None] * b)  # a moved by hand onto b's position
+        g.cost("outer", a * b)  # (2, 2): each axis has its own position
+    assert g.costs[-1].dims == (g.nodes["b"].dim, g.nodes["a"].dim)
 
 
 def test_transpose_keeps_names_and_reshape_across_a_sample_axis_pools_it():

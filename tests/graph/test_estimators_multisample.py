@@ -66,9 +66,10 @@ def test_bound_value_with_another_sample_axis_is_averaged_over_it():
     with g:
         z = g.sample("z", D.Normal(scg.tensor(0.0), 1.0), n=4)
         a = g.sample("a", D.Normal(scg.tensor(0.0), 1.0), n=3)
-        log_w = z[:, None] * a[None, :] - z[:, None] ** 2
+        log_w = z * a - z ** 2  # (Ka, Kz): a's axis allocated left of z's
+        assert log_w.shape == (3, 4)
         g.bound("b", log_w, over="z")
-    expected = -logmeanexp(log_w.data, axis=0).mean()
+    expected = -logmeanexp(log_w.data, axis=1).mean()
     np.testing.assert_allclose(g.objective().item(), expected, rtol=0, atol=1e-12)
 
 
