@@ -155,11 +155,15 @@ class Enumerate(Estimator):
     def check(self, dist, n, name):
         if not getattr(dist, "has_enumerate_support", False):
             raise ValueError(
-                f"Enumerate for '{name}': {type(dist).__name__} has no finite support to enumerate; "
+                f"{type(self).__name__} for '{name}': {type(dist).__name__} has no finite support to enumerate; "
                 f"use scg.Reparam() or scg.ScoreFunction()"
             )
         if n:
-            raise ValueError(f"Enumerate for '{name}': n={n} makes no sense, the whole support is used")
+            raise ValueError(f"{type(self).__name__} for '{name}': n={n} makes no sense, the whole support is used")
+        try:  # a joint support (Independent) may be too large: refused here, by name
+            dist.enumerate_support(expand=False)
+        except ValueError as e:
+            raise ValueError(f"{type(self).__name__} for '{name}': {e}") from None
 
     def axis(self, n):
         return "enumerate"
@@ -409,19 +413,29 @@ def _sigmoid(x):
 
 
 def _bernoulli(dist, who, name):
-    """(logits Tensor, number of event axes) of a Bernoulli or Independent(Bernoulli) node."""
+    """(logits Tensor of shape batch + event, number of event axes) of a Bernoulli node,
+    also wrapped in Independent and ExpandedDistribution (an expand, or a plate's)."""
     from . import distributions as D
 
-    base, event_nd = dist, 0
+    if isinstance(dist, D.Bernoulli):
+        return dist.logits, 0
     if isinstance(dist, D.Independent):
-        base, event_nd = dist.base_dist, dist.reinterpreted_batch_ndims
-    if not isinstance(base, D.Bernoulli):
-        other = "scg.Reparam(), scg.ScoreFunction()" if dist.has_rsample else _alternatives(dist)
-        raise ValueError(
-            f"{who} for '{name}': applies to Bernoulli (or Independent(Bernoulli)) nodes only, "
-            f"not {type(dist).__name__}{'' if base is dist else f'({type(base).__name__})'}; use {other}"
-        )
-    return base.logits, event_nd
+        logits, _ = _bernoulli(dist.base_dist, who, name)
+        return logits, dist.reinterpreted_batch_ndims
+    if isinstance(dist, D.ExpandedDistribution):
+        logits, event_nd = _bernoulli(dist.base_dist, who, name)
+        return dist.lay(logits, event_nd), event_nd
+    other = "scg.Reparam(), scg.ScoreFunction()" if dist.has_rsample else _alternatives(dist)
+    raise ValueError(
+        f"{who} for '{name}': applies to Bernoulli (or Independent(Bernoulli)) nodes only, "
+        f"not {type(dist).__name__}; use {other}"
+    )
+
+
+def _innermost(dist):
+    while hasattr(dist, "base_dist"):
+        dist = dist.base_dist
+    return dist
 
 
 def _saturated(dist, who, name):
@@ -430,21 +444,17 @@ def _saturated(dist, who, name):
     but both samples of a pair are always equal, so no antithetic (or relaxed) estimate of it
     exists. With logits +-inf the gradient with respect to the logit is zero, as the
     estimate is once those coins are left out (0 * inf would be NaN)."""
-    from . import distributions as D
-
-    base = dist.base_dist if isinstance(dist, D.Independent) else dist
+    base = _innermost(dist)
     if base._given == "probs":
         p = base.probs.data
-        saturated = (p == 0) | (p == 1)
-    else:
-        saturated = ~np.isfinite(base.logits.data)
-    if saturated.any() and base._given == "probs":
-        raise ValueError(
-            f"{who} for '{name}': probs holds {p[saturated].flat[0]:g} (exactly 0 or 1), where "
-            f"the two samples of a pair are always equal, so d/dp cannot be estimated from them. Keep probs "
-            f"inside (0, 1), give logits, or use scg.Enumerate() / scg.ScoreFunction() for '{name}'"
-        )
-    return np.broadcast_to(saturated, tuple(dist.batch_shape) + tuple(dist.event_shape))
+        if ((p == 0) | (p == 1)).any():
+            raise ValueError(
+                f"{who} for '{name}': probs holds {p[(p == 0) | (p == 1)].flat[0]:g} (exactly 0 or 1), where "
+                f"the two samples of a pair are always equal, so d/dp cannot be estimated from them. Keep probs "
+                f"inside (0, 1), give logits, or use scg.Enumerate() / scg.ScoreFunction() for '{name}'"
+            )
+    logits, _ = _bernoulli(dist, who, name)
+    return np.broadcast_to(~np.isfinite(logits.data), tuple(dist.batch_shape) + tuple(dist.event_shape))
 
 
 def _no_noise(who, node):

@@ -6,7 +6,12 @@ the event: ``batch_shape = base.batch_shape[:-n]``, ``event_shape = base.batch_s
 the base's summed over those n axes; draws, mean and variance are the base's.
 """
 
-from .distribution import Distribution, sum_rightmost
+import itertools
+
+import numpy as np
+
+from ..tensor import Tensor
+from .distribution import Distribution, broadcast, sum_rightmost
 from .kl import kl_divergence, register_kl
 
 
@@ -42,10 +47,13 @@ class Independent(Distribution):
     def has_rsample(self):
         return self.base_dist.has_rsample
 
+    #: the most joint support points ``enumerate_support`` lays out (K^E for E elements of K values)
+    enumerate_limit = 2 ** 16
+
     @property
     def has_enumerate_support(self):
-        """The base's, when no axis is reinterpreted (a product of supports is not enumerated)."""
-        return self.reinterpreted_batch_ndims == 0 and self.base_dist.has_enumerate_support
+        """The base's: the joint support is the product of the elements' supports."""
+        return self.base_dist.has_enumerate_support
 
     @property
     def support(self):
@@ -72,13 +80,30 @@ class Independent(Distribution):
         return self.base_dist.variance
 
     def enumerate_support(self, expand=True):
-        if self.reinterpreted_batch_ndims > 0:
-            raise NotImplementedError(
-                f"Independent: enumerating the product of {self.reinterpreted_batch_ndims} reinterpreted "
-                f"batch axes is not implemented (it grows exponentially); enumerate the base "
-                f"distribution, {type(self.base_dist).__name__}, or use a score-function estimator"
+        """Every joint value of the event on a new leading axis: (K^E,) + batch + event, for
+        E elements of the reinterpreted axes each with the base's K values (in
+        lexicographic order, the last element fastest). Above ``enumerate_limit`` values
+        ``ValueError`` gives the count."""
+        n = self.reinterpreted_batch_ndims
+        if n == 0:
+            return self.base_dist.enumerate_support(expand=expand)
+        base = self.base_dist
+        values = base.enumerate_support(expand=False)  # (Kb,) + (1,) * len(base batch) + base event
+        k = values.shape[0]
+        inner = base.batch_shape[len(base.batch_shape) - n:]
+        elements = int(np.prod(inner))
+        count = k ** elements
+        if count > self.enumerate_limit:
+            raise ValueError(
+                f"the joint support of Independent({type(base).__name__}) over its event {inner} has "
+                f"{k}^{elements} = {count} values, above the limit of {self.enumerate_limit} "
+                f"(Independent.enumerate_limit); use a score-function estimator, or enumerate fewer elements"
             )
-        return self.base_dist.enumerate_support(expand=expand)
+        choice = np.array(list(itertools.product(range(k), repeat=elements)), dtype=np.intp).reshape(count, elements)
+        points = values.data.reshape((k,) + tuple(base.event_shape))[choice]  # (K^E, E) + base event
+        shape = (count,) + (1,) * len(self.batch_shape) + tuple(inner) + tuple(base.event_shape)
+        out = Tensor(np.ascontiguousarray(points.reshape(shape)))
+        return broadcast(out, (count,) + self.batch_shape + self.event_shape) if expand else out
 
     def __repr__(self):
         return f"Independent({self.base_dist!r}, {self.reinterpreted_batch_ndims})"
