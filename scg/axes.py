@@ -16,10 +16,16 @@ works out an :class:`Info`:
 
 The axis rule (also in README, "Named axes"):
 
-1. A named axis is a plate, the sample axis of an ``n=K`` node, or the support
-   axis of an enumerated node. ``g.sample`` puts a node's new axis (``n=K``, or
-   the support) in front, at position 0 of its value; inside plates, the axes
-   right after the leading sample/support axes are the plates, outermost first.
+1. A named axis is a plate, the sample axis of an ``n=K`` node or the support axis
+   of an enumerated (or marginalized) node. A value's axes are its sample/support
+   axes, then its plates (outermost first), then the rest of its batch and its event.
+   Sample/support axes are allocated leftwards, as Pyro allocates enumeration dims:
+   the k-th allocated in a graph sits k positions left of the plates, so a new node's
+   value is (its axis,) + one slot per axis allocated before (that axis where it depends
+   on it, else size 1) + plates + the rest, and independent nodes never share a
+   position. ``Graph._lead_length`` reads the rule back from a value's named axes.
+   Inside a plate a distribution whose batch lacks the plate's axis is expanded to it
+   (``Graph._batch_layout``).
 2. Each recorded primitive maps its inputs' named axes to its output by its own
    rule (the table at the bottom). Broadcasting primitives align positions from
    the right, as numpy does. At one position a named axis may meet the same axis,

@@ -109,10 +109,13 @@ def outcomes(build, max_outcomes=100_000):
             for idx in itertools.combinations(range(d.full_size), d.size):
                 pending.append((values, {**subsets, d.name: np.array(idx)}, total * count))
             continue
-        free = [s for s in g.stochastic if s.name not in values]
+        # marginalized nodes stay as they are: summed out inside their marginal cost
+        free = [s for s in g.stochastic if s.name not in values and not s.estimator.marginal]
         if not free:
             log_p = None
             for s in g.stochastic:
+                if s.estimator.marginal:
+                    continue
                 lp = s.log_prob.sum()
                 log_p = lp if log_p is None else log_p + lp
             log_minibatch = -sum(math.log(math.comb(d.full_size, d.size)) for d in g._plate_dims.values())

@@ -85,9 +85,11 @@ def _named_tensors(g):
     return named
 
 
-def _sources(g, start, named, stop_op):
+def _sources(g, start, named, stop_op, leaves=None):
     """Named nodes upstream of tensors ``start`` without passing another named node:
-    {name: pathwise} where pathwise says some path avoids ``stop_gradient``."""
+    {name: pathwise} where pathwise says some path avoids ``stop_gradient``. With
+    ``leaves`` (a dict, filled in), unnamed leaves that require grad (parameters the model
+    did not register with ``g.param``) count as sources too, keyed ``param:<id>``."""
     found = {}
     seen = set()
     stack = [(t, False) for t in start]
@@ -101,6 +103,11 @@ def _sources(g, start, named, stop_op):
         if node is not None:
             found[node.name] = found.get(node.name, False) or not stopped
             continue
+        if leaves is not None and t._op is None and t.requires_grad:
+            k = f"param:{id(t)}"
+            leaves[k] = t
+            found[k] = found.get(k, False) or not stopped
+            continue
         _refuse_freed(t, g)
         through_stop = stopped or t._op is stop_op
         for p in t._parents:
@@ -108,8 +115,9 @@ def _sources(g, start, named, stop_op):
     return found
 
 
-def _edges(g):
-    """(source name, target name, pathwise) for the default detail level."""
+def _edges(g, leaves=None):
+    """(source name, target name, pathwise) for the default detail level; parameters the
+    model did not name are collected in ``leaves`` ({key: Tensor}) and drawn as sources."""
     from .ops import _stop
 
     named = _named_tensors(g)
@@ -128,31 +136,44 @@ def _edges(g):
             start = list(node.value._parents)
         else:
             continue
-        for src, pathwise in _sources(g, start, named, _stop).items():
+        for src, pathwise in _sources(g, start, named, _stop, leaves).items():
             if src == node.name:
                 continue
-            s = g.nodes[src]
-            if s.kind == "stochastic" and not s.value.requires_grad:
+            s = g.nodes.get(src)
+            if s is not None and s.kind == "stochastic" and not s.value.requires_grad:
                 pathwise = False  # a score-function or enumerated sample carries no gradient
             edges.append((src, node.name, pathwise))
     return edges
 
 
-def _add_nodes(dot, g, ids, stats, stat_name):
-    clusters = {}
+class _Clusters:
+    """One graphviz cluster per nesting of plates, labelled "name (size)" or, for a
+    subsampled plate, "name (B of N)"."""
 
-    def container(plates):
+    def __init__(self, dot):
+        self.dot, self.made = dot, {}
+
+    def __call__(self, plates):
         if not plates:
-            return dot
+            return self.dot
         key = tuple(p.name for p in plates)
-        if key not in clusters:
-            parent = container(plates[:-1])
+        if key not in self.made:
+            parent = self(plates[:-1])
+            p = plates[-1]
             sub = graphviz.Digraph(name=f"cluster_{'_'.join(key)}")
-            sub.attr(label=f"{plates[-1].name} ({plates[-1].size})", style="rounded", color="#888888",
-                     labeljust="r", fontsize="10")
-            clusters[key] = (sub, parent)
-        return clusters[key][0]
+            size = f"{p.size} of {p.full_size}" if p.full_size != p.size else f"{p.size}"
+            sub.attr(label=f"{p.name} ({size})", style="rounded", color="#888888", labeljust="r", fontsize="10")
+            self.made[key] = (sub, parent)
+        return self.made[key][0]
 
+    def attach(self):
+        """Add the clusters to their parents, innermost first so each lands inside its parent."""
+        for key in sorted(self.made, key=len, reverse=True):
+            sub, parent = self.made[key]
+            parent.subgraph(sub)
+
+
+def _add_nodes(dot, g, ids, stats, stat_name, clusters):
     for node in g.nodes.values():
         attrs = _attrs(node)
         label = _label(node)
@@ -161,11 +182,12 @@ def _add_nodes(dot, g, ids, stats, stat_name):
             label += f"\n{stat_name} {value:.3g}"
             attrs["fillcolor"] = _heat(value, stats)
             attrs["style"] = "filled"
-        container(getattr(node, "plates", ())).node(ids[node.name], label, **attrs)
-    # attach clusters innermost first so each lands inside its parent
-    for key in sorted(clusters, key=len, reverse=True):
-        sub, parent = clusters[key]
-        parent.subgraph(sub)
+        clusters(getattr(node, "plates", ())).node(ids[node.name], label, **attrs)
+
+
+def _param_label(t):
+    name = getattr(t, "name", None)
+    return f"{name}\n[{_shape(t)}]" if isinstance(name, str) else f"param\n[{_shape(t)}]"
 
 
 def _heat(value, stats):
@@ -199,12 +221,19 @@ def graph_to_dot(g, detail="nodes", view="model", stats=None, stat_name="Var", r
     dot.attr("node", fontname="Helvetica", fontsize="10")
     dot.attr("edge", arrowsize="0.7")
     ids = {name: f"n{i}" for i, name in enumerate(g.nodes)}
+    clusters = _Clusters(dot)
     if detail == "ops":
-        return _ops_dot(dot, g, ids)
-    _add_nodes(dot, g, ids, stats, stat_name)
-    for src, dst, pathwise in _edges(g):
+        return _ops_dot(dot, g, ids, clusters)
+    _add_nodes(dot, g, ids, stats, stat_name, clusters)
+    leaves = {}
+    edges = _edges(g, leaves)
+    for k, t in leaves.items():  # parameters not registered with g.param, drawn all the same
+        ids[k] = f"p{len(ids)}"
+        dot.node(ids[k], _param_label(t), **_attrs(_Kind("param")))
+    for src, dst, pathwise in edges:
         dot.edge(ids[src], ids[dst], style="solid" if pathwise else "dashed",
                  color="black" if pathwise else "#999999")
+    clusters.attach()
     if view == "surrogate":
         credit = g.credit()
         for w in g.stochastic:
@@ -234,12 +263,26 @@ def graph_to_dot(g, detail="nodes", view="model", stats=None, stat_name="Var", r
     return dot
 
 
-def _ops_dot(dot, g, ids):
-    """Every recorded tensor between the named nodes, primitives as small boxes."""
+class _Kind:
+    def __init__(self, kind):
+        self.kind = kind
+
+
+def _plates_of(g, t):
+    """The plates whose axes ``t`` carries, outermost first (where the ops view draws it)."""
+    try:
+        return tuple(d for d in g.tracker.info(t, strict=False).dims if d is not None and d.kind == "plate")
+    except ValueError:
+        return ()
+
+
+def _ops_dot(dot, g, ids, clusters):
+    """Every recorded tensor between the named nodes, primitives as small boxes (inside the
+    plates whose axes they carry)."""
     named = _named_tensors(g)
     for c in g.costs:
         named.setdefault(id(c.value), c)
-    _add_nodes(dot, g, ids, None, "")
+    _add_nodes(dot, g, ids, None, "", clusters)
     seen = {}
     stack = [c.value for c in g.costs] + [s.value for s in g.stochastic]
     stack += [s.log_prob for s in g.stochastic if s.log_prob is not None]
@@ -256,13 +299,18 @@ def _ops_dot(dot, g, ids):
         _refuse_freed(t, g)
         k = key(t)
         if id(t) not in named:
-            label = t._op.name if t._op is not None else ("leaf" if not t.requires_grad else "param")
-            dot.node(k, f"{label}\n[{_shape(t)}]", shape="box", fontsize="8", height="0.2")
+            if t._op is None and t.requires_grad:
+                dot.node(k, _param_label(t), **_attrs(_Kind("param")))
+            else:
+                label = t._op.name if t._op is not None else "leaf"
+                clusters(_plates_of(g, t)).node(k, f"{label}\n[{_shape(t)}]", shape="box", fontsize="8",
+                                                height="0.2")
         for p in t._parents:
             dot.edge(key(p), k, style="solid" if p.requires_grad else "dashed",
                      color="black" if p.requires_grad else "#999999")
             if named.get(id(p)) is None or named[id(p)].kind == "stochastic":
                 stack.append(p)
+    clusters.attach()
     return dot
 
 
