@@ -290,12 +290,31 @@ class Graph:
         return ExpandedDistribution(dist, shape, where), lead
 
     def _batch_dims(self, dist, probe):
-        """The named axes of ``dist``'s batch: unnamed when no parameter carries one, else
-        read from ``probe()`` -> (a Tensor whose axes from ``offset`` on are the batch, offset)."""
-        if not any(d is not None for t in parameters(dist) for d in self.tracker.info(t).dims):
-            return [None] * len(dist.batch_shape)
+        """The named axes of ``dist``'s batch. Read from the parameters where that is
+        unambiguous: none carries a named axis, or those that do are laid out as batch +
+        their own event (shape starting with the batch shape) and agree. Otherwise from
+        ``probe()`` -> (a Tensor whose axes from ``offset`` on are the batch, offset)."""
+        batch = tuple(dist.batch_shape)
+        m = len(batch)
+        dims = [None] * m
+        for t in parameters(dist):
+            info = self.tracker.info(t)
+            if not any(d is not None for d in info.dims):
+                continue
+            if t.shape[:m] != batch:
+                break
+            for q, d in enumerate(info.dims[:m]):
+                if dims[q] is None:
+                    dims[q] = d
+                elif d is not None and d is not dims[q]:
+                    break
+            else:
+                continue
+            break
+        else:
+            return dims
         out, offset = probe()
-        return list(self.tracker.info(out, strict=False).dims[offset: offset + len(dist.batch_shape)])
+        return list(self.tracker.info(out, strict=False).dims[offset: offset + m])
 
     def _check_enumerated(self, info, dims, what):
         """A value that depends on an enumerated node must keep its axes, unmixed."""

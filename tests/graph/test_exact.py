@@ -25,6 +25,7 @@ from scipy.special import expit as _sigmoid
 
 import scg
 import scg.distributions as D
+from scg import ops
 from scg.diagnostics import exact_gradient
 
 # ---- the random model ----------------------------------------------------------------------
@@ -280,3 +281,158 @@ def test_surrogate_and_dice_are_exactly_unbiased(spec):
     # exact_gradient enumerates the same outcomes itself
     got = np.concatenate([x.data.ravel() for x in exact_gradient(scg_build(spec, lays, params, tables), params)])
     np.testing.assert_allclose(got, exact, rtol=0, atol=1e-8)
+
+
+# ---- independent nodes laid out by the allocation rule, no manual axes ----------------------
+# Values combine by plain broadcasting. The brute force re-implements the layout rule (README,
+# "Named axes" 1): the k-th allocated sample/support axis sits k positions left of the plate,
+# a node's value is (its axis,) + a slot per earlier axis (size 1 unless it carries it) + batch.
+
+
+@st.composite
+def broadcast_specs(draw):
+    nodes = []
+    for i in range(draw(st.integers(1, 4))):
+        enum = draw(st.booleans())
+        nodes.append({
+            "kind": draw(st.sampled_from(["bern", "cat"])),
+            "enum": enum,
+            "n": None if enum else draw(st.sampled_from([None, 2])),
+            "parents": draw(st.lists(st.integers(0, i - 1), max_size=2, unique=True)) if i else [],
+        })
+    costs = [draw(st.lists(st.integers(0, len(nodes) - 1), min_size=1, max_size=3, unique=True))
+             for _ in range(draw(st.integers(1, 2)))]
+    # every node inside one plate or none: a value drawn outside a plate with a sample/support
+    # axis needs a trailing size-1 axis to meet one drawn inside (README: "Plates broadcast")
+    return {"plate": draw(st.integers(1, 2)), "plated": draw(st.booleans()), "nodes": nodes, "costs": costs,
+            "seed": draw(st.integers(0, 2**16))}
+
+
+def _carried_shape(carried, order, in_plate, plate):
+    """The layout rule: lead axes ``carried`` (allocation indices) then the plate."""
+    lead = 1 + max(carried) if carried else 0
+    shape = [1] * lead
+    for k in carried:
+        shape[lead - 1 - k] = order[k]
+    return tuple(shape) + ((plate,) if in_plate else ())
+
+
+def _broadcast_model(spec, thetas, draw, cost, enum_size):
+    """The model on plain broadcasting; ``draw(i, logits, shape)`` returns node i's value
+    (``shape``: the brute force's layout, with size 1 for an enumerated node's own axis)."""
+    order, carried, values = [], [], []
+    for i, node in enumerate(spec["nodes"]):
+        c = set()
+        shift = 0.0
+        for j in node["parents"]:
+            c |= carried[j]
+            shift = shift + values[j] * (0.7 - 0.3 * j)
+        in_plate = spec["plated"]
+        logits = thetas[i] + (shift[..., None] if node["kind"] == "cat" and np.ndim(shift) else shift)
+        own = node["n"] or (enum_size.get(i, 0) if node["enum"] else None)
+        if own or node["enum"]:
+            c = c | {len(order)}
+            order.append(own)
+        shape = _carried_shape(c, order, in_plate, spec["plate"])
+        carried.append(c)
+        values.append(draw(i, logits, shape, in_plate))
+    for k, reads in enumerate(spec["costs"]):
+        v = 0.1 * (k + 1)
+        for j in reads:
+            v = v + values[j] * (1.0 + 0.5 * j)
+        cost(f"c{k}", v * v, set().union(*(carried[j] for j in reads)), order)
+
+
+def _broadcast_brute(spec, thetas):
+    """E[total cost] by enumerating every element of every node (enumerated nodes as random)."""
+    sizes = [2 if n["kind"] == "bern" else 3 for n in spec["nodes"]]
+    enum_size = {i: 1 for i in range(len(spec["nodes"]))}  # an enumerated axis is one random value here
+    shapes = []
+    _broadcast_model(spec, [np.asarray(t) for t in thetas],
+                     lambda i, logits, shape, in_plate: shapes.append(shape) or np.zeros(shape),
+                     lambda *a: None, enum_size)
+    total = 0.0
+    for combo in itertools.product(*[itertools.product(range(k), repeat=int(np.prod(s, dtype=np.int64)))
+                                     for k, s in zip(sizes, shapes)]):
+        vals = [np.asarray(c, dtype=float).reshape(s) for c, s in zip(combo, shapes)]
+        logp, acc = [0.0], [0.0]
+
+        def draw(i, logits, shape, in_plate):
+            v = vals[i]
+            if spec["nodes"][i]["kind"] == "bern":
+                s = np.broadcast_to(_sigmoid(np.asarray(logits)), v.shape)
+                logp[0] += np.sum(np.where(v == 1, np.log(s), np.log1p(-s)))
+            else:
+                s = np.broadcast_to(_softmax(np.asarray(logits)), v.shape + (3,))
+                logp[0] += np.sum(np.log(np.take_along_axis(s, v.astype(np.int64)[..., None], -1)))
+            return v
+
+        def cost(name, value, carried, order):
+            scale = np.prod([0.5 for k in carried if order[k] == 2 and not _is_enum(spec, order, k)])
+            acc[0] += scale * float(np.sum(value))
+
+        _broadcast_model(spec, thetas, draw, cost, enum_size)
+        total += np.exp(logp[0]) * acc[0]
+    return total
+
+
+def _is_enum(spec, order, k):
+    """Whether allocated axis k belongs to an enumerated node (in the brute force, size 1)."""
+    owners = [i for i, n in enumerate(spec["nodes"]) if n["n"] or n["enum"]]
+    return spec["nodes"][owners[k]]["enum"]
+
+
+def _broadcast_build(spec, params):
+    def build():
+        g = scg.Graph()
+        with g:
+            def draw(i, logits, shape, in_plate):
+                node = spec["nodes"][i]
+                dist = D.Bernoulli(logits=logits) if node["kind"] == "bern" else D.Categorical(logits=logits)
+                est = scg.Enumerate() if node["enum"] else scg.ScoreFunction()
+                if in_plate:
+                    with g.plate("p", spec["plate"]):
+                        v = g.sample(f"z{i}", dist, estimator=est, n=node["n"])
+                else:
+                    v = g.sample(f"z{i}", dist, estimator=est, n=node["n"])
+                return ops.astype(v, np.float64)
+
+            def cost(name, value, carried, order):
+                g.cost(name, value)
+
+            _broadcast_model(spec, params, draw, cost, {})
+        return g
+
+    return build
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(broadcast_specs())
+def test_independent_nodes_need_no_manual_axes(spec):
+    rng = np.random.default_rng(spec["seed"])
+    thetas = [rng.normal(0, 0.8, (3,) if n["kind"] == "cat" else ()) for n in spec["nodes"]]  # plates broadcast
+    shapes = []
+    _broadcast_model(spec, thetas, lambda i, logits, shape, in_plate: shapes.append(shape) or np.zeros(shape),
+                     lambda *a: None, {i: 1 for i in range(len(spec["nodes"]))})
+    count = np.prod([(2 if n["kind"] == "bern" else 3) ** int(np.prod(s, dtype=np.int64))
+                     for n, s in zip(spec["nodes"], shapes)])
+    assume(count <= 96)
+    params = [scg.tensor(t, requires_grad=True) for t in thetas]
+    build = _broadcast_build(spec, params)
+    if all(n["enum"] for n in spec["nodes"]):  # no randomness left: the objective is the expectation
+        g = build()
+        obj = g.objective()
+        np.testing.assert_allclose(obj.item(), _broadcast_brute(spec, thetas), rtol=1e-11)
+        got = scg.grad(obj, params)
+    else:
+        got = exact_gradient(build, params)
+    eps = 1e-6
+    for k, (t, gr) in enumerate(zip(thetas, got)):
+        fd = np.zeros(t.shape)
+        for idx in np.ndindex(t.shape):
+            hi = [x.copy() for x in thetas]
+            lo = [x.copy() for x in thetas]
+            hi[k][idx] += eps
+            lo[k][idx] -= eps
+            fd[idx] = (_broadcast_brute(spec, hi) - _broadcast_brute(spec, lo)) / (2 * eps)
+        np.testing.assert_allclose(gr.data, fd, rtol=1e-5, atol=1e-7)
