@@ -19,7 +19,7 @@ mismatch. The brute-force side never calls scg.
 import itertools
 
 import numpy as np
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from scipy.special import expit as _sigmoid
 
@@ -406,8 +406,18 @@ def _broadcast_build(spec, params):
     return build
 
 
+def _node(kind, enum=False, n=None, parents=()):
+    return {"kind": kind, "enum": enum, "n": n, "parents": list(parents)}
+
+
 @settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(broadcast_specs())
+@example({"plate": 1, "plated": False, "seed": 1, "costs": [[0, 1]],  # two independent n=2 nodes
+          "nodes": [_node("bern", n=2), _node("bern", n=2)]})
+@example({"plate": 2, "plated": True, "seed": 2, "costs": [[0, 1, 2]],  # enumerated, n=2, enumerated
+          "nodes": [_node("bern", enum=True), _node("bern", n=2), _node("cat", enum=True)]})
+@example({"plate": 1, "plated": False, "seed": 3, "costs": [[1, 2]],  # a chain next to an independent node
+          "nodes": [_node("cat", enum=True), _node("bern", enum=True, parents=[0]), _node("bern", enum=True)]})
 def test_independent_nodes_need_no_manual_axes(spec):
     rng = np.random.default_rng(spec["seed"])
     thetas = [rng.normal(0, 0.8, (3,) if n["kind"] == "cat" else ()) for n in spec["nodes"]]  # plates broadcast
