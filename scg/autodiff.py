@@ -144,7 +144,9 @@ def primitive(name, forward, *vjps):
         try:
             out = forward(*[x.data for x in xs], **static)
         except (ValueError, IndexError, TypeError) as e:
-            raise type(e)(f"{name}: invalid input(s) of shapes {_shapes(xs)}: {e}") from None
+            graph = state.graph  # inside a stochastic graph, say which named axes met
+            hint = graph.describe_axes(xs) if graph is not None and hasattr(graph, "describe_axes") else ""
+            raise type(e)(f"{name}: invalid input(s) of shapes {_shapes(xs)}: {e}{hint}") from None
         return record(op, out, xs, static)
 
     op.name = name

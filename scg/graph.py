@@ -120,6 +120,25 @@ class Graph:
     def __exit__(self, *exc):
         context.pop(self._frames.pop())
 
+    def describe_axes(self, xs):
+        """For an operation whose inputs ``xs`` did not broadcast: the named axes each input
+        carries and the usual fix (the core's error messages append it)."""
+        parts = []
+        for k, x in enumerate(xs):
+            try:
+                dims = self.tracker.info(x, strict=False).dims
+            except (RuntimeError, ValueError):
+                continue
+            named = [f"{d.describe()} at axis {p}" for p, d in enumerate(dims) if d is not None]
+            if named:
+                parts.append(f"input {k} carries {', '.join(named)}")
+        if not parts:
+            return ""
+        return (f". In graph {self.name!r}: {'; '.join(parts)}. Sample/support axes sit left of the plates "
+                f"(README, 'Named axes'): a value drawn outside a plate meets values inside it only with a "
+                f"trailing size-1 axis per plate (z[..., None]); distributions are expanded to plates, "
+                f"arithmetic is not")
+
     def _on_escape(self, t):
         try:
             self._escaped |= self.tracker.info(t).anc
@@ -579,7 +598,8 @@ class Graph:
         if value._op is None and not value.requires_grad and not info.anc and self.score_mask & before:
             extra = before  # no history: it may depend on anything sampled so far
             warnings.warn(
-                f"cost '{name}' has no recorded history (a numpy array, or computed through .data), so "
+                f"cost '{name}' has no recorded history (a numpy array, computed through .data, or a numpy "
+                f"array indexed by a sampled value: write scg.tensor(table)[z], not table[z]), so "
                 f"scg cannot see which samples it depends on; it is credited to every stochastic node "
                 f"sampled before it (unbiased, but noisier). Compute it from the sampled Tensors instead",
                 stacklevel=2,

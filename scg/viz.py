@@ -38,13 +38,20 @@ def _color(node):
 COST_KINDS = ("cost", "observed", "bound")  # the kinds of CostNode (scg.graph)
 
 
+def _family(dist):
+    """The family's name; a distribution a plate expanded is named by what the model wrote."""
+    if type(dist).__name__ == "ExpandedDistribution":
+        return _family(dist.base_dist)
+    return type(dist).__name__
+
+
 def _label(node):
     kind = getattr(node, "kind", None)
     if kind == "stochastic":
-        lines = [node.name, f"{type(node.dist).__name__} [{_shape(node.value)}]", node.estimator.describe()]
+        lines = [node.name, f"{_family(node.dist)} [{_shape(node.value)}]", node.estimator.describe()]
         return "\n".join(lines)
     if kind == "observed":
-        return f"{node.name}\n{type(node.dist).__name__} [{_shape(node.observed)}]\nobserved"
+        return f"{node.name}\n{_family(node.dist)} [{_shape(node.observed)}]\nobserved"
     if kind == "bound":
         return f"{node.name}\n[{_shape(node.value)}]\n-log mean exp(log w) over {node.over.name}"
     return f"{node.name}\n[{_shape(node.value)}]"
