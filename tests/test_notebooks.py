@@ -20,8 +20,8 @@ PLOTS = re.compile(r"\bplt\.\w+\(")
 PROBE = "import scg\nprint(scg.__file__)"
 
 
-def test_there_are_five_tutorials():
-    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+def test_there_are_six_tutorials():
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
