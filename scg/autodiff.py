@@ -144,9 +144,10 @@ def primitive(name, forward, *vjps):
         try:
             out = forward(*[x.data for x in xs], **static)
         except (ValueError, IndexError, TypeError) as e:
-            graph = state.graph  # inside a stochastic graph, say which named axes met
-            hint = graph.describe_axes(xs) if graph is not None and hasattr(graph, "describe_axes") else ""
-            raise type(e)(f"{name}: invalid input(s) of shapes {_shapes(xs)}: {e}{hint}") from None
+            message = f"{name}: invalid input(s) of shapes {_shapes(xs)}: {e}"
+            graph = state.graph  # inside a stochastic graph: which named axes met, as its AxisError
+            refusal = graph.axes_refusal(xs, message) if graph is not None and isinstance(e, ValueError) else None
+            raise (refusal or type(e)(message)) from None
         return record(op, out, xs, static)
 
     op.name = name

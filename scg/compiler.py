@@ -175,16 +175,29 @@ def weighted_cost(g, c):
     return value * ops.exp(log_w) if log_w is not None else value
 
 
+def _laid(factors):
+    """The sum of ``factors`` ([(Tensor, named dims in position order)]) laid out on the union
+    of their dims, and that union."""
+    target = []
+    for _, dims in factors:
+        target += [d for d in dims if d not in target]
+    total = None
+    for t, dims in factors:
+        a = to_positions(t, list(dims), target)
+        total = a if total is None else total + a
+    return total, tuple(target)
+
+
 def marginalize(g):
     """The costs of ``g`` with those that depend on marginalized nodes (:class:`scg.Marginalize`)
     replaced by their marginals. Marginalized nodes that share a cost, or where one depends
-    on another, form a group; for a group G with log-probs log p(z) and costs c(z),
-
-        marginal = -logsumexp over G's support axes of (sum log p(z) - sum c(z)),
-
-    laid out on all the named axes involved and reduced over G's support axes only, so it
-    keeps the plates (one marginal per datapoint) and the axes of other nodes. The new cost
-    depends on what the group's nodes and costs depended on, minus the group."""
+    on another, form a group G, summed out by variable elimination over log-factors (each
+    node's log-prob, each cost's negative), newest node first: for node z, the factors that
+    carry its support axis are first summed over the plates z does not carry (those
+    datapoints share z: their likelihoods multiply), then added and reduced by logsumexp over
+    z's support. What is left is one cost, ``-sum of the remaining factors``, per element of
+    the axes it keeps (z's plates: one marginal per datapoint; sample/support axes of other
+    nodes). The new cost depends on what the group's nodes and costs depended on, minus G."""
     marg = g.marg_mask
     dep = [c for c in g.costs if c.info.anc & marg]
     costs = [c for c in g.costs if not c.info.anc & marg]
@@ -211,41 +224,52 @@ def marginalize(g):
         nodes = [g.stochastic[i] for i in _bits(bits)]
         mine = [c for c in dep if c.info.anc & bits]
         names = ", ".join(f"'{z.name}'" for z in nodes)
+        limit = type(nodes[0].estimator).limit
         size = int(np.prod([z.dim.size for z in nodes]))
-        if size > type(nodes[0].estimator).limit:
+        if size > limit:
             raise ValueError(
                 f"Marginalize: {names} share costs, so they are summed out jointly over "
                 f"{' x '.join(str(z.dim.size) for z in nodes)} = {size} values per datapoint, above the limit "
-                f"of {type(nodes[0].estimator).limit} (scg.Marginalize.limit); marginalize fewer nodes, or use "
+                f"of {limit} (scg.Marginalize.limit); marginalize fewer nodes, or use "
                 f"scg.Enumerate() or a score-function estimator for some"
             )
-        terms = [(z.log_prob, z.lp_dims, z.info) for z in nodes]
-        terms += [(-c.value, c.info.dims, c.info) for c in mine]
-        target = []
-        for _, dims, _ in terms:
-            target += [d for d in dims if d is not None and d not in target]
-        total = None
-        for t, dims, _ in terms:
-            named = [d for d in dims if d is not None]
-            a = to_positions(reduce_unnamed(t, dims), named, target)
-            total = a if total is None else total + a
-        support = [z.dim for z in nodes]
-        value = -ops.logsumexp(total, axis=tuple(target.index(d) for d in support))
-        kept = tuple(d for d in target if d not in support)
+        factors = [(reduce_unnamed(z.log_prob, z.lp_dims), z.dims) for z in nodes]
+        factors += [(reduce_unnamed(-c.value, c.info.dims), c.dims) for c in mine]
+        for z in reversed(nodes):
+            carried = set(z.dims)
+            here, factors = ([f for f in factors if z.dim in f[1]], [f for f in factors if z.dim not in f[1]])
+            summed = []
+            for t, dims in here:
+                extra = [d for d in dims if d.kind == "plate" and d not in carried]
+                for d in extra:
+                    if d.size != d.full_size:
+                        raise AxisError(
+                            f"Marginalize: '{z.name}' is shared by the datapoints of {d.describe()}, a subsample "
+                            f"of {d.full_size}: its marginal likelihood couples them (a log of a sum over "
+                            f"'{z.name}' of a product over all datapoints), so a minibatch gives no unbiased "
+                            f"estimate of it. Use the whole plate, or scg.Enumerate() / a score-function "
+                            f"estimator for '{z.name}'"
+                        )
+                if extra:
+                    t = ops.sum(t, axis=tuple(dims.index(d) for d in extra))
+                    dims = tuple(d for d in dims if d not in extra)
+                summed.append((t, dims))
+            total, target = _laid(summed)
+            factors.append((ops.logsumexp(total, axis=target.index(z.dim)),
+                            tuple(d for d in target if d is not z.dim)))
+        total, kept = _laid(factors)
+        value = -total
         anc = direct = 0
         mixed = {}
         for c in mine:
             direct |= c.info.direct
         for z in nodes:
             direct |= z.parents
-        for _, _, info in terms:
+        for info in [z.info for z in nodes] + [c.info for c in mine]:
             anc |= info.anc
             for d, b in (info.mixed or {}).items():
-                if d not in support:
+                if d not in {z.dim for z in nodes}:
                     mixed[d] = mixed.get(d, 0) | (b & ~bits)
-        if any(d.kind == "plate" and d.size != d.full_size and (info.mixed_along(d) & bits)
-               for _, _, info in terms for d in kept):
-            raise AxisError(f"Marginalize: the costs of {names} couple the datapoints of a subsampled plate")
         scale = 1.0
         for d in kept:
             scale *= 1.0 / d.size if d.kind == "sample" else d.scale

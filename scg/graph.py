@@ -120,9 +120,10 @@ class Graph:
     def __exit__(self, *exc):
         context.pop(self._frames.pop())
 
-    def describe_axes(self, xs):
-        """For an operation whose inputs ``xs`` did not broadcast: the named axes each input
-        carries and the usual fix (the core's error messages append it)."""
+    def axes_refusal(self, xs, message):
+        """For an operation whose inputs ``xs`` did not broadcast (numpy's ``message``): an
+        :class:`AxisError` naming the axes each input carries and the usual fix, or None when
+        no input carries a named axis (the core raises it in place of numpy's error)."""
         parts = []
         for k, x in enumerate(xs):
             try:
@@ -133,11 +134,12 @@ class Graph:
             if named:
                 parts.append(f"input {k} carries {', '.join(named)}")
         if not parts:
-            return ""
-        return (f". In graph {self.name!r}: {'; '.join(parts)}. Sample/support axes sit left of the plates "
-                f"(README, 'Named axes'): a value drawn outside a plate meets values inside it only with a "
-                f"trailing size-1 axis per plate (z[..., None]); distributions are expanded to plates, "
-                f"arithmetic is not")
+            return None
+        return AxisError(
+            f"{message}. In graph {self.name!r}: {'; '.join(parts)}. Sample/support axes sit left of the "
+            f"plates (README, 'Named axes'): a value drawn outside a plate meets values inside it only with a "
+            f"trailing size-1 axis per plate (z[..., None]); distributions are expanded to plates, arithmetic "
+            f"is not")
 
     def _on_escape(self, t):
         try:
@@ -344,8 +346,9 @@ class Graph:
                     raise AxisError(
                         f"{what} depends on the enumerated node '{e.name}' but does not keep "
                         f"{d.describe()}, so it cannot be weighted by the probability of each value. "
-                        + ("Keep that axis (declare the cost inside the plate, per datapoint), or use a "
-                           "score-function estimator for the node" if d.kind == "plate" else
+                        + (("Keep that axis (declare the cost inside the plate, per datapoint)" +
+                            ("" if e.estimator.marginal else ", or use a score-function estimator for the node"))
+                           if d.kind == "plate" else
                            "Keep that axis in front (no reduction over it)")
                     )
                 if info.mixed_along(d) & e.bit:
@@ -503,7 +506,7 @@ class Graph:
         try:
             log_prob = _check_support(f"observe '{name}': an observed value", dist, data)
         except ValueError as e:
-            if isinstance(e, AxisError) or "support" in str(e):
+            if "is outside the support of" in str(e) or not self._plates:
                 raise
             for p in self._plates:
                 if p.size != p.full_size and p.full_size in data.shape:
@@ -512,7 +515,13 @@ class Graph:
                         f"subsample of {p.size} of its {p.full_size} datapoints; index the data with the "
                         f"indices the plate yields (`with g.plate(...) as idx:` ... x[idx])"
                     ) from e
-            raise
+            plates = ", ".join(f"'{p.name}' ({p.size})" for p in self._plates)
+            raise AxisError(
+                f"{what} does not line up with the distribution inside plates {plates}: its batch is "
+                f"{dist.batch_shape} (the sample/support axes, then the plates outermost first, then the "
+                f"rest) and its event {dist.event_shape}, so the data needs shape {dist.batch_shape + dist.event_shape} "
+                f"or one that broadcasts to it ({e})"
+            ) from e
         self._add_cost(name, -log_prob, kind="observed", dist=dist, observed=data)
         return data
 

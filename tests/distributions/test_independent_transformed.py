@@ -61,15 +61,21 @@ def test_independent_log_prob_gradcheck_second_order():
                              np.array([1.0, 0.4])], order=2)
 
 
-def test_independent_enumeration_only_without_reinterpreted_axes():
+def test_independent_enumerates_the_joint_support_of_its_event():
     b = D.Bernoulli(probs=np.array([0.2, 0.7]))
     same = D.Independent(b, 0)
     assert same.has_enumerate_support and not same.has_rsample
     np.testing.assert_array_equal(same.enumerate_support().data, b.enumerate_support().data)
     joint = D.Independent(b, 1)
-    assert not joint.has_enumerate_support
-    with pytest.raises(NotImplementedError, match="reinterpreted"):
-        joint.enumerate_support()
+    assert joint.has_enumerate_support
+    np.testing.assert_array_equal(joint.enumerate_support().data, [[0, 0], [0, 1], [1, 0], [1, 1]])
+    probs = np.exp(joint.log_prob(joint.enumerate_support()).data)
+    np.testing.assert_allclose(probs, [0.8 * 0.3, 0.8 * 0.7, 0.2 * 0.3, 0.2 * 0.7], rtol=1e-14)
+    # batch axes stay batch axes: (K^E,) + batch + event
+    cat = D.Categorical(logits=np.zeros((4, 2, 3))).to_event(1)
+    assert cat.enumerate_support().shape == (9, 4, 2) and cat.enumerate_support(expand=False).shape == (9, 1, 2)
+    with pytest.raises(ValueError, match=r"2\^17 = 131072 values, above the limit of 65536"):
+        D.Bernoulli(logits=np.zeros(17)).to_event(1).enumerate_support()
     x = joint.sample((7,), rng=rng())
     assert x.shape == (7, 2)
     np.testing.assert_allclose(joint.log_prob(x).data, st.bernoulli([0.2, 0.7]).logpmf(x.data).sum(-1))

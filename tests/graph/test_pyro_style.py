@@ -397,3 +397,90 @@ def test_pictures_show_unregistered_parameters_and_subsampled_plates():
     ops_src = g.to_graphviz(detail="ops").source
     plate = ops_src[ops_src.index("subgraph cluster_data"):]
     assert "subtract" in plate  # the observation's log-density is computed per datapoint, inside
+
+
+# ---- marginalized nodes shared by a plate's datapoints (found by review) ------------------------
+
+
+def test_a_global_marginalized_node_multiplies_the_likelihoods_of_its_plate():
+    """-log sum_z p(z) prod_n p(x_n | z), not a mixture per datapoint."""
+    x = np.array([-1.2, 0.3, 2.1, 1.7, -0.4])
+    w = np.array([0.3, 0.7])
+    means = scg.tensor(np.array([-1.0, 1.5]), requires_grad=True)
+    g = scg.Graph()
+    with g:
+        z = g.sample("z", D.Categorical(probs=w), estimator=scg.Marginalize())
+        with g.plate("data", 5):
+            g.observe("x", D.Normal(means[z], 1.0), x)
+    obj = g.objective()
+    lj = np.log(w) + norm.logpdf(x[None, :], means.data[:, None]).sum(1)
+    np.testing.assert_allclose(obj.item(), -logsumexp(lj), rtol=1e-13)
+    r = np.exp(lj - logsumexp(lj))
+    (grad,) = scg.grad(obj, [means])
+    np.testing.assert_allclose(grad.data, -r * (x[None, :] - means.data[:, None]).sum(1), rtol=1e-11)
+
+
+def test_nested_marginalized_nodes_eliminate_the_inner_plate_first():
+    """z1 per group (plate g), z2 per item (plates g, m) with p(z2 | z1): per group,
+    -log sum_z1 p(z1) prod_m sum_z2 p(z2 | z1) p(x_gm | z2), against brute force."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 3))
+    logits1 = scg.tensor(np.array([0.3, -0.2]), requires_grad=True)
+    trans = scg.tensor(rng.normal(size=(2, 2)), requires_grad=True)
+    mu = np.array([-1.0, 1.0])
+    g = scg.Graph()
+    with g:
+        with g.plate("g", 2):
+            z1 = g.sample("z1", D.Categorical(logits=logits1), estimator=scg.Marginalize())
+            with g.plate("m", 3):
+                z2 = g.sample("z2", D.Categorical(logits=trans[z1][..., None, :]), estimator=scg.Marginalize())
+                g.observe("x", D.Normal(scg.tensor(mu)[z2], 1.0), x)
+    obj = g.objective()
+
+    def brute(l1, t):
+        lp1 = l1 - logsumexp(l1)
+        lt = t - logsumexp(t, axis=1, keepdims=True)
+        total = 0.0
+        for gi in range(2):
+            terms = [lp1[a] + sum(logsumexp(lt[a] + norm.logpdf(x[gi, mi], mu)) for mi in range(3)) for a in range(2)]
+            total -= logsumexp(terms)
+        return total
+
+    np.testing.assert_allclose(obj.item(), brute(logits1.data, trans.data), rtol=1e-12)
+    gl, gt = scg.grad(obj, [logits1, trans])
+    eps = 1e-6
+    for got, k in ((gl, 0), (gt, 1)):
+        base = [logits1.data, trans.data]
+        fd = np.zeros(got.shape)
+        for i in np.ndindex(got.shape):
+            hi = [b.copy() for b in base]
+            lo = [b.copy() for b in base]
+            hi[k][i] += eps
+            lo[k][i] -= eps
+            fd[i] = (brute(*hi) - brute(*lo)) / (2 * eps)
+        np.testing.assert_allclose(got.data, fd, rtol=1e-6, atol=1e-9)
+
+
+def test_a_marginalized_node_shared_by_a_subsampled_plate_is_refused():
+    g = scg.Graph(rng=np.random.default_rng(0))
+    x = np.arange(6.0)
+    with g:
+        z = g.sample("z", D.Bernoulli(probs=0.5), estimator=scg.Marginalize())
+        with g.plate("data", 6, subsample_size=2) as idx:
+            g.observe("x", D.Normal(z, 1.0), x[idx])
+    with pytest.raises(scg.AxisError, match=r"'z' is shared by the datapoints of plate 'data'.*subsample of 6"):
+        g.objective()
+
+
+def test_a_global_value_meeting_a_plate_value_is_refused_as_an_axis_error_with_the_fix():
+    g = scg.Graph()
+    with g:
+        e2 = g.sample("e2", D.Bernoulli(logits=0.5), estimator=scg.Enumerate())
+        with g.plate("data", 5):
+            e1 = g.sample("e1", D.Bernoulli(logits=-1.0), estimator=scg.Enumerate())
+            with pytest.raises(scg.AxisError, match=r"support axis of enumerated 'e2'.*z\[\.\.\., None\]"):
+                e1 - e2
+            g.cost("c", (e1 - e2[..., None]) ** 2)  # the fix: e2 gets the plate's slot
+    p1, p2 = expit(-1.0), expit(0.5)
+    expected = 5 * (p1 * (1 - p2) + (1 - p1) * p2)  # E (e1 - e2)^2 = P(e1 != e2), per datapoint
+    np.testing.assert_allclose(g.objective().item(), expected, rtol=1e-13)
