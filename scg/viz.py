@@ -234,12 +234,26 @@ def graph_to_dot(g, detail="nodes", view="model", stats=None, stat_name="Var", r
     _add_nodes(dot, g, ids, stats, stat_name, clusters)
     leaves = {}
     edges = _edges(g, leaves)
-    for k, t in leaves.items():  # parameters not registered with g.param, drawn all the same
-        ids[k] = f"p{len(ids)}"
-        dot.node(ids[k], _param_label(t), **_attrs(_Kind("param")))
+    # Parameters not registered with g.param are drawn all the same: one hexagon per node they
+    # feed (a network's weights and biases read as one "params" source, not a dozen).
+    fed = {}
     for src, dst, pathwise in edges:
+        if src in leaves:
+            fed.setdefault(dst, []).append((leaves[src], pathwise))
+            continue
         dot.edge(ids[src], ids[dst], style="solid" if pathwise else "dashed",
                  color="black" if pathwise else "#999999")
+    for dst, params in fed.items():
+        pid = f"p_{ids[dst]}"
+        if len(params) == 1:
+            label = _param_label(params[0][0])
+        elif len(params) <= 3:
+            label = "params\n" + ", ".join(f"[{_shape(t)}]" for t, _ in params)
+        else:
+            label = f"params\n{len(params)} tensors, {sum(t.size for t, _ in params)} values"
+        dot.node(pid, label, **_attrs(_Kind("param")))
+        pathwise = any(p for _, p in params)
+        dot.edge(pid, ids[dst], style="solid" if pathwise else "dashed", color="black" if pathwise else "#999999")
     clusters.attach()
     if view == "surrogate":
         credit = g.credit()

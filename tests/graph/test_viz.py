@@ -75,10 +75,14 @@ def test_two_stage_discrete_graph_structure():
 
 def test_vae_graph_reads_as_a_handful_of_nodes():
     lay = layout(vae_graph().to_graphviz())
-    assert set(lay["nodes"]) == {"x", "encoder", "z", "decoder", "reconstruction", "kl"}
+    # the networks' weights, never registered with g.param, as one hexagon per network
+    assert set(lay["nodes"]) == {"x", "encoder", "z", "decoder", "reconstruction", "kl", "params"}
+    hexagons = [o for o in lay["all"] if o.get("shape") == "hexagon"]
+    # encoder 6*5+5 + 5*4+4 = 59 values, decoder 2*5+5 + 5*6+6 = 51
+    assert sorted(o["label"] for o in hexagons) == ["params\n4 tensors, 51 values", "params\n4 tensors, 59 values"]
     edges = {(t, h) for t, h, _ in lay["edges"]}
     assert {("x", "encoder"), ("encoder", "z"), ("z", "decoder"), ("decoder", "reconstruction"),
-            ("x", "reconstruction"), ("encoder", "kl")} == edges
+            ("x", "reconstruction"), ("encoder", "kl"), ("params", "encoder"), ("params", "decoder")} == edges
     styles = {(t, h): s for t, h, s in lay["edges"]}
     assert styles[("z", "decoder")] == "solid"  # reparameterized: pathwise
     assert lay["nodes"]["x"]["shape"] == "parallelogram"
