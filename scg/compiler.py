@@ -217,22 +217,14 @@ def marginalize(g):
 
     for c in dep:
         join(c.info.anc & marg)
-    for i in _bits(marg):
-        join(g.stochastic[i].info.anc & marg)
+    for i in _bits(marg):  # a node and the marginalized parents its log-prob depends on
+        join((g.tracker.info(g.stochastic[i].log_prob).anc | (1 << i)) & marg)
     index = max((c.index for c in g.costs), default=-1) + 1
     for bits in sorted(set(group.values())):
         nodes = [g.stochastic[i] for i in _bits(bits)]
         mine = [c for c in dep if c.info.anc & bits]
         names = ", ".join(f"'{z.name}'" for z in nodes)
         limit = type(nodes[0].estimator).limit
-        size = int(np.prod([z.dim.size for z in nodes]))
-        if size > limit:
-            raise ValueError(
-                f"Marginalize: {names} share costs, so they are summed out jointly over "
-                f"{' x '.join(str(z.dim.size) for z in nodes)} = {size} values per datapoint, above the limit "
-                f"of {limit} (scg.Marginalize.limit); marginalize fewer nodes, or use "
-                f"scg.Enumerate() or a score-function estimator for some"
-            )
         factors = [(reduce_unnamed(z.log_prob, z.lp_dims), z.dims) for z in nodes]
         factors += [(reduce_unnamed(-c.value, c.info.dims), c.dims) for c in mine]
         for z in reversed(nodes):
@@ -254,6 +246,15 @@ def marginalize(g):
                     t = ops.sum(t, axis=tuple(dims.index(d) for d in extra))
                     dims = tuple(d for d in dims if d not in extra)
                 summed.append((t, dims))
+            size = int(np.prod([d.size for d in {d for _, dims in summed for d in dims}], dtype=np.int64))
+            if size > limit:
+                axes = sorted({d for _, dims in summed for d in dims}, key=lambda d: d.describe())
+                raise ValueError(
+                    f"Marginalize: summing out '{z.name}' (with {names}) needs a table over "
+                    f"{' x '.join(str(d.size) for d in axes)} = {size} values, above the limit of {limit} "
+                    f"(scg.Marginalize.limit): too many marginalized nodes share one cost. Marginalize fewer "
+                    f"nodes, or use scg.Enumerate() or a score-function estimator for some"
+                )
             total, target = _laid(summed)
             factors.append((ops.logsumexp(total, axis=target.index(z.dim)),
                             tuple(d for d in target if d is not z.dim)))
@@ -265,7 +266,7 @@ def marginalize(g):
             direct |= c.info.direct
         for z in nodes:
             direct |= z.parents
-        for info in [z.info for z in nodes] + [c.info for c in mine]:
+        for info in [g.tracker.info(z.log_prob) for z in nodes] + [c.info for c in mine]:
             anc |= info.anc
             for d, b in (info.mixed or {}).items():
                 if d not in {z.dim for z in nodes}:

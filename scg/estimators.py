@@ -184,14 +184,22 @@ class Marginalize(Enumerate):
         -log sum_z p(z | parents) exp(-sum of those costs at z),
 
     the negative marginal log-likelihood, in place of E_q[cost]. Marginalized nodes that
-    share a cost (a chain, an HMM) are summed out jointly: the work grows as the product of
-    their support sizes (K^T for a chain of T nodes with K values), refused above
-    ``Marginalize.limit`` values per datapoint. Nothing may be sampled downstream of a
-    marginalized node except another marginalized node."""
+    share a cost (a chain, an HMM) are summed out together by variable elimination, newest
+    first (:func:`scg.compiler.marginalize`): a chain of T nodes with K values costs about
+    T K^2, not K^T. A step whose table exceeds ``Marginalize.limit`` values is refused with
+    the count. The node's value is its support on its own axis, size 1 on its batch axes.
+    Nothing may be sampled downstream of a marginalized node except another marginalized
+    node."""
 
     marginal = True
     color = "#7a3fb0"
     limit = 2 ** 20
+
+    def draw(self, dist, n, rng):
+        # The support along the node's own axis only (size 1 on the batch axes, Pyro's
+        # expand=False): a chain's values then carry one support axis each, so summing it
+        # out step by step stays linear in its length.
+        return dist.enumerate_support(expand=False)
 
 
 class GumbelSoftmax(Estimator):

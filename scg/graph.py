@@ -341,7 +341,10 @@ class Graph:
         """A value that depends on an enumerated node must keep its axes, unmixed."""
         for i in _bits(info.anc & self.enum_mask):
             e = self.stochastic[i]
-            for d in e.dims:
+            # a marginalized node's factors need its support and its plates only: an axis its
+            # log-prob has from a parent is that parent's to sum out (variable elimination)
+            required = [d for d in e.dims if d is e.dim or d.kind == "plate"] if e.estimator.marginal else e.dims
+            for d in required:
                 if d not in dims:
                     raise AxisError(
                         f"{what} depends on the enumerated node '{e.name}' but does not keep "
@@ -401,6 +404,13 @@ class Graph:
         # The parameters are followed strictly first; inside rsample/log_prob the fresh
         # draw's unnamed axes line up with the parameters' by the distribution's shape rules.
         laid, lead = self._expanded(dist, self._batch_dims(dist, probe), kind is not None, what)
+        if off + len(laid.batch_shape) + len(laid.event_shape) > 32:
+            raise AxisError(
+                f"{what}: its value would have {off + len(laid.batch_shape) + len(laid.event_shape)} axes "
+                f"({len(self._lead)} sample/support axes allocated before it, each with its own position), "
+                f"more than numpy's 32. Use fewer n=K / enumerated / marginalized nodes in one graph, or a "
+                f"score-function estimator for some"
+            )
         if laid is not dist:
             dist, drawn = laid, None
             estimator.check(dist, n, name)
@@ -449,8 +459,13 @@ class Graph:
             mixed[ANY] = mixed.get(ANY, 0) | self._escaped
         anc = base.anc | self._escaped
         self._check_enumerated(Info(tuple(dims), anc, 0, mixed), set(lp_dims), f"sample '{name}'")
-        value_dims = tuple(lp_dims) + (None,) * (value.ndim - len(lp_dims))
-        info = Info(value_dims, anc | (1 << index), 1 << index, mixed)
+        # (a value of size 1 where its log-prob has an axis does not carry that axis)
+        value_dims = tuple(d if value.shape[p] == shape[p] else None for p, d in enumerate(lp_dims))
+        value_dims += (None,) * (value.ndim - len(lp_dims))
+        if estimator.marginal:  # the value is the support itself: it depends on no ancestor
+            info = Info(value_dims, 1 << index, 1 << index, None)
+        else:
+            info = Info(value_dims, anc | (1 << index), 1 << index, mixed)
         node = StochasticNode(name, dist, estimator, value, log_prob, n, index, context,
                               tuple(self._plates), dim, info, lp_dims, base.direct | self._escaped,
                               replayed)

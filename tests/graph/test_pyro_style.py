@@ -305,13 +305,45 @@ def test_marginalization_refusals_name_the_node_and_the_count():
             g.sample("y", D.Normal(ops.astype(z, np.float64), 1.0))
     g = scg.Graph()
     with g:
-        z = None
-        for t in range(11):  # 4^11 > 2^20 joint values
-            probs = np.full(4, 0.25) if z is None else scg.tensor(np.full((4, 4), 0.25))[z]
-            z = g.sample(f"z{t}", D.Categorical(probs=probs), estimator=scg.Marginalize())
-        g.observe("x", D.Normal(ops.astype(z, np.float64), 1.0), 0.5)
-    with pytest.raises(ValueError, match=r"4 x 4 .* = 4194304 values per datapoint, above the limit of 1048576"):
+        total = 0.0
+        for t in range(11):  # eleven independent nodes in one cost: a 4^11 table, above 2^20
+            total = total + ops.astype(g.sample(f"z{t}", D.Categorical(probs=np.full(4, 0.25)),
+                                                estimator=scg.Marginalize()), np.float64)
+        g.observe("x", D.Normal(total, 1.0), 0.5)
+    with pytest.raises(ValueError, match=r"summing out 'z10' .* = 4194304 values, above the limit of 1048576"):
         g.objective()
+
+
+def test_a_long_hmm_is_summed_out_step_by_step_as_the_forward_algorithm():
+    """T = 25 steps of K = 3 states (3^25 paths): linear elimination, against the forward
+    recursion written in numpy."""
+    rng = np.random.default_rng(7)
+    K, T = 3, 25  # each node adds an axis to the values after it: numpy allows 32
+    init = rng.dirichlet(np.ones(K))
+    trans = rng.dirichlet(np.ones(K), size=K)
+    mu = np.array([-1.5, 0.0, 1.5])
+    obs = rng.normal(mu[rng.integers(0, K, T)], 1.0)
+    g = scg.Graph()
+    with g:
+        z = None
+        for t in range(T):
+            probs = init if t == 0 else scg.tensor(trans)[z]
+            z = g.sample(f"z{t}", D.Categorical(probs=probs), estimator=scg.Marginalize())
+            g.observe(f"x{t}", D.Normal(scg.tensor(mu)[z], 1.0), obs[t])
+        assert z.size == K  # each value carries its own support axis only
+    log_alpha = np.log(init) + norm.logpdf(obs[0], mu)
+    for t in range(1, T):
+        log_alpha = logsumexp(log_alpha[:, None] + np.log(trans), axis=0) + norm.logpdf(obs[t], mu)
+    np.testing.assert_allclose(g.objective().item(), -logsumexp(log_alpha), rtol=1e-12)
+
+
+def test_more_axes_than_numpy_allows_are_refused_by_name():
+    g = scg.Graph()
+    with g:
+        for t in range(32):
+            g.sample(f"z{t}", D.Bernoulli(probs=0.5), estimator=scg.Enumerate())
+        with pytest.raises(scg.AxisError, match=r"sample 'z32' .* 33 axes .* more than numpy's 32"):
+            g.sample("z32", D.Bernoulli(probs=0.5), estimator=scg.Enumerate())
 
 
 def test_a_subsampled_marginal_is_scaled_to_the_full_data():
