@@ -28,6 +28,8 @@ import scg.distributions as D
 from scg import ops
 from scg.diagnostics import exact_gradient
 
+from brute import central_differences
+
 # ---- the random model ----------------------------------------------------------------------
 
 
@@ -436,13 +438,5 @@ def test_independent_nodes_need_no_manual_axes(spec):
         got = scg.grad(obj, params)
     else:
         got = exact_gradient(build, params)
-    eps = 1e-6
-    for k, (t, gr) in enumerate(zip(thetas, got)):
-        fd = np.zeros(t.shape)
-        for idx in np.ndindex(t.shape):
-            hi = [x.copy() for x in thetas]
-            lo = [x.copy() for x in thetas]
-            hi[k][idx] += eps
-            lo[k][idx] -= eps
-            fd[idx] = (_broadcast_brute(spec, hi) - _broadcast_brute(spec, lo)) / (2 * eps)
+    for gr, fd in zip(got, central_differences(lambda *t: _broadcast_brute(spec, list(t)), thetas)):
         np.testing.assert_allclose(gr.data, fd, rtol=1e-5, atol=1e-7)

@@ -14,6 +14,8 @@ import scg.distributions as D
 from scg import ops
 from scg.diagnostics import exact_gradient
 
+from brute import central_differences
+
 
 # ---- Distribution.expand (torch's meaning) -------------------------------------------------
 
@@ -151,16 +153,8 @@ def test_several_independent_discrete_nodes_without_manual_axes_are_exact(estima
         return g
 
     grads = exact_gradient(build, [l1, l2, l3])
-    eps = 1e-6
-    for k, (t, gr) in enumerate(zip((l1, l2, l3), grads)):
-        fd = np.zeros(t.shape)
-        for i in np.ndindex(t.shape):
-            args = [x.data.copy() for x in (l1, l2, l3)]
-            args[k][i] += eps
-            hi = _brute_three(*args, f)
-            args[k][i] -= 2 * eps
-            lo = _brute_three(*args, f)
-            fd[i] = (hi - lo) / (2 * eps)
+    fds = central_differences(lambda *a: _brute_three(*a, f), [l1.data, l2.data, l3.data])
+    for gr, fd in zip(grads, fds):
         np.testing.assert_allclose(gr.data, fd, rtol=1e-6, atol=1e-8)
 
 
@@ -289,10 +283,7 @@ def test_marginal_under_a_score_function_node_is_credited_exactly():
         return (1 - p) * nll[0] + p * nll[1]
 
     got = exact_gradient(build, [lw, means])
-    eps = 1e-6
-    d_l = (brute(lw.data + eps, means.data) - brute(lw.data - eps, means.data)) / (2 * eps)
-    d_m = [(brute(lw.data, means.data + eps * e) - brute(lw.data, means.data - eps * e)) / (2 * eps)
-           for e in np.eye(2)]
+    d_l, d_m = central_differences(brute, [lw.data, means.data])
     np.testing.assert_allclose(got[0].item(), d_l, rtol=1e-6)
     np.testing.assert_allclose(got[1].data, d_m, rtol=1e-6)
 
@@ -389,17 +380,9 @@ def test_a_sigmoid_belief_network_enumerates_and_its_exact_gradient_matches_brut
     g = build(scg.Enumerate)
     assert g.nodes["h"].value.shape == (8, 3) and g.nodes["v"].value.shape == (4, 8, 2)
     np.testing.assert_allclose(g.objective().item(), brute(W.data, b0.data), rtol=1e-13)
-    eps = 1e-6
+    fds = central_differences(brute, [W.data, b0.data])
     for make in (scg.Enumerate, scg.ScoreFunction):
-        gw, gb = exact_gradient(lambda: build(make), [W, b0])
-        for got, t, k in ((gw, W, 0), (gb, b0, 1)):
-            fd = np.zeros(t.shape)
-            for i in np.ndindex(t.shape):
-                args = [W.data.copy(), b0.data.copy()]
-                args[k][i] += eps
-                hi = brute(*args)
-                args[k][i] -= 2 * eps
-                fd[i] = (hi - brute(*args)) / (2 * eps)
+        for got, fd in zip(exact_gradient(lambda: build(make), [W, b0]), fds):
             np.testing.assert_allclose(got.data, fd, rtol=1e-6, atol=1e-9)
 
 
@@ -480,16 +463,7 @@ def test_nested_marginalized_nodes_eliminate_the_inner_plate_first():
 
     np.testing.assert_allclose(obj.item(), brute(logits1.data, trans.data), rtol=1e-12)
     gl, gt = scg.grad(obj, [logits1, trans])
-    eps = 1e-6
-    for got, k in ((gl, 0), (gt, 1)):
-        base = [logits1.data, trans.data]
-        fd = np.zeros(got.shape)
-        for i in np.ndindex(got.shape):
-            hi = [b.copy() for b in base]
-            lo = [b.copy() for b in base]
-            hi[k][i] += eps
-            lo[k][i] -= eps
-            fd[i] = (brute(*hi) - brute(*lo)) / (2 * eps)
+    for got, fd in zip((gl, gt), central_differences(brute, [logits1.data, trans.data])):
         np.testing.assert_allclose(got.data, fd, rtol=1e-6, atol=1e-9)
 
 
