@@ -132,6 +132,36 @@ class Tracker:
         return memo[id(t)]
 
 
+# ---- shared vocabulary: bitsets of nodes, values laid out on named axes ----------------------
+
+
+def bit_indices(x):
+    """Indices of the set bits of a non-negative int, lowest first (one step per set bit)."""
+    while x:
+        low = x & -x
+        yield low.bit_length() - 1
+        x ^= low
+
+
+def reduce_unnamed(a, pos_dims):
+    """``a`` (ndarray or Tensor, one entry of ``pos_dims`` per axis) summed over its
+    unnamed axes: what is left has the named axes, in position order."""
+    axes = tuple(i for i, d in enumerate(pos_dims) if d is None)
+    return a.sum(axis=axes) if axes else a
+
+
+def to_positions(a, named, pos_dims):
+    """``a`` (axes ``named``, each present in ``pos_dims``) laid out on ``pos_dims``: its
+    axes in that order, size-1 axes elsewhere, ready to broadcast."""
+    present = [d for d in pos_dims if d is not None and d in named]
+    order = [named.index(d) for d in present]
+    if order != sorted(order):
+        a = a.transpose(tuple(order))
+    size = dict(zip(present, a.shape))  # after the transpose a's axes are in ``present`` order
+    shape = tuple(size[d] if d is not None and d in named else 1 for d in pos_dims)
+    return a.reshape(shape) if a.shape != shape else a
+
+
 def _compute(x, infos, strict=True):
     op = x._op
     if op is None:

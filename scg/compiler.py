@@ -35,8 +35,8 @@ import gc
 import numpy as np
 
 from . import ops
-from .axes import AxisError, Info
-from .graph import CostNode, _bits
+from .axes import AxisError, Info, bit_indices, reduce_unnamed, to_positions
+from .nodes import CostNode
 
 
 class Credit:
@@ -54,7 +54,7 @@ class Credit:
     def credited(self, name):
         """Names of the costs credited to score-function node ``name``."""
         by_index = {c.index: c for c in self.graph.effective_costs()}
-        return [by_index[j].name for j in _bits(self.costs[name])]
+        return [by_index[j].name for j in bit_indices(self.costs[name])]
 
 
 class Surrogate:
@@ -79,25 +79,6 @@ class Signal:
 
 
 # ---- alignment -------------------------------------------------------------------------
-
-
-def reduce_unnamed(a, pos_dims):
-    """``a`` (ndarray or Tensor, one entry of ``pos_dims`` per axis) summed over its
-    unnamed axes: what is left has the named axes, in position order."""
-    axes = tuple(i for i, d in enumerate(pos_dims) if d is None)
-    return a.sum(axis=axes) if axes else a
-
-
-def to_positions(a, named, pos_dims):
-    """``a`` (axes ``named``, each present in ``pos_dims``) laid out on ``pos_dims``: its
-    axes in that order, size-1 axes elsewhere, ready to broadcast."""
-    present = [d for d in pos_dims if d is not None and d in named]
-    order = [named.index(d) for d in present]
-    if order != sorted(order):
-        a = a.transpose(tuple(order))
-    size = dict(zip(present, a.shape))  # after the transpose a's axes are in ``present`` order
-    shape = tuple(size[d] if d is not None and d in named else 1 for d in pos_dims)
-    return a.reshape(shape) if a.shape != shape else a
 
 
 def move(parts, src, dst, full):
@@ -168,7 +149,7 @@ def weighted_cost(g, c):
     carries (a Tensor shaped like the cost)."""
     value = c.value * c.scale if c.scale != 1.0 else c.value
     log_w = None
-    for i in _bits(c.info.anc & g.enum_mask):
+    for i in bit_indices(c.info.anc & g.enum_mask):
         e = g.stochastic[i]
         lw = to_positions(reduce_unnamed(e.log_prob, e.lp_dims), e.dims, c.info.dims)
         log_w = lw if log_w is None else log_w + lw
@@ -203,25 +184,25 @@ def marginalize(g):
     costs = [c for c in g.costs if not c.info.anc & marg]
     for c in dep:
         if c.kind == "bound":
-            names = ", ".join(f"'{g.stochastic[i].name}'" for i in _bits(c.info.anc & marg))
+            names = ", ".join(f"'{g.stochastic[i].name}'" for i in bit_indices(c.info.anc & marg))
             raise ValueError(f"bound '{c.name}' depends on the marginalized {names}; a bound over samples "
                              f"cannot be marginalized (declare its terms as costs or observations)")
-    group = {i: 1 << i for i in _bits(marg)}  # each marginalized node's group, as a bitset
+    group = {i: 1 << i for i in bit_indices(marg)}  # each marginalized node's group, as a bitset
 
     def join(bits):
         members = 0
-        for i in _bits(bits):
+        for i in bit_indices(bits):
             members |= group[i]
-        for i in _bits(members):
+        for i in bit_indices(members):
             group[i] = members
 
     for c in dep:
         join(c.info.anc & marg)
-    for i in _bits(marg):  # a node and the marginalized parents its log-prob depends on
+    for i in bit_indices(marg):  # a node and the marginalized parents its log-prob depends on
         join((g.tracker.info(g.stochastic[i].log_prob).anc | (1 << i)) & marg)
     index = max((c.index for c in g.costs), default=-1) + 1
     for bits in sorted(set(group.values())):
-        nodes = [g.stochastic[i] for i in _bits(bits)]
+        nodes = [g.stochastic[i] for i in bit_indices(bits)]
         mine = [c for c in dep if c.info.anc & bits]
         names = ", ".join(f"'{z.name}'" for z in nodes)
         limit = type(nodes[0].estimator).limit
@@ -317,10 +298,10 @@ def credit(g, rao_blackwellize=True):
     child_costs = [[] for _ in nodes]
     child_nodes = [[] for _ in nodes]
     for c in costs:
-        for i in _bits(c.info.direct):
+        for i in bit_indices(c.info.direct):
             child_costs[i].append(c)
     for x in nodes:
-        for i in _bits(x.parents):
+        for i in bit_indices(x.parents):
             child_nodes[i].append(x)
     desc = [0] * len(nodes)  # bitset over the costs downstream of each node
     parts = [None] * len(nodes)
@@ -344,7 +325,7 @@ def credit(g, rao_blackwellize=True):
                 if desc[x.index]:
                     _add(acc, move(parts[x.index], x.dims, w.dims, _full(x, w)))
         else:  # overlapping paths: each downstream cost once, with its own view of w
-            for j in _bits(bits):
+            for j in bit_indices(bits):
                 c = by_index[j]
                 _add(acc, move({frozenset(): reduced[j]}, c.dims, w.dims, _full(c, w)))
         parts[i] = acc
@@ -395,7 +376,7 @@ def _upstream_log_probs(g, y, direct, itself, tau, own):
     else 0), laid out on ``y.dims``: from its direct parents' sums where their upstream
     sets are disjoint, else from each upstream node."""
     acc = {}
-    parents = [g.stochastic[i] for i in _bits(direct)]
+    parents = [g.stochastic[i] for i in bit_indices(direct)]
     union, count = 0, 0
     for p in parents:
         s = p.info.anc & g.score_mask
@@ -406,7 +387,7 @@ def _upstream_log_probs(g, y, direct, itself, tau, own):
             if tau[p.index]:
                 _add(acc, move(tau[p.index], p.dims, y.dims, _full(y, p)))
     else:
-        for i in _bits(y.info.anc & g.score_mask & ~itself):
+        for i in bit_indices(y.info.anc & g.score_mask & ~itself):
             w = g.stochastic[i]
             _add(acc, move({frozenset(): own[i]}, w.dims, y.dims, _full(y, w)))
     return acc

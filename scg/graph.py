@@ -17,7 +17,8 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import context, ops
-from .axes import ANY, AxisError, Dim, Info, Tracker
+from .axes import ANY, AxisError, Dim, Info, Tracker, bit_indices
+from .nodes import CostNode, InputNode, StochasticNode
 from .estimators import Reparam, ScoreFunction
 from .random import resolve
 from .tensor import Tensor
@@ -26,58 +27,6 @@ from .tensor import Tensor
 def current_graph():
     """The innermost graph being built (``with g:``), or None."""
     return context.state.graph
-
-
-class StochasticNode:
-    """A sampled value: ``value`` (Tensor), ``dist``, ``estimator``, ``log_prob`` (Tensor or
-    None), ``dims`` (its named axes, in position order), ``dim`` (the axis it added: its
-    samples or its support, or None), ``info`` (:class:`scg.axes.Info` of its value) and
-    ``lp_dims`` (per axis of ``log_prob``: a Dim or None), ``parents`` (bitset of the
-    stochastic nodes it depends on directly, not through another one)."""
-
-    kind = "stochastic"
-
-    def __init__(self, name, dist, estimator, value, log_prob, n, index, context, plates, dim, info,
-                 lp_dims, parents, replayed):
-        self.name, self.dist, self.estimator = name, dist, estimator
-        self.value, self.log_prob, self.n, self.index = value, log_prob, n, index
-        self.context, self.plates, self.dim, self.info = context, plates, dim, info
-        self.lp_dims, self.parents, self.replayed = lp_dims, parents, replayed
-        self.dims = tuple(d for d in lp_dims if d is not None)
-        self.bit = 1 << index
-
-    def __repr__(self):
-        return f"StochasticNode({self.name!r}, {type(self.dist).__name__}, {self.estimator.describe()})"
-
-
-class CostNode:
-    """A cost: ``value`` (Tensor) whose elements are summed into the objective; ``info``
-    holds its named axes and upstream nodes, ``dims`` the named axes in position order,
-    ``scale`` the factor for sample axes (1/K each) and subsampled plates (N/B each).
-    ``kind`` is "cost", "observed" for ``g.observe`` (then ``dist`` and ``observed``,
-    the data, are set and ``value`` is ``-dist.log_prob(observed)``), or "bound" for
-    ``g.bound`` (then ``log_w`` is the Tensor of log-weights, ``log_w_dims`` its named axes
-    per position, and ``over`` the :class:`StochasticNode` whose sample axis the bound
-    reduces; ``value`` is ``-(logsumexp(log_w) - log K)`` over that axis)."""
-
-    def __init__(self, name, value, index, plates, info, scale, kind="cost", dist=None, observed=None,
-                 log_w=None, log_w_dims=None, over=None):
-        self.name, self.value, self.index, self.plates = name, value, index, plates
-        self.info, self.scale, self.kind, self.dist, self.observed = info, scale, kind, dist, observed
-        self.log_w, self.log_w_dims, self.over = log_w, log_w_dims, over
-        self.dims = info.named()
-        self.bit = 1 << index
-
-    def __repr__(self):
-        return f"CostNode({self.name!r}, shape={self.value.shape})"
-
-
-class InputNode:
-    """A named input, parameter or deterministic value (for pictures; no role in the
-    surrogate). ``kind`` is "input", "param" or "deterministic"."""
-
-    def __init__(self, name, value, kind, plates=()):
-        self.name, self.value, self.kind, self.plates = name, value, kind, plates
 
 
 class Graph:
@@ -254,8 +203,8 @@ class Graph:
                f"distribution whose batch shape lacks it is expanded to it (Pyro's rule), so give the "
                f"parameters size {p.size} or 1 there, or move that axis into the event (.to_event(1))"
                if broadcast else
-               f"Plate axes come after the sample/support axes, outermost plate first: keep the plate's "
-               f"axis (compute the value from per-datapoint values, or give it a size-1 axis there)")
+               "Plate axes come after the sample/support axes, outermost plate first: keep the plate's "
+               "axis (compute the value from per-datapoint values, or give it a size-1 axis there)")
         if p.size != p.full_size and i < len(dims) and dims[i] is None and shape[i] == p.full_size:
             fix = (f"Plate '{p.name}' is a subsample of {p.size} of its {p.full_size} datapoints: index the "
                    f"data with the indices the plate yields (`with g.plate(...) as idx:` ... x[idx])")
@@ -339,7 +288,7 @@ class Graph:
 
     def _check_enumerated(self, info, dims, what):
         """A value that depends on an enumerated node must keep its axes, unmixed."""
-        for i in _bits(info.anc & self.enum_mask):
+        for i in bit_indices(info.anc & self.enum_mask):
             e = self.stochastic[i]
             # a marginalized node's factors need its support and its plates only: an axis its
             # log-prob has from a parent is that parent's to sum out (variable elimination)
@@ -446,7 +395,7 @@ class Graph:
                 f"jointly. Put the axis in a g.plate or use OneHotCategorical over the joint support."
             )
         if base.anc & self.marg_mask and not estimator.marginal:
-            names = ", ".join(f"'{self.stochastic[i].name}'" for i in _bits(base.anc & self.marg_mask))
+            names = ", ".join(f"'{self.stochastic[i].name}'" for i in bit_indices(base.anc & self.marg_mask))
             raise ValueError(
                 f"sample '{name}' depends on {names}, summed out by scg.Marginalize(): a node drawn "
                 f"downstream of a marginalized one would be drawn once per value of it, which no "
@@ -591,7 +540,7 @@ class Graph:
                 f"{node.dim.describe()}; compute one log-weight per sample of '{over}' (keep its axis)"
             )
         if info.mixed_along(node.dim):
-            names = ", ".join(f"'{self.stochastic[i].name}'" for i in _bits(info.mixed_along(node.dim)))
+            names = ", ".join(f"'{self.stochastic[i].name}'" for i in bit_indices(info.mixed_along(node.dim)))
             raise AxisError(
                 f"bound '{name}': log_w mixes {node.dim.describe()} (it reaches {names} through an "
                 f"operation across that axis), so log_w_k is not a function of sample k alone; compute "
@@ -630,7 +579,7 @@ class Graph:
             )
         elif self._escaped & ~info.anc & self.score_mask:
             extra = self._escaped
-            names = ", ".join(f"'{self.stochastic[i].name}'" for i in _bits(self._escaped & ~info.anc))
+            names = ", ".join(f"'{self.stochastic[i].name}'" for i in bit_indices(self._escaped & ~info.anc))
             warnings.warn(
                 f"cost '{name}' is credited to {names} too: their values left the graph (as Python "
                 f"numbers through item(), float(), int(), bool(), or as arrays through numpy(), "
@@ -642,7 +591,7 @@ class Graph:
         pathwise = self._escaped & ~info.anc & ~self.score_mask & ~self.enum_mask & ~self._warned_pathwise
         if pathwise:
             self._warned_pathwise |= pathwise
-            nodes = [f"'{self.stochastic[i].name}'" for i in _bits(pathwise)]
+            nodes = [f"'{self.stochastic[i].name}'" for i in bit_indices(pathwise)]
             warnings.warn(
                 f"the values of {', '.join(nodes)} left the graph (item(), float(), numpy(), np.asarray(), a "
                 f"new scg.tensor(), ...) before cost '{name}' was declared, and "
@@ -787,14 +736,6 @@ def _refuse_repeated(dims, what):
                 f"its elements pair different samples; compute it sample by sample (or reduce one of "
                 f"the two axes first)"
             )
-
-
-def _bits(x):
-    """Indices of the set bits of a non-negative int, lowest first (one step per set bit)."""
-    while x:
-        low = x & -x
-        yield low.bit_length() - 1
-        x ^= low
 
 
 def parameters(dist, depth=3):

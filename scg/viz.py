@@ -16,7 +16,7 @@ import tempfile
 import graphviz
 
 from .autodiff import FREED
-from .graph import _bits
+from .axes import bit_indices
 from .tensor import Tensor
 
 DEFAULT_COLOR = "#555555"  # for an estimator-like object without a ``color``
@@ -35,7 +35,7 @@ def _color(node):
     return getattr(node.estimator, "color", DEFAULT_COLOR)
 
 
-COST_KINDS = ("cost", "observed", "bound")  # the kinds of CostNode (scg.graph)
+COST_KINDS = ("cost", "observed", "bound")  # the kinds of CostNode (scg.nodes)
 
 
 def _family(dist):
@@ -272,7 +272,7 @@ def graph_to_dot(g, detail="nodes", view="model", stats=None, stat_name="Var", r
                 dot.edge(bid, ids[w.name], style="dotted", color=colour, arrowhead="odot")
     elif view == "dice":
         for c in g.costs:
-            ups = [g.stochastic[i].name for i in _bits(c.info.anc & g.score_mask)]
+            ups = [g.stochastic[i].name for i in bit_indices(c.info.anc & g.score_mask)]
             if not ups:
                 continue
             mid = f"m_{ids[c.name]}"

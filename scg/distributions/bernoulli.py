@@ -88,12 +88,6 @@ class Bernoulli(Distribution):
         p = self.probs
         return broadcast(p * (1 - p), self.batch_shape)
 
-    def relaxed(self, temperature):
-        """The binary Concrete relaxation at ``temperature``: RelaxedBernoulli with these logits."""
-        from .relaxed_bernoulli import RelaxedBernoulli  # (it builds a Bernoulli: import here)
-
-        return RelaxedBernoulli(temperature, logits=self.logits, validate_args=self._validate)
-
     def enumerate_support(self, expand=True):
         """[0, 1] on a new leading axis: shape (2,) + batch_shape, or (2,) + (1,) * len(batch_shape)."""
         from ..tensor import Tensor

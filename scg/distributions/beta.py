@@ -11,8 +11,6 @@ whose Gammas underflow, still give the right ratio), implicitly reparameterized 
 differentiable in a and b to any order.
 """
 
-import numpy as np
-
 from .. import ops
 from .distribution import (
     Distribution, broadcast, check_positive, follows_value_dtype, keep_inside_unit_interval, log_beta,

@@ -107,13 +107,6 @@ class Categorical(Distribution):
     def variance(self):
         return Tensor(np.full(self.batch_shape, np.nan, dtype=self.dtype))
 
-    def relaxed(self, temperature):
-        """The Concrete relaxation at ``temperature``: RelaxedOneHotCategorical with these
-        logits (its values are one-hot-like vectors, not indices)."""
-        from .relaxed_categorical import RelaxedOneHotCategorical  # (it builds a Categorical: import here)
-
-        return RelaxedOneHotCategorical(temperature, logits=self.logits, validate_args=self._validate)
-
     def enumerate_support(self, expand=True):
         """0..K-1 on a new leading axis: shape (K,) + batch_shape (int64)."""
         values = np.arange(self.num_categories).reshape((-1,) + (1,) * len(self.batch_shape))

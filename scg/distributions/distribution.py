@@ -94,11 +94,15 @@ class Distribution:
     def relaxed(self, temperature):
         """A continuous relaxation of this distribution at ``temperature`` > 0 with pathwise
         samples (what ``scg.GumbelSoftmax`` draws from): Bernoulli -> RelaxedBernoulli,
-        Categorical and OneHotCategorical -> RelaxedOneHotCategorical. Families without
-        one raise ``NotImplementedError`` naming the family."""
+        Categorical and OneHotCategorical -> RelaxedOneHotCategorical (registered by the
+        relaxed families' modules, :func:`register_relaxation`). Families without one raise
+        ``NotImplementedError`` naming the family."""
+        for family in type(self).__mro__:
+            if family in _RELAXATIONS:
+                return _RELAXATIONS[family](self, temperature)
+        names = ", ".join(sorted(f.__name__ for f in _RELAXATIONS)) or "none"
         raise NotImplementedError(
-            f"{type(self).__name__} has no continuous relaxation (relaxed() is defined for "
-            f"Bernoulli, Categorical and OneHotCategorical)"
+            f"{type(self).__name__} has no continuous relaxation (relaxed() is defined for {names})"
         )
 
     # ---- helpers for subclasses ------------------------------------------------
@@ -153,22 +157,43 @@ class Distribution:
         """This distribution with its rightmost ``reinterpreted_batch_ndims`` batch axes
         declared part of the event (all of them when None): ``Independent(self, n)``,
         and ``self`` itself for n = 0."""
-        from .independent import Independent
-
         n = len(self.batch_shape) if reinterpreted_batch_ndims is None else reinterpreted_batch_ndims
-        return self if n == 0 else Independent(self, n)
+        return self if n == 0 else _WRAPPERS["Independent"](self, n)
 
     def expand(self, batch_shape):
         """This distribution with batch shape ``batch_shape`` (torch's meaning): the batch
         shape broadcasts to it from the right (new axes on the left, size-1 axes grown), and
         every new element is an independent copy. Returns ``self`` when the shape is unchanged."""
-        from .expanded import ExpandedDistribution
-
         batch_shape = (batch_shape,) if isinstance(batch_shape, (int, np.integer)) else tuple(batch_shape)
-        return self if batch_shape == self.batch_shape else ExpandedDistribution(self, batch_shape)
+        return self if batch_shape == self.batch_shape else _WRAPPERS["ExpandedDistribution"](self, batch_shape)
 
     def __repr__(self):
         return f"{type(self).__name__}(batch_shape={self.batch_shape}, event_shape={self.event_shape})"
+
+
+# ---- registries filled from the dependent side (as register_kl is), so no cycle ----------
+
+_RELAXATIONS = {}  # family -> fn(dist, temperature), see register_relaxation
+_WRAPPERS = {}  # "Independent", "ExpandedDistribution" -> class, for to_event() and expand()
+
+
+def register_relaxation(family):
+    """Decorator, used in the module of a relaxed family: ``fn(dist, temperature)`` is what
+    ``dist.relaxed(temperature)`` returns for ``family`` and its subclasses. The relaxed
+    module imports the family, never the other way round."""
+
+    def decorate(fn):
+        _RELAXATIONS[family] = fn
+        return fn
+
+    return decorate
+
+
+def register_wrapper(cls):
+    """Class decorator for the wrappers ``to_event()`` and ``expand()`` build (Independent,
+    ExpandedDistribution), which import this module: it cannot import them."""
+    _WRAPPERS[cls.__name__] = cls
+    return cls
 
 
 # ---- parameter handling -----------------------------------------------------------

@@ -20,10 +20,11 @@ import numpy as np
 
 from .. import ops
 from ..tensor import Tensor
-from .distribution import Distribution, broadcast
+from .distribution import Distribution, broadcast, register_wrapper
 from .kl import kl_divergence, register_kl
 
 
+@register_wrapper
 class ExpandedDistribution(Distribution):
     """``base_distribution`` with batch shape ``batch_shape``; base batch axis i at position
     ``where[i]`` (increasing; default: the rightmost positions, as torch's ``expand``). A

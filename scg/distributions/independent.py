@@ -11,10 +11,11 @@ import itertools
 import numpy as np
 
 from ..tensor import Tensor
-from .distribution import Distribution, broadcast, sum_rightmost
+from .distribution import Distribution, broadcast, register_wrapper, sum_rightmost
 from .kl import kl_divergence, register_kl
 
 
+@register_wrapper
 class Independent(Distribution):
     """``base_distribution`` with its rightmost ``reinterpreted_batch_ndims`` batch axes
     reinterpreted as event axes (``Normal(mu, sigma)`` with mu of shape (B, D) and

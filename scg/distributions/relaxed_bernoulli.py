@@ -10,7 +10,8 @@ import numpy as np
 from .. import ops
 from .bernoulli import Bernoulli
 from .distribution import (
-    BaseParams, Distribution, keep_inside_unit_interval, outside_is_impossible, relaxation_params,
+    BaseParams, Distribution, keep_inside_unit_interval, outside_is_impossible, register_relaxation,
+    relaxation_params,
 )
 
 
@@ -44,3 +45,10 @@ class RelaxedBernoulli(BaseParams, Distribution):
         b = -t * log_1my
         lp = ops.log(t) + l - (t + 1) * (log_y + log_1my) - 2 * (a + ops.softplus(b - a))
         return outside_is_impossible(inside, lp)
+
+
+@register_relaxation(Bernoulli)
+def _relax_bernoulli(coin, temperature):
+    """Bernoulli.relaxed(temperature): the binary Concrete relaxation, RelaxedBernoulli with the
+    coin's logits."""
+    return RelaxedBernoulli(temperature, logits=coin.logits, validate_args=coin._validate)

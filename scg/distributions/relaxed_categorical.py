@@ -13,7 +13,8 @@ import numpy as np
 from .. import ops
 from .categorical import Categorical
 from .distribution import (
-    BaseParams, Distribution, clamp_keeping_gradient, outside_is_impossible, relaxation_params, sums_to_one,
+    BaseParams, Distribution, clamp_keeping_gradient, outside_is_impossible, register_relaxation, relaxation_params,
+    sums_to_one,
 )
 
 
@@ -60,3 +61,11 @@ class RelaxedOneHotCategorical(BaseParams, Distribution):
             - k * ops.logsumexp(self.logits - self._t() * log_y, axis=-1)
         )
         return outside_is_impossible(inside, lp)
+
+
+@register_relaxation(Categorical)
+def _relax_categorical(dist, temperature):
+    """Categorical.relaxed(temperature) (and OneHotCategorical's, through its Categorical): the
+    Concrete relaxation, RelaxedOneHotCategorical with these logits (its values are one-hot-like
+    vectors, not indices)."""
+    return RelaxedOneHotCategorical(temperature, logits=dist.logits, validate_args=dist._validate)

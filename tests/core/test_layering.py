@@ -144,3 +144,92 @@ def test_reflected_operators_put_the_tensor_on_the_right():
         np.testing.assert_allclose(x.grad.data, grad, rtol=1e-15)
     m = np.arange(6.0).reshape(2, 3)
     np.testing.assert_array_equal((m @ x).data, m @ x.data)  # __rmatmul__
+
+
+# ---- no import cycle anywhere in the package ------------------------------------------------
+
+
+def module_graph():
+    """{module: set of modules it imports} over every file of the package, counting imports
+    inside functions too. ``from .. import ops`` is an edge to scg.ops (the submodule), as
+    import-graph tools count it; a name that is not a submodule is an edge to the package."""
+    pkg = ROOT / "scg"
+    files = {}
+    for path in pkg.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        files[name] = (path, parts[-1] == "__init__")
+    edges = {}
+    for name, (path, is_pkg) in files.items():
+        here = name if is_pkg else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.split(".")[0] == "scg"}
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = here.split(".")[: len(here.split(".")) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                elif node.module and node.module.split(".")[0] == "scg":
+                    target = node.module
+                else:
+                    continue
+                for a in node.names:
+                    found.add(f"{target}.{a.name}" if f"{target}.{a.name}" in files else target)
+        edges[name] = {t for t in found if t in files and t != name}
+    return edges
+
+
+def cycles(edges):
+    """Every strongly connected component of more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(edges[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = set()
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.add(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles_anywhere_in_the_package():
+    edges = module_graph()
+    assert len(edges) > 40 and "scg.estimators.base" in edges and "scg.distributions.bernoulli" in edges
+    assert cycles(edges) == []
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    edges = module_graph()
+    edges["scg.axes"] = edges["scg.axes"] | {"scg.graph"}  # the old _bits circle
+    assert any("scg.graph" in c and "scg.axes" in c for c in cycles(edges))
+
+
+def test_graph_layer_imports_downward():
+    """The estimators and pictures never import the builder or the compiler; the compiler
+    never imports the builder (they are handed what they need: scg.axes, scg.nodes)."""
+    edges = module_graph()
+    for name, targets in edges.items():
+        if name.startswith("scg.estimators") or name in ("scg.viz", "scg.compiler", "scg.axes", "scg.nodes"):
+            assert not targets & {"scg.graph", "scg.diagnostics"}, name
+        if name.startswith("scg.estimators") or name in ("scg.viz", "scg.axes", "scg.nodes"):
+            assert "scg.compiler" not in targets, name

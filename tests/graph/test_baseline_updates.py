@@ -10,12 +10,12 @@ import pytest
 
 import scg
 import scg.distributions as D
-from scg import estimators
+from scg.estimators import score_function
 
 
 @pytest.fixture(autouse=True)
 def _fresh_discard_count(monkeypatch):
-    monkeypatch.setattr(estimators, "_DISCARDED", [0, False])
+    monkeypatch.setattr(score_function, "_DISCARDED", [0, False])
 
 
 def _train(make_baseline, steps, update):
