@@ -171,6 +171,24 @@ class Distribution:
         return f"{type(self).__name__}(batch_shape={self.batch_shape}, event_shape={self.event_shape})"
 
 
+class Wrapper(Distribution):
+    """Base of the distributions built around another one, ``base_dist`` (Independent,
+    ExpandedDistribution): whether it samples pathwise, whether its support can be
+    enumerated and what the support is are the base's."""
+
+    @property
+    def has_rsample(self):
+        return self.base_dist.has_rsample
+
+    @property
+    def has_enumerate_support(self):
+        return self.base_dist.has_enumerate_support
+
+    @property
+    def support(self):
+        return self.base_dist.support
+
+
 # ---- registries filled from the dependent side (as register_kl is), so no cycle ----------
 
 _RELAXATIONS = {}  # family -> fn(dist, temperature), see register_relaxation

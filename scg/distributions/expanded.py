@@ -20,12 +20,12 @@ import numpy as np
 
 from .. import ops
 from ..tensor import Tensor
-from .distribution import Distribution, broadcast, register_wrapper
+from .distribution import Distribution, Wrapper, broadcast, register_wrapper
 from .kl import kl_divergence, register_kl
 
 
 @register_wrapper
-class ExpandedDistribution(Distribution):
+class ExpandedDistribution(Wrapper):
     """``base_distribution`` with batch shape ``batch_shape``; base batch axis i at position
     ``where[i]`` (increasing; default: the rightmost positions, as torch's ``expand``). A
     base axis must have size 1 or the size of its position."""
@@ -52,19 +52,6 @@ class ExpandedDistribution(Distribution):
         self._new = tuple(q for q in range(len(batch)) if pad[q] == 1 and batch[q] != 1)
         super().__init__(batch, base_distribution.event_shape, base_distribution.dtype,
                          base_distribution._validate if validate_args is None else validate_args)
-
-    # ---- what the base decides ---------------------------------------------------------
-    @property
-    def has_rsample(self):
-        return self.base_dist.has_rsample
-
-    @property
-    def has_enumerate_support(self):
-        return self.base_dist.has_enumerate_support
-
-    @property
-    def support(self):
-        return self.base_dist.support
 
     # ---- layout ------------------------------------------------------------------------
     def lay(self, t, event_nd=None):

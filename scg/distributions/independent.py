@@ -11,12 +11,12 @@ import itertools
 import numpy as np
 
 from ..tensor import Tensor
-from .distribution import Distribution, broadcast, register_wrapper, sum_rightmost
+from .distribution import Distribution, Wrapper, broadcast, register_wrapper, sum_rightmost
 from .kl import kl_divergence, register_kl
 
 
 @register_wrapper
-class Independent(Distribution):
+class Independent(Wrapper):
     """``base_distribution`` with its rightmost ``reinterpreted_batch_ndims`` batch axes
     reinterpreted as event axes (``Normal(mu, sigma)`` with mu of shape (B, D) and
     n = 1: B independent D-dimensional diagonal Gaussians)."""
@@ -44,21 +44,8 @@ class Independent(Distribution):
             base_distribution._validate if validate_args is None else validate_args,
         )
 
-    @property
-    def has_rsample(self):
-        return self.base_dist.has_rsample
-
     #: the most joint support points ``enumerate_support`` lays out (K^E for E elements of K values)
     enumerate_limit = 2 ** 16
-
-    @property
-    def has_enumerate_support(self):
-        """The base's: the joint support is the product of the elements' supports."""
-        return self.base_dist.has_enumerate_support
-
-    @property
-    def support(self):
-        return self.base_dist.support
 
     def sample(self, sample_shape=(), rng=None):
         return self.base_dist.sample(sample_shape, rng=rng)
