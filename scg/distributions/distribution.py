@@ -100,7 +100,8 @@ class Distribution:
         for family in type(self).__mro__:
             if family in _RELAXATIONS:
                 return _RELAXATIONS[family](self, temperature)
-        names = ", ".join(sorted(f.__name__ for f in _RELAXATIONS)) or "none"
+        names = sorted(f.__name__ for f in _RELAXATIONS)
+        names = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names) or "none"
         raise NotImplementedError(
             f"{type(self).__name__} has no continuous relaxation (relaxed() is defined for {names})"
         )

@@ -49,10 +49,6 @@ class OneHotCategorical(BaseParams, Distribution):
     def variance(self):
         return broadcast(self.probs * one_minus_probs(self._base), self.batch_shape + self.event_shape)
 
-    def relaxed(self, temperature):
-        """The Concrete relaxation at ``temperature``: RelaxedOneHotCategorical (as Categorical's)."""
-        return self._base.relaxed(temperature)
-
     def enumerate_support(self, expand=True):
         """The K one-hot vectors on a new leading axis: (K,) + batch_shape + (K,)."""
         k = self.event_shape[0]

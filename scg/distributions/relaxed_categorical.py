@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import ops
 from .categorical import Categorical
+from .one_hot_categorical import OneHotCategorical
 from .distribution import (
     BaseParams, Distribution, clamp_keeping_gradient, outside_is_impossible, register_relaxation, relaxation_params,
     sums_to_one,
@@ -63,9 +64,10 @@ class RelaxedOneHotCategorical(BaseParams, Distribution):
         return outside_is_impossible(inside, lp)
 
 
+@register_relaxation(OneHotCategorical)
 @register_relaxation(Categorical)
 def _relax_categorical(dist, temperature):
-    """Categorical.relaxed(temperature) (and OneHotCategorical's, through its Categorical): the
-    Concrete relaxation, RelaxedOneHotCategorical with these logits (its values are one-hot-like
-    vectors, not indices)."""
+    """Categorical.relaxed(temperature) and OneHotCategorical's: the Concrete relaxation,
+    RelaxedOneHotCategorical with these logits (its values are one-hot-like vectors, not
+    indices)."""
     return RelaxedOneHotCategorical(temperature, logits=dist.logits, validate_args=dist._validate)
