@@ -206,6 +206,7 @@ def marginalize(g):
         mine = [c for c in dep if c.info.anc & bits]
         names = ", ".join(f"'{z.name}'" for z in nodes)
         limit = type(nodes[0].estimator).limit
+        supports = {z.dim for z in nodes}
         factors = [(reduce_unnamed(z.log_prob, z.lp_dims), z.dims) for z in nodes]
         factors += [(reduce_unnamed(-c.value, c.info.dims), c.dims) for c in mine]
         for z in reversed(nodes):
@@ -227,9 +228,9 @@ def marginalize(g):
                     t = ops.sum(t, axis=tuple(dims.index(d) for d in extra))
                     dims = tuple(d for d in dims if d not in extra)
                 summed.append((t, dims))
-            size = int(np.prod([d.size for d in {d for _, dims in summed for d in dims}], dtype=np.int64))
+            axes = sorted({d for _, dims in summed for d in dims}, key=lambda d: d.describe())
+            size = int(np.prod([d.size for d in axes], dtype=np.int64))
             if size > limit:
-                axes = sorted({d for _, dims in summed for d in dims}, key=lambda d: d.describe())
                 raise ValueError(
                     f"Marginalize: summing out '{z.name}' (with {names}) needs a table over "
                     f"{' x '.join(str(d.size) for d in axes)} = {size} values, above the limit of {limit} "
@@ -250,16 +251,14 @@ def marginalize(g):
         for info in [g.tracker.info(z.log_prob) for z in nodes] + [c.info for c in mine]:
             anc |= info.anc
             for d, b in (info.mixed or {}).items():
-                if d not in {z.dim for z in nodes}:
+                if d not in supports:
                     mixed[d] = mixed.get(d, 0) | (b & ~bits)
         scale = 1.0
         for d in kept:
             scale *= 1.0 / d.size if d.kind == "sample" else d.scale
         info = Info(kept, anc & ~bits, direct & ~bits, mixed or None)
-        node = CostNode(f"marginal({', '.join(z.name for z in nodes)})", value, index, (), info, scale,
-                        kind="marginal")
-        node.marginalized, node.replaces = nodes, mine
-        costs.append(node)
+        costs.append(CostNode(f"marginal({', '.join(z.name for z in nodes)})", value, index, (), info, scale,
+                              kind="marginal"))
         index += 1
     return costs
 

@@ -51,8 +51,7 @@ class Graph:
         self.tracker = Tracker()
         self._plates = []  # active plates, outermost first
         self._plate_dims = {}  # every plate entered so far, by name (re-entering reuses it)
-        self._lead = []  # the sample/support axes of n=K and enumerated nodes, in allocation order
-        self._lead_at = {}  # Dim -> its index in _lead
+        self._lead_at = {}  # sample/support axis (Dim) of an n=K or enumerated node -> its allocation index
         self._escaped = 0  # nodes whose values left the graph (as Python scalars or arrays)
         self._warned_pathwise = 0  # reparameterized nodes among them already warned of
         self._frames = []  # one context frame per (nested) ``with self:``
@@ -244,7 +243,8 @@ class Graph:
         many axes come before the plates."""
         shape = tuple(dist.batch_shape)
         lead, by_rule = self._lead_length(dims, shape)
-        gap = len(self._lead) - lead if new_axis and by_rule and len(self._lead) > lead else 0
+        allocated = len(self._lead_at)
+        gap = allocated - lead if new_axis and by_rule and allocated > lead else 0
         dims = [None] * gap + list(dims)
         shape = (1,) * gap + shape
         new_shape, where = self._place_plates(dims, shape, gap + lead, what, broadcast=True)
@@ -264,27 +264,32 @@ class Graph:
         unambiguous: none carries a named axis, or those that do are laid out as batch +
         their own event (shape starting with the batch shape) and agree. Otherwise from
         ``probe()`` -> (a Tensor whose axes from ``offset`` on are the batch, offset)."""
-        batch = tuple(dist.batch_shape)
-        m = len(batch)
-        dims = [None] * m
-        for t in parameters(dist):
-            info = self.tracker.info(t)
-            if not any(d is not None for d in info.dims):
-                continue
-            if t.shape[:m] != batch:
-                break
-            for q, d in enumerate(info.dims[:m]):
-                if dims[q] is None:
-                    dims[q] = d
-                elif d is not None and d is not dims[q]:
-                    break
-            else:
-                continue
-            break
-        else:
+        m = len(dist.batch_shape)
+        dims = self._dims_from_parameters(dist)
+        if dims is not None:
             return dims
         out, offset = probe()
         return list(self.tracker.info(out, strict=False).dims[offset: offset + m])
+
+    def _dims_from_parameters(self, dist):
+        """The named axes of ``dist``'s batch as its parameters give them, or None where they
+        do not say unambiguously (a named parameter not laid out as batch + its own event, or
+        two parameters naming one position differently)."""
+        batch = tuple(dist.batch_shape)
+        dims = [None] * len(batch)
+        for t in parameters(dist):
+            named = self.tracker.info(t).dims
+            if all(d is None for d in named):
+                continue
+            if t.shape[: len(batch)] != batch:
+                return None
+            for q, d in enumerate(named[: len(batch)]):
+                if d is None:
+                    continue
+                if dims[q] is not None and dims[q] is not d:
+                    return None
+                dims[q] = d
+        return dims
 
     def _check_enumerated(self, info, dims, what):
         """A value that depends on an enumerated node must keep its axes, unmixed."""
@@ -356,7 +361,7 @@ class Graph:
         if off + len(laid.batch_shape) + len(laid.event_shape) > 32:
             raise AxisError(
                 f"{what}: its value would have {off + len(laid.batch_shape) + len(laid.event_shape)} axes "
-                f"({len(self._lead)} sample/support axes allocated before it, each with its own position), "
+                f"({len(self._lead_at)} sample/support axes allocated before it, each with its own position), "
                 f"more than numpy's 32. Use fewer n=K / enumerated / marginalized nodes in one graph, or a "
                 f"score-function estimator for some"
             )
@@ -422,8 +427,7 @@ class Graph:
         self.nodes[name] = node
         self.stochastic.append(node)
         if dim is not None:
-            self._lead_at[dim] = len(self._lead)
-            self._lead.append(dim)
+            self._lead_at[dim] = len(self._lead_at)
         if estimator.enumerated:
             self.enum_mask |= node.bit
         if estimator.score:

@@ -57,8 +57,8 @@ def _label(node):
     return f"{node.name}\n[{_shape(node.value)}]"
 
 
-def _attrs(node):
-    kind = node.kind
+def _attrs(kind, node=None):
+    """Graphviz attributes of a node of ``kind`` (a stochastic node's outline from ``node``'s estimator)."""
     if kind == "stochastic":
         c = _color(node)
         return dict(shape="ellipse", style="filled", fillcolor="white", color=c, penwidth="2", fontcolor="black")
@@ -182,7 +182,7 @@ class _Clusters:
 
 def _add_nodes(dot, g, ids, stats, stat_name, clusters):
     for node in g.nodes.values():
-        attrs = _attrs(node)
+        attrs = _attrs(node.kind, node)
         label = _label(node)
         if stats is not None and node.name in stats:
             value = float(stats[node.name])
@@ -251,7 +251,7 @@ def graph_to_dot(g, detail="nodes", view="model", stats=None, stat_name="Var", r
             label = "params\n" + ", ".join(f"[{_shape(t)}]" for t, _ in params)
         else:
             label = f"params\n{len(params)} tensors, {sum(t.size for t, _ in params)} values"
-        dot.node(pid, label, **_attrs(_Kind("param")))
+        dot.node(pid, label, **_attrs("param"))
         pathwise = any(p for _, p in params)
         dot.edge(pid, ids[dst], style="solid" if pathwise else "dashed", color="black" if pathwise else "#999999")
     clusters.attach()
@@ -282,11 +282,6 @@ def graph_to_dot(g, detail="nodes", view="model", stats=None, stat_name="Var", r
                 dot.edge(ids[u], mid, style="dotted", color="#8e44ad")
             dot.edge(mid, ids[c.name], style="dotted", color="#8e44ad", label="x", fontsize="8")
     return dot
-
-
-class _Kind:
-    def __init__(self, kind):
-        self.kind = kind
 
 
 def _plates_of(g, t):
@@ -321,7 +316,7 @@ def _ops_dot(dot, g, ids, clusters):
         k = key(t)
         if id(t) not in named:
             if t._op is None and t.requires_grad:
-                dot.node(k, _param_label(t), **_attrs(_Kind("param")))
+                dot.node(k, _param_label(t), **_attrs("param"))
             else:
                 label = t._op.name if t._op is not None else "leaf"
                 clusters(_plates_of(g, t)).node(k, f"{label}\n[{_shape(t)}]", shape="box", fontsize="8",

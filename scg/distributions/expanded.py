@@ -34,15 +34,14 @@ class ExpandedDistribution(Wrapper):
         if not isinstance(base_distribution, Distribution):
             raise ValueError(f"ExpandedDistribution: expected a Distribution, got {type(base_distribution).__name__}")
         b, batch = tuple(base_distribution.batch_shape), tuple(int(n) for n in batch_shape)
-        if where is None:
-            where = tuple(range(len(batch) - len(b), len(batch)))
-        where = tuple(where)
+        rightmost = tuple(range(len(batch) - len(b), len(batch)))  # torch's expand
+        where = rightmost if where is None else tuple(where)
         fits = (len(where) == len(b) and all(0 <= q < len(batch) for q in where)
                 and list(where) == sorted(set(where)))
         if not fits or any(n != 1 and n != batch[q] for n, q in zip(b, where)):
             raise ValueError(
                 f"expand: batch_shape {b} of {type(base_distribution).__name__} cannot be expanded to {batch}"
-                + ("" if where == tuple(range(len(batch) - len(b), len(batch))) else f" at positions {where}")
+                + ("" if where == rightmost else f" at positions {where}")
                 + "; each axis must keep its size or have size 1 (torch's rule: new axes go on the left)"
             )
         pad = [1] * len(batch)
@@ -50,6 +49,7 @@ class ExpandedDistribution(Wrapper):
             pad[q] = n
         self.base_dist, self.where, self._pad = base_distribution, where, tuple(pad)
         self._new = tuple(q for q in range(len(batch)) if pad[q] == 1 and batch[q] != 1)
+        self._new_sizes = tuple(batch[q] for q in self._new)  # drawn as the base's leading sample axes
         super().__init__(batch, base_distribution.event_shape, base_distribution.dtype,
                          base_distribution._validate if validate_args is None else validate_args)
 
@@ -65,9 +65,9 @@ class ExpandedDistribution(Wrapper):
     def _draw(self, draw, sample_shape):
         s_shape = (sample_shape,) if isinstance(sample_shape, (int, np.integer)) else tuple(sample_shape)
         new, batch, event = self._new, self.batch_shape, self.event_shape
-        x = draw(s_shape + tuple(batch[q] for q in new))  # S + N + b + E
+        x = draw(s_shape + self._new_sizes)  # S + N + b + E
         s, k, m = len(s_shape), len(new), len(batch)
-        x = ops.reshape(x, s_shape + tuple(batch[q] for q in new) + self._pad + event)
+        x = ops.reshape(x, s_shape + self._new_sizes + self._pad + event)
         order = list(range(s)) + [s + new.index(q) if q in new else s + k + q for q in range(m)]
         order += [s + k + q for q in new] + [s + k + m + j for j in range(len(event))]
         return ops.reshape(ops.transpose(x, order), s_shape + batch + event)
@@ -93,15 +93,15 @@ class ExpandedDistribution(Wrapper):
         # Only the new axes are broadcast (the base broadcasts its own): a value's size-1 axis
         # stays size 1 where the base's parameters carry an axis (so no sizes coincide).
         grown = tuple(batch[q] if q in new else have[q] for q in range(m))
-        x = broadcast(x, s_shape + grown + x.shape[s + m:])
+        tail = x.shape[s + m:]  # the value's event axes, which stay last
+        x = broadcast(x, s_shape + grown + tail)
         # the new axes in front, where the base reads them as sample axes
         front = [s + q for q in new] + list(range(s)) + [s + q for q in range(m) if q not in new]
         x = ops.transpose(x, front + [s + m + j for j in range(e)])
         base_batch = tuple(1 if q in new else grown[q] for q in self.where)
-        x = ops.reshape(x, tuple(batch[q] for q in new) + s_shape + base_batch + x.shape[x.ndim - e:] if e else
-                        tuple(batch[q] for q in new) + s_shape + base_batch)
+        x = ops.reshape(x, self._new_sizes + s_shape + base_batch + tail)
         lp = self.base_dist.log_prob(x)  # N + S + b
-        lp = ops.reshape(lp, tuple(batch[q] for q in new) + s_shape + tuple(1 if q in new else batch[q] for q in range(m)))
+        lp = ops.reshape(lp, self._new_sizes + s_shape + tuple(1 if q in new else batch[q] for q in range(m)))
         back = list(range(k, k + s)) + [new.index(q) if q in new else k + s + q for q in range(m)]
         back += [k + s + q for q in new]
         return ops.reshape(ops.transpose(lp, back), s_shape + batch)

@@ -1,4 +1,5 @@
-"""Shared by the exact tests: gradients of a brute force by central differences."""
+"""Shared by the exact tests: gradients of a brute force by central differences, and a
+stand-in generator for integrating an estimator over its uniform noise exactly."""
 
 import numpy as np
 
@@ -18,3 +19,14 @@ def central_differences(f, arrays, eps=1e-6):
             d[i] = (f(*hi) - f(*lo)) / (2 * eps)
         out.append(d)
     return out
+
+
+class FixedUniform:
+    """Stands in for a numpy Generator: ``random(shape)`` returns the given array."""
+
+    def __init__(self, u):
+        self.u = u
+
+    def random(self, shape):
+        assert tuple(shape) == self.u.shape, (shape, self.u.shape)
+        return self.u

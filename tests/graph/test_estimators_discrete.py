@@ -17,6 +17,8 @@ import scg
 import scg.distributions as D
 from scg.diagnostics import gradient_stats
 
+from brute import FixedUniform
+
 
 def sigmoid(x):
     return 1 / (1 + np.exp(-x))
@@ -58,17 +60,6 @@ def joint_graph(logits, estimator, n=None, rng=None, offset=0.0):
         return g
 
     return build
-
-
-class FixedUniform:
-    """Stands in for a numpy Generator: ``random(shape)`` returns the given array."""
-
-    def __init__(self, u):
-        self.u = u
-
-    def random(self, shape):
-        assert tuple(shape) == self.u.shape, (shape, self.u.shape)
-        return self.u
 
 
 def integrate_over_u(make_graph, logits, u_shape, p):

@@ -37,6 +37,8 @@ from scipy.special import digamma, polygamma
 import scg
 import scg.distributions as D
 
+from brute import FixedUniform
+
 # ---- numpy formulas (complex-safe: the brute force is differentiated by complex step) -------
 
 
@@ -196,17 +198,6 @@ def brute_gradient(fam, use, theta, dec, batched, k, h=1e-30):
 
 
 # ---- scg side ----------------------------------------------------------------------------------
-
-
-class FixedUniform:
-    """Stands in for a numpy Generator: ``random(shape)`` returns the given array."""
-
-    def __init__(self, u):
-        self.u = u
-
-    def random(self, shape):
-        assert tuple(shape) == self.u.shape, (shape, self.u.shape)
-        return self.u
 
 
 def build(fam, use, scope, estimator, n, theta, dec, replay=None, rng=None):
