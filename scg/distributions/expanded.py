@@ -33,12 +33,18 @@ class ExpandedDistribution(Wrapper):
     def __init__(self, base_distribution, batch_shape, where=None, validate_args=None):
         if not isinstance(base_distribution, Distribution):
             raise ValueError(f"ExpandedDistribution: expected a Distribution, got {type(base_distribution).__name__}")
-        b, batch = tuple(base_distribution.batch_shape), tuple(int(n) for n in batch_shape)
+        b = tuple(base_distribution.batch_shape)
+        if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= -1 for n in batch_shape):
+            raise ValueError(f"expand: batch_shape must hold non-negative integers (or -1 to keep a size), "
+                             f"got {tuple(batch_shape)!r}")
+        batch = tuple(int(n) for n in batch_shape)
         rightmost = tuple(range(len(batch) - len(b), len(batch)))  # torch's expand
         where = rightmost if where is None else tuple(where)
+        # -1 keeps the base's size there (torch's meaning); it has no meaning for a new axis
+        batch = tuple(b[where.index(q)] if n == -1 and q in where else n for q, n in enumerate(batch))
         fits = (len(where) == len(b) and all(0 <= q < len(batch) for q in where)
                 and list(where) == sorted(set(where)))
-        if not fits or any(n != 1 and n != batch[q] for n, q in zip(b, where)):
+        if not fits or -1 in batch or any(n != 1 and n != batch[q] for n, q in zip(b, where)):
             raise ValueError(
                 f"expand: batch_shape {b} of {type(base_distribution).__name__} cannot be expanded to {batch}"
                 + ("" if where == rightmost else f" at positions {where}")

@@ -41,6 +41,18 @@ def test_expand_adds_independent_copies_on_the_left_and_grows_size_one_axes():
 def test_expand_refuses_a_shape_the_batch_cannot_broadcast_to():
     with pytest.raises(ValueError, match=r"batch_shape \(2,\) of Normal cannot be expanded to \(3,\)"):
         D.Normal(np.zeros(2), 1.0).expand((3,))
+    with pytest.raises(ValueError, match=r"non-negative integers \(or -1 to keep a size\), got \(-2,\)"):
+        D.Normal(0.0, 1.0).expand((-2,))
+    with pytest.raises(ValueError, match=r"cannot be expanded to \(-1, 2\)"):  # -1 on a new axis
+        D.Normal(np.zeros(2), 1.0).expand((-1, 2))
+
+
+def test_expand_minus_one_keeps_the_base_size_as_torch_does():
+    loc = np.array([0.5, -1.0, 2.0])
+    d = D.Normal(loc, 1.0).expand((4, -1))
+    assert d.batch_shape == (4, 3)
+    x = d.sample(rng=np.random.default_rng(0))
+    np.testing.assert_allclose(d.log_prob(x).data, norm.logpdf(x.data, loc), rtol=1e-13)
 
 
 def test_expanded_discrete_enumerates_and_has_kl():
