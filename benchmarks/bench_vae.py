@@ -40,7 +40,7 @@ def init(seed=0):
     return ps
 
 
-def scg_factory(batch_size=128):
+def scg_factory(batch_size=128, traced=False):
     B = batch_size
     from models.vae import VAE, build_graph
 
@@ -51,14 +51,20 @@ def scg_factory(batch_size=128):
     x = batch(B)
     rng = np.random.default_rng(1)
 
-    def step():
+    def step(x):
         loss = build_graph(model, x, rng=rng).surrogate() / B
         opt.zero_grad()
         loss.backward()
         opt.step()
-        return loss.item()
+        return loss
 
-    return step
+    step = scg.trace(step) if traced else step
+    return lambda: step(x).item()
+
+
+def scg_traced_factory(batch_size=128):
+    """The same step through ``scg.trace``: recorded twice, then replayed."""
+    return scg_factory(batch_size, traced=True)
 
 
 def numpy_factory(batch_size=128):
@@ -174,7 +180,7 @@ def floor_factory(batch_size=128):
     return step
 
 
-FACTORIES = {"scg": scg_factory, "numpy": numpy_factory, "torch": torch_factory, "floor": floor_factory}
+FACTORIES = {"scg": scg_factory, "scg_traced": scg_traced_factory, "numpy": numpy_factory, "torch": torch_factory, "floor": floor_factory}
 
 
 def main():

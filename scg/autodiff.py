@@ -103,7 +103,7 @@ def _wrap(data):
 
 def record(op, data, xs, static):
     """Wrap ``data`` as the output of primitive ``op`` applied to Tensors ``xs``."""
-    if type(data) is not np.ndarray:
+    if not isinstance(data, np.ndarray):  # (a traced step's values are an ndarray subclass)
         data = np.asarray(data)
     t = _wrap(data)
     # Only floating-point outputs carry gradients (a comparison or an integer cast
@@ -142,7 +142,10 @@ def primitive(name, forward, *vjps):
                 xs = _lift(args)
                 break
         try:
-            out = forward(*[x.data for x in xs], **static)
+            if state.tracer is None:
+                out = forward(*[x.data for x in xs], **static)
+            else:  # recording a traced step (scg.trace)
+                out = state.tracer.primitive(name, forward, xs, static)
         except (ValueError, IndexError, TypeError) as e:
             message = f"{name}: invalid input(s) of shapes {_shapes(xs)}: {e}"
             graph = state.graph  # inside a stochastic graph: which named axes met, as its AxisError
@@ -304,7 +307,7 @@ def _run(outputs, grads, wanted, retain_graph, create_graph):
                     grads[k] = grads[k] + gj
                 else:  # nothing records this sum: add the arrays, skip the primitive's bookkeeping
                     # (np.add of two 0-d arrays returns a numpy scalar: keep an ndarray, as record does)
-                    grads[k] = _wrap(np.asarray(np.add(grads[k].data, gj.data)))
+                    grads[k] = _wrap(np.asanyarray(np.add(grads[k].data, gj.data)))
             if not retain_graph:
                 node._parents = ()
                 node._op = FREED
@@ -332,6 +335,8 @@ def _accumulate_leaf(leaf, g, create_graph):
             data = data.copy()  # never leave a broadcast view or alias in .grad
         g = Tensor(data)
     leaf.grad = g if leaf.grad is None else leaf.grad + g
+    if state.tracer is not None:
+        state.tracer.note_grad(leaf)
 
 
 def backward(output, grad=None, retain_graph=False, create_graph=False):

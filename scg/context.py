@@ -14,6 +14,7 @@ forced_estimator    ``choose(dist) -> estimator or None`` overriding models   No
 replay              ``{node name: value}`` fixed for stochastic nodes         None
 forced_subsamples   ``{plate name: indices}`` fixed for subsampled plates     None
 validate_args       distributions check their arguments by default            False
+tracer              the recording of a traced step (:mod:`scg.trace`)         None
 generator           the library's ``numpy.random.Generator``                  unseeded
 ==================  ========================================================  ==============
 
@@ -44,6 +45,7 @@ _DEFAULTS = {
     "replay": None,
     "forced_subsamples": None,
     "validate_args": False,
+    "tracer": None,
 }
 
 

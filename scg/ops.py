@@ -110,6 +110,12 @@ def _log(x):
         return np.log(x)
 
 
+def _log_into(x, out):
+    with np.errstate(divide="ignore"):
+        np.log(x, out=out)
+
+
+_log.into = _log_into  # a traced step (scg.trace) writes into the buffer of the last call
 log = primitive("log", _log, lambda g, ans, x: g / x)
 log1p = primitive("log1p", np.log1p, lambda g, ans, x: g / (1 + x))
 expm1 = primitive("expm1", np.expm1, lambda g, ans, x: g * (ans + 1))
@@ -134,6 +140,8 @@ def _sigmoid(x):
     return parallel.rows(_sigmoid_into, x, np.empty_like(x))
 
 
+_sigmoid.into = lambda x, out: sp.expit(x, out=out) if x.ndim == 0 or x.size < 4096 else \
+    parallel.rows(_sigmoid_into, x, out)  # the same arithmetic as _sigmoid, to the bit
 sigmoid = primitive("sigmoid", _sigmoid, lambda g, ans, x: g * ans * (1 - ans))
 
 
@@ -168,12 +176,14 @@ def _softplus(x):
     return parallel.rows(_softplus_into, x, np.empty_like(x))
 
 
+_softplus.into = lambda x, out: parallel.rows(_softplus_into, x, out)
 softplus = primitive("softplus", _softplus, lambda g, ans, x: g * sigmoid(x))
 def _relu(x):
     """max(x, 0) elementwise (the gradient at 0 is taken as 0)."""
     return np.maximum(x, 0)
 
 
+_relu.into = lambda x, out: np.maximum(x, 0, out=out)
 relu = primitive("relu", _relu, lambda g, ans, x: where(x.data > 0, g, 0))
 abs = primitive("abs", np.abs, lambda g, ans, x: g * np.sign(x.data))
 
@@ -286,9 +296,12 @@ def _sum_vjp(g, ans, x, axis, keepdims):
     return broadcast_to(g, x.shape)
 
 
-_sum = primitive(
-    "sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), _sum_vjp
-)
+def _sum_forward(x, axis, keepdims):
+    return np.sum(x, axis=axis, keepdims=keepdims)
+
+
+_sum_forward.into = lambda x, axis, keepdims, out: np.sum(x, axis=axis, keepdims=keepdims, out=out)
+_sum = primitive("sum", _sum_forward, _sum_vjp)
 def _broadcast_to(x, shape):
     """``x`` broadcast to ``shape`` (numpy's rules); the gradient sums back."""
     return np.broadcast_to(x, shape)
@@ -414,6 +427,15 @@ def _scatter(g, index, shape):
     return out
 
 
+def _scatter_into(g, index, shape, out):
+    out.fill(0)
+    if _is_basic_index(index):
+        out[index] = g
+    else:
+        np.add.at(out, index, g)
+
+
+_scatter.into = _scatter_into
 scatter = primitive(
     "scatter", _scatter, lambda g, ans, x, index, shape: _getitem(g, index=index)
 )
@@ -541,6 +563,7 @@ def _mT(x):
     return transpose(x) if x.ndim == 2 else swapaxes(x, -1, -2)
 
 
+_matmul_forward.into = lambda a, b, out: np.matmul(a, b, out=out)
 _matmul = primitive(
     "matmul",
     _matmul_forward,

@@ -16,6 +16,7 @@ from numbers import Real
 
 import numpy as np
 
+from .context import state
 from .parallel import MIN_SIZE, run, threads
 
 
@@ -92,6 +93,8 @@ class Optimizer:
 
     def zero_grad(self):
         """Forget the accumulated gradients."""
+        if state.tracer is not None and state.tracer.record_effect(self.zero_grad, f"{type(self).__name__}.zero_grad"):
+            return  # a traced step (scg.trace) replays it
         for p in self.params:
             p.grad = None
 
@@ -218,6 +221,8 @@ class SGD(Optimizer):
 
     def step(self):
         """Update every parameter that has a gradient, in place."""
+        if state.tracer is not None and state.tracer.record_effect(self.step, f"{type(self).__name__}.step"):
+            return  # a traced step (scg.trace) replays it
         lr, mom, wd = (float(self.hyper[k]) for k in ("lr", "momentum", "weight_decay"))
         if mom and "velocity" not in self.state:
             self.state["velocity"] = [np.zeros_like(p.data) for p in self.params]
@@ -269,6 +274,8 @@ class Adam(Optimizer):
 
     def step(self):
         """Update every parameter that has a gradient, in place."""
+        if state.tracer is not None and state.tracer.record_effect(self.step, f"{type(self).__name__}.step"):
+            return  # a traced step (scg.trace) replays it
         lr, (b1, b2), eps, wd = (float(self.hyper[k]) if k != "betas" else tuple(map(float, self.hyper[k]))
                                  for k in ("lr", "betas", "eps", "weight_decay"))
         if "m" not in self.state:

@@ -18,5 +18,8 @@ def manual_seed(seed):
 
 
 def resolve(rng=None):
-    """``rng`` if given, else the library's generator."""
+    """``rng`` if given, else the library's generator (while a traced step is recorded,
+    one that records its draws: see :mod:`scg.trace`)."""
+    if context.state.tracer is not None:
+        return context.state.tracer.generator(context.state.generator if rng is None else rng, rng is None)
     return context.state.generator if rng is None else rng

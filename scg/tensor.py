@@ -37,7 +37,8 @@ class Tensor:
         if isinstance(data, Tensor):
             _escape(data)  # a new leaf from a Tensor's value: its history is cut
             data = data.data
-        data = np.asarray(data, dtype=dtype)
+        if state.tracer is None or not isinstance(data, np.ndarray) or (dtype is not None and data.dtype != dtype):
+            data = np.asarray(data, dtype=dtype)  # (a traced step's values, an ndarray subclass, stay as they are)
         if requires_grad and data.dtype.kind not in "fc":
             raise ValueError(
                 f"only floating-point Tensors can require gradients, got dtype {data.dtype}"
