@@ -72,6 +72,6 @@ from .estimators import (  # noqa: E402
 from .axes import AxisError  # noqa: E402
 from .graph import Graph, replay  # noqa: E402
 from . import diagnostics  # noqa: E402
-from .trace import TraceError, Traced, trace  # noqa: E402
+from .trace import TraceError, Traced, effect, trace  # noqa: E402
 
 __version__ = "0.1.0"

@@ -328,6 +328,8 @@ def _as_leaf_dtype(g, leaf, create_graph):
 
 
 def _accumulate_leaf(leaf, g, create_graph):
+    if state.tracer is not None and leaf.grad is not None:
+        state.tracer.check_accumulation(leaf)
     g = _as_leaf_dtype(g, leaf, create_graph)
     if not create_graph:
         data = g.data

@@ -43,14 +43,16 @@ Returned Tensors are copies of the step's values, without history; a leaf's ``.g
 step's buffer, rewritten by the next call.
 """
 
+import functools
 import traceback
+import warnings
 
 import numpy as np
 
 from .context import pop, push, state
 from .tensor import Tensor
 
-__all__ = ["trace", "Traced", "TraceError", "TracedArray"]
+__all__ = ["trace", "effect", "Traced", "TraceError", "TracedArray"]
 
 
 class TraceError(RuntimeError):
@@ -186,6 +188,32 @@ _SHAPE_ONLY = frozenset(f for f in (
     if f is not None)
 
 
+# numpy's converters are C functions that never ask a subclass (no __array_function__, no
+# __array__): np.asarray(traced) would hand back a plain view the recorder cannot follow. While
+# a recording runs they are replaced by wrappers that record the conversion when a traced
+# value is inside their argument (see _Recording.converters).
+_CONVERTERS = {name: getattr(np, name) for name in ("array", "asarray", "asanyarray", "ascontiguousarray")}
+
+
+def _has_traced(x, rec):
+    if isinstance(x, TracedArray):
+        return x._rec is rec
+    if type(x) in (tuple, list):
+        return any(_has_traced(v, rec) for v in x)
+    return False
+
+
+def _converter(name, rec):
+    original = _CONVERTERS[name]
+
+    def convert(*args, **kwargs):
+        if rec.active and args and _has_traced(args[0], rec):
+            return rec.numpy_call(original, args, kwargs, name=name)
+        return original(*args, **kwargs)
+    convert.__name__ = name
+    return convert
+
+
 def _plain(x):
     """``x`` with every TracedArray inside (tuples, lists, dicts) viewed as a plain ndarray."""
     if isinstance(x, TracedArray):
@@ -260,10 +288,21 @@ class _Recording:
         self.steps = []
         self.inputs = []  # slots of the arguments, in order
         self.active = True
-        self.generators = []  # (generator or None for the library's, the proxy)
+        self.generators = []  # the explicit generators drawn from
+        self.first_states = {}  # id(generator) -> (generator, its state before the first draw)
         self.effects_seen = False
 
     # slots
+    def converters(self):
+        """Install the recording's np.array / np.asarray / ... ; returns a function restoring numpy's."""
+        for name in _CONVERTERS:
+            setattr(np, name, _converter(name, self))
+
+        def restore():
+            for name, f in _CONVERTERS.items():
+                setattr(np, name, f)
+        return restore
+
     def new_slot(self, plain):
         self.values.append(plain)
         return len(self.values) - 1
@@ -333,7 +372,7 @@ class _Recording:
             pairs = [self.register(r) for r in result]
             return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
         if isinstance(result, (np.generic, float, int, bool)) and not isinstance(result, np.ndarray):
-            result = np.asarray(result)  # a reduction's scalar: keep it traced, as a 0-d array
+            result = _CONVERTERS["asarray"](result)  # a reduction's scalar: keep it traced, as a 0-d array
         if not isinstance(result, np.ndarray):
             return None, result
         if isinstance(result, TracedArray):
@@ -391,22 +430,26 @@ class _Recording:
             self.generators.append(gen)
         return traced
 
-    def effect(self, fn, name):
-        """Run ``fn()`` outside the recording and record that a replay calls it."""
+    def effect(self, fn, name, owners=None):
+        """Run ``fn()`` outside the recording and record that a replay calls it; ``owners``
+        (default: a bound method's object) must be the same objects in the next recording."""
         self.active = False
         try:
-            fn()
+            result = fn()
         finally:
             self.active = True
         self.effects_seen = True
-        self.steps.append(_Step("effect", fn, (), {}, None, name=name, site=_site(),
-                                extra=getattr(fn, "__self__", None)))
+        owners = (getattr(fn, "__self__", None),) if owners is None else tuple(owners)
+        self.steps.append(_Step("effect", fn, (), {}, None, name=name, site=_site(), extra=owners))
+        return result
 
     # the hooks the library calls while ``state.tracer`` is set
     def generator(self, generator, default):
         """What :func:`scg.random.resolve` hands out: a proxy recording the draws."""
         if not self.active or isinstance(generator, _Proxy):
             return generator
+        if id(generator) not in self.first_states:
+            self.first_states[id(generator)] = (generator, generator.bit_generator.state)
         return _Proxy(generator, default, self)
 
     def record_effect(self, fn, name):
@@ -416,6 +459,16 @@ class _Recording:
             return False
         self.effect(fn, name)
         return True
+
+    def check_accumulation(self, leaf):
+        """Called before a gradient is added to ``leaf.grad``: one made before this call
+        would be a constant to the recording."""
+        data = leaf.grad.data
+        if self.active and not (isinstance(data, TracedArray) and data._rec is self):
+            raise TraceError(
+                f"the gradient of a Tensor of shape {leaf.shape} accumulates across calls of the traced step "
+                f"(its .grad was set when the call began): call optimizer.zero_grad() (or set .grad = None) "
+                f"inside the traced step")
 
     def note_grad(self, leaf):
         """Called by the backward pass after storing ``leaf.grad``."""
@@ -428,6 +481,22 @@ class _Recording:
         if s is None:
             return  # a constant gradient: nothing to replay but the assignment of the same array
         self.steps.append(_Step("grad", None, (_S(s),), {}, None, name="grad", extra=leaf))
+
+
+def effect(fn):
+    """Decorator: a call of ``fn`` inside a traced step is an effect: it runs outside the
+    recording and every replay calls it again with the same arguments (which must be the
+    same objects in two recordings). For Python state a replay must keep up to date, such
+    as an optimizer that also updates a baseline after its step."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        rec = state.tracer
+        if rec is None or not rec.active:
+            return fn(*args, **kwargs)
+        return rec.effect(functools.partial(fn, *args, **kwargs), _name(fn),
+                          owners=args + tuple(kwargs[k] for k in sorted(kwargs)))
+    return wrapper
 
 
 def _name(fn):
@@ -490,6 +559,9 @@ def _structure(x):
     return None
 
 
+_ESCAPES = ("bool", "float", "int", "index", "item", "tolist")
+
+
 def _differ(old, new):
     """None if recordings ``old`` and ``new`` agree, else a sentence saying where they differ."""
     if len(old.steps) != len(new.steps):
@@ -499,13 +571,14 @@ def _differ(old, new):
         return f"the two recordings made different calls ({len(old.steps)} vs {len(new.steps)}; first at call " \
                f"{first}, {where}): a Python branch the recorder cannot see depends on a value"
     for i, (a, b) in enumerate(zip(old.steps, new.steps)):
-        if a.kind != b.kind or a.name != b.name or (a.kind != "draw" and a.kind != "effect" and a.fn is not b.fn
-                                                     and not _same(a.fn, b.fn)):
+        escape = a.kind == "guard" and a.name in _ESCAPES  # its fn is a fresh lambda each time
+        if a.kind != b.kind or a.name != b.name or (a.kind not in ("draw", "effect") and not escape
+                                                     and a.fn is not b.fn and not _same(a.fn, b.fn)):
             return f"call {i} differs ({a.kind} {a.name} vs {b.kind} {b.name}): a Python branch the recorder " \
                    f"cannot see depends on a value"
         if a.out != b.out or _structure(a.args) != _structure(b.args) or _structure(a.kwargs) != _structure(b.kwargs):
             return f"call {i} ({b.name}) is wired differently in two recordings"
-        if a.kind == "effect" and a.extra is not b.extra:
+        if a.kind == "effect" and (len(a.extra) != len(b.extra) or any(x is not y for x, y in zip(a.extra, b.extra))):
             return f"call {i} ({b.name}) acts on another object each time (an optimizer made inside the step?)"
         if a.kind == "grad" and a.extra is not b.extra:
             return f"call {i} stores a gradient in another Tensor each time (a parameter made inside the step?)"
@@ -645,13 +718,15 @@ class _Program:
         try:
             for call in self.calls:
                 call()
-        except _Miss:
+        except Exception as e:
             if self.effects_done:
-                raise TraceError("a guard failed after the step's effects (an optimizer step) had run; "
-                                 "move the branch before them") from None
+                if isinstance(e, _Miss):
+                    raise TraceError("a guard failed after the step's effects (an optimizer step) had run; "
+                                     "move the branch before them") from None
+                raise
             for g, st in zip(gens, saved):
                 g.bit_generator.state = st
-            raise
+            raise _Miss(None) from e  # the call runs eagerly: its error, if any, is eager's
         return values
 
 
@@ -718,18 +793,22 @@ class Traced:
             if not self.fallback:
                 raise
             self.refused = str(e)
-            import warnings
-            warnings.warn(f"scg.trace: {self.fn.__name__} runs eagerly from now on: {e}", RuntimeWarning, stacklevel=2)
-            return None if self._last_result is _NOTHING else self._last_result
+            warnings.warn(f"scg.trace: {_name(self.fn)} runs eagerly from now on: {e}", RuntimeWarning, stacklevel=2)
+            if self._last_result is not _NOTHING:  # the recording's own eager call finished
+                return self._last_result
+            for g, st in self._rec_states:  # it stopped half-way: run the call again, from the same draws
+                g.bit_generator.state = st
+            return self.fn(*args, **kwargs)
 
     def _record(self, entry, args, kwargs):
         self._last_result = _NOTHING
         rec = _Recording()
+        self._rec_states = rec.first_states.values()
         names = sorted(kwargs)
         traced_args = []
         for a in list(args) + [kwargs[k] for k in names]:
             if isinstance(a, (Tensor, np.ndarray)):
-                arr = np.asarray(a.data if isinstance(a, Tensor) else a)
+                arr = _CONVERTERS["asarray"](a.data if isinstance(a, Tensor) else a)
                 s = rec.new_slot(arr)
                 rec.inputs.append(s)
                 w = rec.wrap(arr, s)
@@ -739,10 +818,12 @@ class Traced:
         args2 = traced_args[:len(args)]
         kwargs2 = dict(zip(names, traced_args[len(args):]))
         frame = push("trace", tracer=rec)
+        restore = rec.converters()
         try:
             result = self.fn(*args2, **kwargs2)
         finally:
             rec.active = False
+            restore()
             pop(frame)
         self.stats["eager"] += 1
         out_template = _out_template(rec, result)

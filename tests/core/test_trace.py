@@ -1,0 +1,381 @@
+"""scg.trace: a replayed step equals the eager step bit for bit, and whatever would make a
+replay wrong records afresh or is refused by name. Each expected value is the same step run
+eagerly, side by side, from the same seeds."""
+
+import inspect
+import warnings
+
+import numpy as np
+import pytest
+
+import scg
+import scg.distributions as D
+from scg import ops
+from scg import trace as trace_module  # noqa: F401  (the module, for TracedArray)
+
+import importlib
+
+T = importlib.import_module("scg.trace")
+
+
+def _mlp(seed, n_in=6, n_hidden=5):
+    rng = np.random.default_rng(seed)
+    w1 = scg.tensor(rng.standard_normal((n_in, n_hidden)) * 0.3, requires_grad=True)
+    w2 = scg.tensor(rng.standard_normal((n_hidden, 1)) * 0.3, requires_grad=True)
+    return [w1, w2]
+
+
+def _pair(build, calls, *args_per_call):
+    """Run ``build()``'s step eagerly and traced, side by side, over ``calls`` calls; returns
+    (eager results, traced results, eager params, traced params, the Traced)."""
+    eager_step, eager_params = build()
+    traced_fn, traced_params = build()
+    traced = scg.trace(traced_fn)
+    er, tr = [], []
+    for i in range(calls):
+        args = args_per_call[0](i) if args_per_call else ()
+        er.append(eager_step(*args))
+        tr.append(traced(*args))
+    return er, tr, eager_params, traced_params, traced
+
+
+def _assert_same(a, b):
+    if isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    elif isinstance(a, scg.Tensor):
+        assert isinstance(b, scg.Tensor) and a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a.data, b.data)
+    else:
+        np.testing.assert_array_equal(a, b)
+
+
+def _regression(seed=0):
+    params = _mlp(seed)
+    opt = scg.optim.Adam(params, lr=0.05)
+
+    def step(x, y):
+        h = ops.tanh(x @ params[0])
+        loss = ((h @ params[1] - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step, params
+
+
+def _data(i):
+    rng = np.random.default_rng(100 + i)
+    return rng.standard_normal((8, 6)), rng.standard_normal((8, 1))
+
+
+def test_a_replayed_step_equals_the_eager_step_bit_for_bit():
+    er, tr, ep, tp, traced = _pair(_regression, 8, _data)
+    _assert_same(er, tr)
+    _assert_same(ep, tp)
+    assert traced.stats == {"eager": 2, "replayed": 6}
+    assert all(p.grad is not None for p in tp)
+    _assert_same([p.grad for p in ep], [p.grad for p in tp])
+
+
+def test_random_draws_are_drawn_afresh_from_the_same_stream():
+    def build():
+        mu = scg.tensor(np.zeros(3), requires_grad=True)
+        opt = scg.optim.SGD([mu], lr=0.1)
+
+        def step():
+            g = scg.Graph()
+            with g:
+                z = g.sample("z", D.Normal(mu, 1.0))
+                g.cost("c", (z - 2.0) ** 2)
+            loss = g.surrogate()
+            opt.zero_grad()
+            loss.sum().backward()
+            opt.step()
+            return z
+        return step, [mu]
+
+    scg.manual_seed(5)
+    eager_step, ep = build()
+    e = [eager_step() for _ in range(6)]
+    scg.manual_seed(5)
+    f, tp = build()
+    traced = scg.trace(f)
+    t = [traced() for _ in range(6)]
+    _assert_same(e, t)
+    _assert_same(ep, tp)
+    assert traced.stats["replayed"] == 4
+    assert len({float(v.data[0]) for v in t}) == 6  # a fresh draw each call, not the recorded one
+
+
+def test_a_new_shape_dtype_or_switch_gets_its_own_recording():
+    step, params = _regression()
+    traced = scg.trace(step)
+    for i in range(3):
+        traced(*_data(i))
+    x, y = _data(9)
+    traced(x[:5], y[:5])
+    assert traced.stats == {"eager": 3, "replayed": 1} and len(traced.entries) == 2
+    traced(x.astype(np.float32), y.astype(np.float32))
+    assert len(traced.entries) == 3
+    with scg.detect_anomaly():
+        traced(x, y)
+    assert len(traced.entries) == 4
+
+
+def test_a_branch_on_a_traced_value_that_flips_records_afresh_and_stays_right():
+    def build():
+        w = scg.tensor(np.array([1.0, -1.0]), requires_grad=True)
+
+        def step(x):
+            s = (x * w).sum()
+            out = s * 2.0 if s > 0 else s * -3.0  # a Python branch on a value
+            (gw,) = scg.grad(out, [w])
+            return out, gw
+        return step, [w]
+
+    xs = [np.array([1.0, 0.0])] * 4 + [np.array([0.0, 1.0])] * 3 + [np.array([2.0, 0.5])] * 2
+    er, tr, _, _, traced = _pair(build, len(xs), lambda i: (xs[i],))
+    _assert_same(er, tr)
+    assert traced.stats["replayed"] >= 2 and traced.stats["eager"] >= 4
+
+
+def test_a_parameter_replaced_rather_than_updated_records_afresh():
+    step, params = _regression()
+    eager, eparams = _regression()
+    traced = scg.trace(step)
+    for i in range(4):
+        _assert_same(eager(*_data(i)), traced(*_data(i)))
+    eparams[0].data = eparams[0].data * 0.5  # a new array, not an in-place update
+    params[0].data = params[0].data * 0.5
+    before = traced.stats["eager"]
+    _assert_same(eager(*_data(5)), traced(*_data(5)))
+    assert traced.stats["eager"] == before + 1
+    _assert_same(eparams, params)
+
+
+def test_a_value_escaping_as_a_number_that_changes_is_refused_naming_the_line():
+    params = _mlp(0)
+    opt = scg.optim.SGD(params, lr=0.1)
+
+    def step(x, y):
+        loss = ((ops.tanh(x @ params[0]) @ params[1] - y) ** 2).mean()
+        scale = 1.0 / float(loss)  # a number leaves the step and comes back as a constant
+        opt.zero_grad()
+        (loss * scale).backward()
+        opt.step()
+        return loss
+
+    traced = scg.trace(step)
+    with pytest.raises(scg.TraceError, match=r"leaves the step as a Python number.*test_trace\.py"):
+        for i in range(6):
+            traced(*_data(i))
+
+
+def test_a_draw_not_made_through_scg_is_refused():
+    w = scg.tensor(np.ones(3), requires_grad=True)
+    outside = np.random.default_rng(0)
+
+    def step():
+        noise = scg.tensor(outside.standard_normal(3))  # not through scg.random: a constant to the recorder
+        return (w * noise).sum()
+
+    traced = scg.trace(step)
+    with pytest.raises(scg.TraceError, match=r"constant that changed.*random draw not made through scg"):
+        for _ in range(4):
+            traced()
+
+
+def test_numpy_conversions_of_traced_values_are_recorded():
+    w = scg.tensor(np.array([0.5, 2.0]), requires_grad=True)
+
+    def step(x):
+        m = np.asarray(x).mean() + np.array(x)[::-1] + scg.tensor(x) * 0  # each follows x
+        return (w * m).sum()
+
+    er, tr, _, _, traced = _pair(lambda: (step, []), 5, lambda i: (np.array([1.0, 3.0 + i]),))
+    _assert_same(er, tr)
+    assert traced.stats["replayed"] == 3
+
+
+def test_a_value_copied_out_of_the_recording_is_refused_when_it_changes():
+    w = scg.tensor(np.array([0.5, 2.0]), requires_grad=True)
+
+    def step(x):
+        m = sum(x.tolist())  # a Python number: a guard on its value, which changes every call
+        return (w * m).sum()
+
+    traced = scg.trace(step)
+    with pytest.raises(scg.TraceError, match=r"leaves the step as a Python number \(tolist\)"):
+        for i in range(5):
+            traced(np.array([1.0, 3.0 + i]))
+
+
+def test_a_returned_python_number_is_refused():
+    traced = scg.trace(lambda x: float((scg.tensor(x) * 2).sum()))
+    with pytest.raises(scg.TraceError, match=r"returns Tensors.*item\(\)"):
+        traced(np.ones(2))
+
+
+def test_fallback_warns_once_and_the_eager_results_stay_right():
+    params = _mlp(1)
+    opt = scg.optim.SGD(params, lr=0.1)
+    eparams = _mlp(1)
+    eopt = scg.optim.SGD(eparams, lr=0.1)
+
+    def make(ps, o):
+        def step(x, y):
+            loss = ((ops.tanh(x @ ps[0]) @ ps[1] - y) ** 2).mean()
+            o.zero_grad()
+            (loss / float(loss)).backward()
+            o.step()
+            return loss
+        return step
+
+    traced = scg.trace(make(params, opt), fallback=True)
+    eager = make(eparams, eopt)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in range(7):
+            _assert_same(eager(*_data(i)), traced(*_data(i)))
+    assert sum("runs eagerly from now on" in str(w.message) for w in caught) == 1
+    assert traced.refused is not None
+    _assert_same(eparams, params)
+
+
+def test_a_gradient_accumulating_across_calls_is_refused_by_name():
+    w = scg.tensor(np.array([1.0, 2.0]), requires_grad=True)
+
+    def step(x):
+        (w * scg.tensor(x)).sum().backward()  # no zero_grad: the gradient accumulates over calls
+        return w.grad
+
+    traced = scg.trace(step)
+    with pytest.raises(scg.TraceError, match=r"accumulates across calls.*zero_grad"):
+        for i in range(4):
+            traced(np.array([1.0, i]))
+
+
+def test_returned_values_are_copies_and_grads_are_the_step_buffers():
+    step, params = _regression()
+    traced = scg.trace(step)
+    outs = [traced(*_data(i)) for i in range(5)]
+    values = [float(o.data) for o in outs]
+    outs[-1].data[...] = 123.0
+    again = traced(*_data(9))
+    assert values[-1] != 123.0 and float(again.data) != 123.0
+    assert len(set(values)) == 5
+
+
+def test_effects_keep_python_state_up_to_date():
+    calls = []
+
+    @scg.effect
+    def count(tag):
+        calls.append(tag)
+
+    w = scg.tensor(np.ones(2), requires_grad=True)
+
+    def step(x):
+        count("tick")
+        return (w * scg.tensor(x)).sum()
+
+    traced = scg.trace(step)
+    for i in range(5):
+        traced(np.full(2, float(i)))
+    assert calls == ["tick"] * 5 and traced.stats["replayed"] == 3
+
+
+def test_an_error_in_a_replay_is_the_eager_error():
+    def step(x):
+        return D.Normal(scg.tensor(x), 1.0, validate_args=True).log_prob(0.0)
+
+    traced = scg.trace(step)
+    for _ in range(3):
+        traced(np.ones(2))
+    with pytest.raises(ValueError, match="scale"):
+        D.Normal(scg.tensor(np.ones(2)), -1.0, validate_args=True)
+    with pytest.raises(ValueError) as eager_error:
+        step(np.array([np.nan, 1.0]))
+    with pytest.raises(ValueError) as traced_error:
+        traced(np.array([np.nan, 1.0]))
+    assert str(traced_error.value) == str(eager_error.value)
+
+
+# ---- the buffers a replay writes into -------------------------------------------------------
+
+
+def _forwards_with_into():
+    """Every forward (of ops and of the recorder's methods) that a replay calls with ``out=``."""
+    found = {}
+    for module in (ops, T):
+        for name, f in vars(module).items():
+            if callable(f) and hasattr(f, "into") and not inspect.isclass(f):
+                found[f"{module.__name__}.{name}"] = f
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(_forwards_with_into()))
+@pytest.mark.parametrize("size", [(3, 4), (128, 784)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_forward_written_into_a_buffer_gives_the_same_bits(name, size, dtype):
+    f = _forwards_with_into()[name]
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(size) * 5).astype(dtype)
+    x.flat[:3] = [0.0, 40.0, -40.0]
+    calls = {
+        "sum": lambda g: g(x, axis=0, keepdims=True),
+        "matmul": lambda g: g(x, x.T),
+        "scatter": lambda g: g(x, index=(slice(None), [0, 2]), shape=(size[0], 5)) if False else g(
+            x[:, :2], index=(slice(None), np.array([0, 2])), shape=(size[0], 5)),
+        "astype": lambda g: g(x, np.float16),
+    }
+    key = next((k for k in calls if k in name), None)
+    if "log" in name:
+        x = np.abs(x)
+    run = calls[key] if key else (lambda g: g(x))
+    expected = run(f)
+    out = np.full(expected.shape, np.nan, dtype=expected.dtype)
+
+    def into(*args, **kwargs):
+        f.into(*args, out=out, **kwargs)
+        return out
+
+    got = run(into)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_the_replay_of_a_vae_step_touches_no_fresh_large_arrays():
+    """Every ufunc and every forward with ``into`` writes into its buffer: the replay
+    allocates no array of the batch's size (counted by numpy's allocation tracing)."""
+    import tracemalloc
+
+    from models.vae import VAE, build_graph
+
+    model = VAE(hidden=64, latent=4, rng=np.random.default_rng(0))
+    opt = scg.optim.Adam(model.parameters(), lr=1e-3)
+    rng = np.random.default_rng(1)
+    x = (np.random.default_rng(2).random((64, 784)) < 0.5).astype(np.float32)
+
+    def step(x):
+        loss = build_graph(model, x, rng=rng).surrogate() / 64
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    traced = scg.trace(step)
+    for _ in range(4):
+        traced(x)
+    tracemalloc.start()
+    try:
+        traced(x)
+        snapshot = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    big = [s for s in snapshot.statistics("traceback") if s.size >= 64 * 784 * 4]
+    assert traced.stats["replayed"] >= 3
+    assert big == [], [str(s.traceback) for s in big]
