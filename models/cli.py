@@ -312,6 +312,9 @@ def add_training_options(p, *, epochs, batch_size, out, resume=True):
     p.add_argument("--valid", type=positive_int, default=5000, help="training images held out for validation")
     p.add_argument("--limit", type=positive_int, default=None, help="use only the first N training images")
     p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--no-trace", dest="trace", action="store_false",
+                   help="run every training step eagerly (by default scg.trace records the step twice, then "
+                        "replays it: the same numbers, bit for bit, faster)")
     p.add_argument("--out", default=out)
     add_run_options(p, resume=resume)
 

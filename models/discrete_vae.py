@@ -336,6 +336,7 @@ class _StepThenUpdate:
     def __init__(self, opt, estimator):
         self.opt, self.estimator = opt, estimator
 
+    @scg.effect  # a traced step (scg.trace) replays the update with the optimizer's step
     def step(self):
         self.opt.step()
         self.estimator.update()
@@ -537,7 +538,7 @@ def train(args):
                                opt, rng, images.train, epochs=args.epochs, batch_size=args.batch_size,
                                validate=validate, out=out, config={k: getattr(args, k) for k in CONFIG_KEYS},
                                kind="discrete_vae", tags=dict(estimator=args.estimator, bound=bound_label(choice)),
-                               label=f"{args.estimator} ")
+                               label=f"{args.estimator} ", trace=args.trace)
         training.plot_curve(history, out / "learning_curve.png")
         build_graph(model, probe[:8], estimator, n, rng=np.random.default_rng(0), bound=choice.bound).render(
             out / "graph.svg", format="svg")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+import scg
 from models import data
 from models.cli import CheckpointError, CommandError, atomic_write
 
@@ -73,35 +74,55 @@ def prepare(dataset, data_dir=None, valid=5000, limit=None, binarize_held_out=Tr
 # ---- the epoch loop ----------------------------------------------------------------------------
 
 
-def train_epoch(graph, opt, x, batch_size, rng, dynamic=True, desc=None):
+def training_step(graph, opt, trace=True):
+    """The step on a minibatch ``xb`` (B, 784): the surrogate of ``graph(xb)``, then, if its
+    value is finite, a gradient of surrogate / B and a step of ``opt``; returns the surrogate
+    (a Tensor whose value is the sampled objective).
+
+    With ``trace`` it is an ``scg.trace`` step: recorded twice, then replayed (the same
+    numbers, bit for bit, without rebuilding the graph); a model the recorder refuses (a
+    baseline that reads its statistics as Python numbers, say) warns once and runs eagerly."""
+
+    def step(xb):
+        loss = graph(xb).surrogate()
+        if not np.isfinite(loss.data):  # a branch on a value: a replay stops here and reruns eagerly
+            return loss  # the caller stops with Diverged before any update
+        opt.zero_grad()
+        (loss / len(xb)).backward()
+        opt.step()
+        return loss
+
+    return scg.trace(step, fallback=True) if trace else step
+
+
+def train_epoch(graph, opt, x, batch_size, rng, dynamic=True, desc=None, step=None):
     """One pass over ``x`` (n, 784) in minibatches of a fresh permutation (``rng``), each
-    binarized afresh when ``dynamic``: a step of ``opt`` on ``graph(xb).surrogate() / B``.
-    Returns the mean bound per image, -(sum of the minibatch objectives) / n."""
+    binarized afresh when ``dynamic``: a :func:`training_step` (``step``, made eager from
+    ``graph`` and ``opt`` when not given) on each. Returns the mean bound per image,
+    -(sum of the minibatch objectives) / n."""
     from tqdm.auto import tqdm  # here, not at the top: a notebook that only builds graphs needs no ipywidgets
 
+    step = step or training_step(graph, opt, trace=False)
     order = rng.permutation(len(x))
     total, seen = 0.0, 0
     steps = range(0, len(order), batch_size)
     bar = tqdm(steps, desc=desc, unit="batch")
-    for step, i in enumerate(bar, 1):
+    for n, i in enumerate(bar, 1):
         xb = x[order[i : i + batch_size]]
         if dynamic:
             xb = binarize(xb, rng)
         try:
-            loss = graph(xb).surrogate()
+            loss = step(xb)
         except ValueError:  # a distribution refusing NaN parameters: did the last step leave NaN weights?
             bad = not_finite(opt.params)
             if bad:
                 bar.close()
-                raise Diverged(step, len(steps), f"the parameters are not finite ({bad})") from None
+                raise Diverged(n, len(steps), f"the parameters are not finite ({bad})") from None
             raise
         value = loss.item()  # the surrogate's value is the sampled objective
         if not math.isfinite(value):
             bar.close()
-            raise Diverged(step, len(steps), f"the loss is {value}")
-        opt.zero_grad()
-        (loss / len(xb)).backward()
-        opt.step()
+            raise Diverged(n, len(steps), f"the loss is {value}")
         total -= value
         seen += len(xb)
         bar.set_postfix(bound=f"{total / seen:.2f}")
@@ -128,18 +149,20 @@ class Diverged(CommandError):
 
 
 def fit(graph, model, opt, rng, x_train, *, epochs, batch_size, validate, out, config, kind, history=(),
-        start=1, dynamic=True, tags=None, label=""):
-    """Epochs ``start`` .. ``epochs`` of :func:`train_epoch`. After each: a metrics row
+        start=1, dynamic=True, tags=None, label="", trace=True):
+    """Epochs ``start`` .. ``epochs`` of :func:`train_epoch` (its step traced unless ``trace``
+    is False: see :func:`training_step`). After each: a metrics row
     ``{epoch, **tags, train_bound, **validate(epoch), seconds}`` is printed as JSON, refused if
     a bound is not finite (the last good checkpoint stays), then ``out/checkpoint.npz`` and
     ``out/metrics.jsonl`` are written. Returns the whole history (a list of rows)."""
     out = Path(out)
     history = list(history)
+    step = training_step(graph, opt, trace)  # one for the run: its recordings are kept across epochs
     for epoch in range(start, epochs + 1):
         t0 = time.perf_counter()
         try:
             train_bound = train_epoch(graph, opt, x_train, batch_size, rng, dynamic,
-                                      desc=f"{label}epoch {epoch}/{epochs}")
+                                      desc=f"{label}epoch {epoch}/{epochs}", step=step)
         except Diverged as e:
             raise Diverged(e.step, e.steps, e.what, epoch, f" and {kept(epoch, out / 'checkpoint.npz')}") from None
         row = dict(epoch=epoch, **(tags or {}), train_bound=train_bound, **validate(epoch))

@@ -317,7 +317,8 @@ def train(args):
         history = training.fit(graph, model, opt, rng,
                                images.train, epochs=args.epochs, batch_size=args.batch_size, validate=validate,
                                out=out, config=config, kind="vae", history=history, start=start,
-                               dynamic=args.likelihood == "bernoulli" and args.binarize == "dynamic")
+                               dynamic=args.likelihood == "bernoulli" and args.binarize == "dynamic",
+                               trace=args.trace)
         write_pictures(model, args, out, history, images)
     return model, history
 

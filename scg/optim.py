@@ -11,6 +11,7 @@ worker runs the same in-place passes on its blocks: the arithmetic, and so the
 result, is exactly that of the plain loop (see :mod:`scg.parallel`).
 """
 
+import functools
 import math
 from numbers import Real
 
@@ -71,8 +72,30 @@ def steps_taken():
     return _STEPS_TAKEN[0]
 
 
+def _replayed(method):
+    """``method`` (``step`` or ``zero_grad``) as an effect of a traced step (scg.trace): its
+    outermost call inside a recording runs outside the recording, and every replay calls it
+    again, so its Python bookkeeping (step counts, a schedule in a subclass) is kept. An
+    override calling ``super().step()`` runs once: the inner call is not the outermost."""
+
+    @functools.wraps(method)
+    def wrapper(self):
+        rec = state.tracer
+        if rec is not None and rec.active:
+            return rec.effect(lambda: method(self), f"{type(self).__name__}.{method.__name__}", (self,))
+        return method(self)
+    return wrapper
+
+
 class Optimizer:
-    """Base class: a list of parameters, hyperparameters, and per-parameter state arrays."""
+    """Base class: a list of parameters, hyperparameters, and per-parameter state arrays.
+    ``step`` and ``zero_grad`` of every subclass are effects of a traced step (``_replayed``)."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("step", "zero_grad"):
+            if name in cls.__dict__:
+                setattr(cls, name, _replayed(cls.__dict__[name]))
 
     def __init__(self, params, defaults):
         self.params = list(params)
@@ -93,8 +116,6 @@ class Optimizer:
 
     def zero_grad(self):
         """Forget the accumulated gradients."""
-        if state.tracer is not None and state.tracer.record_effect(self.zero_grad, f"{type(self).__name__}.zero_grad"):
-            return  # a traced step (scg.trace) replays it
         for p in self.params:
             p.grad = None
 
@@ -200,6 +221,9 @@ class Optimizer:
         }
 
 
+Optimizer.zero_grad = _replayed(Optimizer.zero_grad)
+
+
 class SGD(Optimizer):
     """``v = momentum * v + g``; ``p -= lr * v`` (plain SGD when momentum is 0).
     ``weight_decay`` adds ``weight_decay * p`` to the gradient."""
@@ -221,8 +245,6 @@ class SGD(Optimizer):
 
     def step(self):
         """Update every parameter that has a gradient, in place."""
-        if state.tracer is not None and state.tracer.record_effect(self.step, f"{type(self).__name__}.step"):
-            return  # a traced step (scg.trace) replays it
         lr, mom, wd = (float(self.hyper[k]) for k in ("lr", "momentum", "weight_decay"))
         if mom and "velocity" not in self.state:
             self.state["velocity"] = [np.zeros_like(p.data) for p in self.params]
@@ -274,8 +296,6 @@ class Adam(Optimizer):
 
     def step(self):
         """Update every parameter that has a gradient, in place."""
-        if state.tracer is not None and state.tracer.record_effect(self.step, f"{type(self).__name__}.step"):
-            return  # a traced step (scg.trace) replays it
         lr, (b1, b2), eps, wd = (float(self.hyper[k]) if k != "betas" else tuple(map(float, self.hyper[k]))
                                  for k in ("lr", "betas", "eps", "weight_decay"))
         if "m" not in self.state:

@@ -452,14 +452,6 @@ class _Recording:
             self.first_states[id(generator)] = (generator, generator.bit_generator.state)
         return _Proxy(generator, default, self)
 
-    def record_effect(self, fn, name):
-        """Called by code with an effect a replay must repeat (an optimizer's ``step``): runs
-        and records ``fn``, returning True; False (nothing done) outside the recording."""
-        if not self.active:
-            return False
-        self.effect(fn, name)
-        return True
-
     def check_accumulation(self, leaf):
         """Called before a gradient is added to ``leaf.grad``: one made before this call
         would be a constant to the recording."""

@@ -304,6 +304,34 @@ def test_an_error_in_a_replay_is_the_eager_error():
     assert str(traced_error.value) == str(eager_error.value)
 
 
+def test_an_optimizer_subclass_with_a_schedule_is_replayed_whole_and_once():
+    class Decaying(scg.optim.SGD):
+        def step(self):
+            self.hyper["lr"] *= 0.5  # Python state a replay must keep up to date
+            super().step()
+
+    def build():
+        params = _mlp(2)
+        opt = Decaying(params, lr=0.4)
+
+        def step(x, y):
+            loss = ((ops.tanh(x @ params[0]) @ params[1] - y) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+        return step, params, opt
+
+    eager, ep, eopt = build()
+    f, tp, topt = build()
+    traced = scg.trace(f)
+    for i in range(6):
+        _assert_same(eager(*_data(i)), traced(*_data(i)))
+    assert topt.hyper["lr"] == eopt.hyper["lr"] == 0.4 * 0.5 ** 6
+    assert topt.step_count == 6 and traced.stats["replayed"] == 4
+    _assert_same(ep, tp)
+
+
 # ---- the buffers a replay writes into -------------------------------------------------------
 
 
