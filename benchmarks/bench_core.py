@@ -86,7 +86,7 @@ def init_params(seed=0):
     return ps
 
 
-def scg_step_factory():
+def scg_step_factory(traced=False):
     scg.manual_seed(0)
     model = scg.nn.MLP(list(SIZES))
     for p, a in zip(model.parameters(), init_params()):
@@ -96,15 +96,21 @@ def scg_step_factory():
     xt = scg.Tensor(x)
     onehot = np.eye(SIZES[-1], dtype=np.float32)[y]
 
-    def step():
-        logits = model(xt)
+    def step(x):
+        logits = model(scg.Tensor(x))
         loss = -(scg.log_softmax(logits) * onehot).sum() / B
         opt.zero_grad()
         loss.backward()
         opt.step()
-        return loss.item()
+        return loss
 
-    return step
+    step = scg.trace(step) if traced else step
+    return lambda: step(x).item()
+
+
+def scg_traced_step_factory():
+    """The same step through ``scg.trace``: recorded twice, then replayed."""
+    return scg_step_factory(traced=True)
 
 
 def numpy_step_factory():
@@ -173,7 +179,7 @@ def torch_step_factory():
     return step
 
 
-FACTORIES = {"scg": scg_step_factory, "numpy": numpy_step_factory, "torch": torch_step_factory}
+FACTORIES = {"scg": scg_step_factory, "scg_traced": scg_traced_step_factory, "numpy": numpy_step_factory, "torch": torch_step_factory}
 
 
 def main():

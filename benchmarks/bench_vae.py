@@ -183,14 +183,28 @@ def floor_factory(batch_size=128):
 FACTORIES = {"scg": scg_factory, "scg_traced": scg_traced_factory, "numpy": numpy_factory, "torch": torch_factory, "floor": floor_factory}
 
 
+# OpenBLAS's idle threads spin for 2^28 cycles (~0.1 s) after a GEMM, on the core the
+# elementwise passes' second thread needs; this row makes them sleep after 2^4.
+# BLAS on one thread (the elementwise passes keep two), and the reverse (--threads adds these rows).
+harness.ENV["scg_traced_blas1"] = {"OPENBLAS_NUM_THREADS": "1"}
+harness.ENV["scg_traced_scg1"] = {"SCG_NUM_THREADS": "1"}
+THREAD_ROWS = ("scg_traced_blas_sleep", "scg_traced_blas1", "scg_traced_scg1")
+
+
 def main():
-    harness.serve(FACTORIES)
+    harness.serve({**FACTORIES, **{name: scg_traced_factory for name in THREAD_ROWS}})
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, nargs="+", default=[32, 128, 512], help="batch sizes")
+    ap.add_argument("--threads", action="store_true",
+                    help="add the traced step under three thread settings: OpenBLAS's idle threads sleeping at "
+                         "once (OPENBLAS_THREAD_TIMEOUT=4), BLAS on one thread, scg's passes on one thread")
     harness.add_options(ap)
     args = ap.parse_args()
+    factories = dict(FACTORIES)
+    if args.threads:
+        factories.update({name: scg_traced_factory for name in THREAD_ROWS})
     for B in args.batch:
-        times = harness.report(__file__, FACTORIES, args, f"VAE {X}-{H}-{L} step, batch {B}, float32, Adam",
+        times = harness.report(__file__, factories, args, f"VAE {X}-{H}-{L} step, batch {B}, float32, Adam",
                                config={"batch_size": B}, extra=("floor",))
         steps = -(-TRAIN // B)
         print(f"seconds per epoch ({steps} steps): "

@@ -55,9 +55,12 @@ def _time_round(step, seconds, warmup, steps=None):
     return {"per_step": (time.perf_counter() - t0) / steps, "steps": steps, "losses": losses}
 
 
+ENV = {}  # name -> environment variables its worker processes start with (set by a benchmark script)
+
+
 def _run(script, mode, name, opts):
     out = subprocess.run([sys.executable, script, mode, name, json.dumps(opts)], capture_output=True,
-                         text=True)
+                         text=True, env={**os.environ, **ENV.get(name, {})})
     if out.returncode:
         raise RuntimeError(f"the {name!r} worker of {script} failed:\n{out.stderr[-2000:]}")
     time.sleep(0.2)  # let the exited process's threads and pages go before the next one starts
@@ -153,12 +156,17 @@ def report(script, factories, args, title, config=None, extra=()):
     for n in names:
         spread = f"[{min(each[n]) * 1e3:.2f}-{max(each[n]) * 1e3:.2f}]"
         print(f"{n:6s} {times[n] * 1e3:8.2f} ms/step {spread:>16s}   first losses {np.round(losses[n], 4)}")
-    if "torch" in times:
-        print(f"scg / torch eager: {times['scg'] / times['torch']:.2f}")
-    else:
-        print("torch not importable: `pip install torch==2.13.0` to compare with PyTorch eager")
-    if "floor" in times:
-        print(f"scg / floor: {times['scg'] / times['floor']:.2f}")
+    # A ratio per round (the two processes ran minutes apart at most), then their median: the
+    # machine's slow and fast spells cancel better than in a ratio of medians.
+    for ref, label in (("torch", "torch eager"), ("floor", "floor")):
+        if ref not in times:
+            if ref == "torch":
+                print("torch not importable: `pip install torch==2.13.0` to compare with PyTorch eager")
+            continue
+        for n in names:
+            if n.startswith("scg"):
+                ratios = [a / b for a, b in zip(each[n], each[ref])]
+                print(f"{n} / {label}: {np.median(ratios):.2f} (per round {min(ratios):.2f}-{max(ratios):.2f})")
     if args.check:
         print("each alone (200 steps after 20 warm-up, one process):")
         for n in names:

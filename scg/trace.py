@@ -516,6 +516,11 @@ class _Proxy:
         return draw
 
 
+# calls that return a view of their first argument (what numpy or a primitive names them)
+_VIEWS = frozenset(("reshape", "transpose", "swapaxes", "squeeze", "broadcast_to", "expand_dims", "getitem",
+                    "__getitem__", "asarray", "asanyarray", "moveaxis", "T", "_broadcast_to"))
+
+
 # ---- comparing two recordings ----------------------------------------------------------------
 
 
@@ -592,7 +597,14 @@ def _differ(old, new):
 
 
 class _Program:
-    """A trusted recording, ready to replay: ``run(arrays)`` -> the output slots' values."""
+    """A trusted recording, ready to replay: ``run(arrays)`` -> the values by slot.
+
+    Compiling it (once) makes each step a closure over its buffers, and drops two kinds of
+    steps that would redo nothing: a view (reshape, transpose, basic indexing, broadcast) of
+    a buffer that every replay rewrites in place is the same view every time, so the one
+    made while recording is kept; and the copy the backward pass makes of a gradient before
+    storing it in ``.grad`` (so that ``.grad`` aliases nothing) is not needed when nothing
+    reads its source afterwards, since the source is the step's own buffer."""
 
     def __init__(self, rec, out_template, persistent):
         self.rec = rec
@@ -602,14 +614,72 @@ class _Program:
         self.persistent = persistent  # (Tensor, array) pairs: the Tensor must still hold the array
         self.generators = rec.generators
         self.uses_default = any(s.kind == "draw" and s.extra[0] for s in rec.steps)
-        self.calls = [self._compile(s) for s in rec.steps]
+        steps = list(rec.steps)
+        self.fixed = set()  # slots whose array is the same object, rewritten in place, at every replay
+        alias = self._elide_copies(steps, out_template)
+        self.calls, self.call_steps = [], []  # the closures, and the step each replays
+        for step in steps:
+            if step is None:
+                continue
+            call = self._compile(step, alias)
+            if call is not None:
+                self.calls.append(call)
+                self.call_steps.append(step)
 
-    def _compile(self, step):
+    @staticmethod
+    def _slots(template, found):
+        t = type(template)
+        if t is _S:
+            found.append(template.i)
+        elif t in (tuple, list):
+            for v in template:
+                _Program._slots(v, found)
+        elif t is dict:
+            for v in template.values():
+                _Program._slots(v, found)
+        return found
+
+    def _elide_copies(self, steps, out_template):
+        """Drop each gradient copy whose output only a ``.grad`` store reads and whose source
+        nothing reads later; returns {copy's slot: source slot} for the stores."""
+        last_use, readers = {}, {}
+        for n, step in enumerate(steps):
+            for i in self._slots((step.args, step.kwargs), []):
+                last_use[i] = n
+                readers.setdefault(i, []).append(step.kind)
+        for i in self._slots(out_template, []):
+            last_use[i] = len(steps)
+            readers.setdefault(i, []).append("output")
+        alias = {}
+        for n, step in enumerate(steps):
+            if step.kind == "call" and step.fn is _copy and isinstance(step.out, int):
+                (src,) = self._slots(step.args, [])
+                if readers.get(step.out) == ["grad"] and last_use.get(src) == n:
+                    alias[step.out] = src
+                    steps[n] = None
+        return alias
+
+    def _own(self, out):
+        return isinstance(out, int) and self.values[out].ndim > 0 and self.values[out].base is None
+
+    def _compile(self, step, alias):
         fill, values = self.rec.fill, self.values
         args, kwargs, out = step.args, step.kwargs, step.out
         flat = all(type(a) is not tuple and type(a) is not list and type(a) is not dict for a in args) and not any(
             type(v) in (tuple, list, dict, _S) for v in kwargs.values())
-        if flat:
+        slots = [a.i for a in args if type(a) is _S] if flat else None
+        if flat and len(slots) == len(args) and not kwargs and len(args) in (1, 2):
+            if len(args) == 1:
+                (i0,) = slots
+
+                def build():
+                    return (values[i0],), kwargs
+            else:
+                i0, i1 = slots
+
+                def build():
+                    return (values[i0], values[i1]), kwargs
+        elif flat:
             pos = [(j, a.i) for j, a in enumerate(args) if type(a) is _S]
             base = list(args)
 
@@ -625,22 +695,32 @@ class _Program:
         kind = step.kind
         if kind == "call":
             fn = step.fn
-            own = isinstance(out, int) and values[out].ndim > 0 and values[out].base is None
-            if own and step.ufunc:  # write into the buffer of the last call: no fresh pages
+            own = self._own(out)
+            into = fn if step.ufunc else getattr(fn, "into", None)
+            if own and into is not None:  # write into the buffer of the last call: no fresh pages
                 buf = values[out]
+                self.fixed.add(out)
+                every = flat and not kwargs and len(slots) == len(args)  # all positional, all slots
+                if every and len(args) == 1:
+                    i0 = slots[0]
 
-                def call():
-                    a, k = build()
-                    fn(*a, out=buf, **k)
-                return call
-            into = getattr(fn, "into", None)
-            if own and into is not None:
-                buf = values[out]
+                    def call():
+                        into(values[i0], out=buf)
+                    return call
+                if every and len(args) == 2:
+                    i0, i1 = slots
+
+                    def call():
+                        into(values[i0], values[i1], out=buf)
+                    return call
 
                 def call():
                     a, k = build()
                     into(*a, out=buf, **k)
                 return call
+            if isinstance(out, int) and self._is_fixed_view(step, out):
+                self.fixed.add(out)
+                return None  # the view made while recording is every replay's view
             if isinstance(out, tuple):
                 def call():
                     a, k = build()
@@ -686,7 +766,7 @@ class _Program:
                 fn()
             return call
         if kind == "grad":
-            leaf, slot = step.extra, args[0].i
+            leaf, slot = step.extra, alias.get(args[0].i, args[0].i)
 
             def call():
                 if leaf.grad is not None:
@@ -696,6 +776,17 @@ class _Program:
                 leaf.grad = t
             return call
         raise AssertionError(kind)
+
+    def _is_fixed_view(self, step, out):
+        """Whether ``out`` is a view, made by a call that only views, of fixed slots' buffers."""
+        if step.name not in _VIEWS:
+            return False
+        ins = self._slots((step.args, step.kwargs), [])
+        if not ins or any(i not in self.fixed for i in ins) or len(step.consts) and any(
+                isinstance(c, np.ndarray) for c in step.consts):
+            return False
+        result, source = self.values[out], self.values[ins[0]]
+        return isinstance(result, np.ndarray) and result.base is not None and np.shares_memory(result, source)
 
     def run(self, arrays):
         for t, arr in self.persistent:
