@@ -235,13 +235,21 @@ def _recording():
 
 
 def _site():
-    """The innermost frame outside scg and numpy: where user code made the call."""
+    """Where the recorded call was made: the innermost frame outside numpy and this module
+    (a line of scg's, say), and the innermost outside scg (the user's line) when they differ."""
+    inner = user = None
     for frame in reversed(traceback.extract_stack()[:-2]):
-        f = frame.filename
-        if "/numpy/" not in f and "/scg/" not in f:
-            return f"{f}:{frame.lineno} ({frame.line})"
-    frame = traceback.extract_stack()[-3]
-    return f"{frame.filename}:{frame.lineno} ({frame.line})"
+        f = frame.filename.replace("\\", "/")
+        if "/numpy/" in f or f.endswith("/scg/trace.py"):
+            continue
+        inner = inner or frame
+        if "/scg/" not in f:
+            user = frame
+            break
+    where = [fr for fr in (inner, user) if fr is not None]
+    if len(where) == 2 and where[0] is where[1]:
+        where = where[:1]
+    return " via ".join(f"{fr.filename}:{fr.lineno} ({fr.line})" for fr in reversed(where)) or "?"
 
 
 class _S:
