@@ -93,7 +93,6 @@ def scg_step_factory(traced=False):
         p.data[...] = a
     opt = scg.optim.Adam(model.parameters(), lr=1e-3)
     x, y = make_data()
-    xt = scg.Tensor(x)
     onehot = np.eye(SIZES[-1], dtype=np.float32)[y]
 
     def step(x):

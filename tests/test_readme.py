@@ -18,6 +18,7 @@ def test_python_examples_run():
     # the tour's graph computed a gradient for both parameters
     assert namespace["mu"].grad is not None and namespace["logit"].grad is not None
     assert np.isclose(namespace["loss"].item(), namespace["value"].item())
+    assert namespace["step"].stats == {"eager": 3, "replayed": 1}
 
 
 def test_ci_runs_the_readme_test_command():

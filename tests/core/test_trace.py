@@ -2,6 +2,7 @@
 replay wrong records afresh or is refused by name. Each expected value is the same step run
 eagerly, side by side, from the same seeds."""
 
+import importlib
 import inspect
 import warnings
 
@@ -11,11 +12,8 @@ import pytest
 import scg
 import scg.distributions as D
 from scg import ops
-from scg import trace as trace_module  # noqa: F401  (the module, for TracedArray)
 
-import importlib
-
-T = importlib.import_module("scg.trace")
+T = importlib.import_module("scg.trace")  # the module (scg.trace is the function)
 
 
 def _mlp(seed, n_in=6, n_hidden=5):
