@@ -211,6 +211,25 @@ def test_a_value_copied_out_of_the_recording_is_refused_when_it_changes():
             traced(np.array([1.0, 3.0 + i]))
 
 
+def test_a_constant_the_first_recordings_shared_is_caught_by_an_audit():
+    w = scg.tensor(np.array([0.5, 2.0]), requires_grad=True)
+
+    def step(x):
+        copied = np.zeros(2)
+        copied[:] = x  # a plain array filled from a value: invisible to the recorder
+        return (w * scg.tensor(copied)).sum()
+
+    traced = scg.trace(step)
+    results = [traced(np.array([1.0, 2.0])) for _ in range(3)]  # the same data while recorded
+    with pytest.raises(scg.TraceError, match="constant that changed"):
+        for i in range(20):
+            results.append(traced(np.array([1.0, 3.0 + i])))
+    # the 10th replay was an audit: recorded again, it disagreed with the trusted recording, and
+    # the recordings after it kept disagreeing (calls between were replayed stale: the audit
+    # bounds the damage, the refusal ends it)
+    assert traced.stats["replayed"] == 9
+
+
 def test_a_returned_python_number_is_refused():
     traced = scg.trace(lambda x: float((scg.tensor(x) * 2).sum()))
     with pytest.raises(scg.TraceError, match=r"returns Tensors.*item\(\)"):
