@@ -19,7 +19,8 @@ while recording every numpy call it makes on the values it computes:
 Two consecutive recordings that agree (same calls, same wiring, and the same constants:
 an array made outside the recording, such as a Python scalar lifted to an array, must have
 the same value both times, and a parameter must be the same array, updated in place) make
-the program trusted; later calls replay it: one loop over the recorded calls, with no graph
+the program trusted (and after 10, 100, 1000, ... replays a call records again, an audit
+that must agree with it); later calls replay it: one loop over the recorded calls, with no graph
 building and no autodiff bookkeeping, each ufunc writing into the buffer it wrote last
 time (so a step touches no fresh pages).
 
