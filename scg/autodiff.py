@@ -91,7 +91,7 @@ def _wrap(data):
     """A constant Tensor around the ndarray ``data``, without Tensor's input checks."""
     t = Tensor.__new__(Tensor)
     t.data = data
-    t.grad = None
+    t._grad = None
     t.requires_grad = False
     t._parents = ()
     t._op = None
@@ -328,7 +328,7 @@ def _as_leaf_dtype(g, leaf, create_graph):
 
 
 def _accumulate_leaf(leaf, g, create_graph):
-    if state.tracer is not None and leaf.grad is not None:
+    if state.tracer is not None:  # a traced step: the store must start from no gradient
         state.tracer.check_accumulation(leaf)
     g = _as_leaf_dtype(g, leaf, create_graph)
     if not create_graph:
@@ -337,8 +337,6 @@ def _accumulate_leaf(leaf, g, create_graph):
             data = data.copy()  # never leave a broadcast view or alias in .grad
         g = Tensor(data)
     leaf.grad = g if leaf.grad is None else leaf.grad + g
-    if state.tracer is not None:
-        state.tracer.note_grad(leaf)
 
 
 def backward(output, grad=None, retain_graph=False, create_graph=False):

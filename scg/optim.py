@@ -78,11 +78,14 @@ def _replayed(method):
     again, so its Python bookkeeping (step counts, a schedule in a subclass) is kept. An
     override calling ``super().step()`` runs once: the inner call is not the outermost."""
 
+    redo_safe = method.__name__ == "zero_grad"  # running it again from the step's start changes nothing
+
     @functools.wraps(method)
     def wrapper(self):
         rec = state.tracer
         if rec is not None and rec.active:
-            return rec.effect(lambda: method(self), f"{type(self).__name__}.{method.__name__}", (self,))
+            return rec.effect(lambda: method(self), f"{type(self).__name__}.{method.__name__}", (self,),
+                              redo_safe=redo_safe)
         return method(self)
     return wrapper
 

@@ -26,7 +26,7 @@ class Tensor:
     float32; numpy arrays and numpy scalars mix in as numpy would mix them.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_op", "_static",
+    __slots__ = ("data", "_grad", "requires_grad", "_parents", "_op", "_static",
                  "_version", "_saved_versions", "__weakref__")
 
     # ``ndarray + Tensor`` must give numpy's operator back to us (``Tensor.__radd__``)
@@ -44,13 +44,24 @@ class Tensor:
                 f"only floating-point Tensors can require gradients, got dtype {data.dtype}"
             )
         self.data = data
-        self.grad = None
+        self._grad = None
         self.requires_grad = bool(requires_grad)
         self._parents = ()
         self._op = None
         self._static = None
         self._version = 0
         self._saved_versions = None
+
+    @property
+    def grad(self):
+        """The gradient accumulated by ``backward`` (a Tensor), or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if state.tracer is not None:  # a traced step replays every store (scg.trace)
+            state.tracer.note_grad(self, value)
+        self._grad = value
 
     # ---- array-like properties -------------------------------------------------
     @property

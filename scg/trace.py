@@ -44,6 +44,7 @@ Returned Tensors are copies of the step's values, without history; a leaf's ``.g
 step's buffer, rewritten by the next call.
 """
 
+import copy
 import functools
 import traceback
 import warnings
@@ -235,21 +236,21 @@ def _recording():
     return rec if rec is not None and rec.active else None
 
 
-def _site():
+def _site(user_only=False):
     """Where the recorded call was made: the innermost frame outside numpy and this module
     (a line of scg's, say), and the innermost outside scg (the user's line) when they differ."""
     inner = user = None
     for frame in reversed(traceback.extract_stack()[:-2]):
         f = frame.filename.replace("\\", "/")
-        if "/numpy/" in f or f.endswith("/scg/trace.py"):
+        if "/numpy/" in f or f.endswith(("/scg/trace.py", "/scg/autodiff.py", "/scg/tensor.py")):
             continue
         inner = inner or frame
         if "/scg/" not in f:
             user = frame
             break
     where = [fr for fr in (inner, user) if fr is not None]
-    if len(where) == 2 and where[0] is where[1]:
-        where = where[:1]
+    if len(where) == 2 and where[0] is where[1] or user_only and user is not None:
+        where = [user]
     return " via ".join(f"{fr.filename}:{fr.lineno} ({fr.line})" for fr in reversed(where)) or "?"
 
 
@@ -280,13 +281,15 @@ class _Step:
     "guard", "effect" or "grad"; ``consts`` are the constants the templates hold, and
     ``tensors`` the Tensors the constant inputs of a primitive came from."""
 
-    __slots__ = ("kind", "fn", "args", "kwargs", "out", "consts", "tensors", "name", "site", "ufunc", "extra")
+    __slots__ = ("kind", "fn", "args", "kwargs", "out", "consts", "tensors", "name", "site", "ufunc", "extra",
+                 "safe")
 
     def __init__(self, kind, fn, args, kwargs, out, consts=(), tensors=(), name="", site=None, ufunc=False,
-                 extra=None):
+                 extra=None, safe=False):
         self.kind, self.fn, self.args, self.kwargs, self.out = kind, fn, args, kwargs, out
         self.consts, self.tensors, self.name, self.site, self.ufunc, self.extra = (
             consts, tensors, name, site, ufunc, extra)
+        self.safe = safe  # an effect that may be run again from the start of the step
 
 
 class _Recording:
@@ -300,6 +303,8 @@ class _Recording:
         self.generators = []  # the explicit generators drawn from
         self.first_states = {}  # id(generator) -> (generator, its state before the first draw)
         self.effects_seen = False
+        self.written = {}  # id(plain array) -> slot: arrays made outside, written by a recorded call
+        self.watched = []  # (object, copy of its hyperparameters when the call began): see effect
 
     # slots
     def converters(self):
@@ -324,6 +329,10 @@ class _Recording:
     def slot_of(self, a):
         """The slot of TracedArray ``a`` of this recording, None for a constant; refuses a
         value derived from a traced one by a path not recorded."""
+        if type(a) is np.ndarray and id(a) in self.written:
+            s = self.written[id(a)]
+            if self.values[s] is a:
+                return s
         if isinstance(a, TracedArray):
             if a._rec is self:
                 if a._slot is None:
@@ -403,14 +412,21 @@ class _Recording:
                 raise TraceError(f"a masked write (out= with where=) into an array made outside the "
                                  f"recording, at {_site()}, cannot be replayed")
         result = fn(*self.fill(targs, self.values), **self.fill(tkwargs, self.values))
+        site = _site()
+        outside = type(result) is np.ndarray and "out" in kwargs and self.slot_of(result) is None
         out, traced = self.register(result)
         if out is None and not isinstance(result, np.ndarray):
             # a Python object computed from values (np.array_equal's bool): a guard on it
             self.steps.append(_Step("guard", fn, targs, tkwargs, None, consts, name=name or _name(fn),
-                                    site=_site(), extra=("value", result)))
+                                    site=site, extra=("value", result)))
             return result
         self.steps.append(_Step("call", fn, targs, tkwargs, out, consts, tensors, name=name or _name(fn),
-                                ufunc=ufunc and "out" not in kwargs))
+                                site=site, ufunc=ufunc and "out" not in kwargs))
+        if outside:
+            # written in place into an array made outside the recording (a parameter updated
+            # by hand: ``w.data -= lr * g``): it stays that array, now a value of the recording
+            self.written[id(result)] = out
+            return result
         return traced
 
     def primitive(self, name, forward, xs, static):
@@ -433,23 +449,35 @@ class _Recording:
         gen = proxy.generator
         result = getattr(gen, method)(*self.fill(targs, self.values), **self.fill(tkwargs, self.values))
         out, traced = self.register(result)
-        self.steps.append(_Step("draw", method, targs, tkwargs, out, consts, name=f"draw {method}",
+        self.steps.append(_Step("draw", method, targs, tkwargs, out, consts, name=f"draw {method}", site=_site(),
                                 extra=(proxy.default, None if proxy.default else gen)))
         if not proxy.default and all(g is not gen for g in self.generators):
             self.generators.append(gen)
         return traced
 
-    def effect(self, fn, name, owners=None):
+    def effect(self, fn, name, owners=None, redo_safe=False):
         """Run ``fn()`` outside the recording and record that a replay calls it; ``owners``
-        (default: a bound method's object) must be the same objects in the next recording."""
+        (default: a bound method's object) must be the same objects in the next recording.
+        ``redo_safe``: calling it again from the start of the step gives the same state
+        (``zero_grad``), so a replay stopped by a guard after it can still rerun eagerly."""
+        owners = (getattr(fn, "__self__", None),) if owners is None else tuple(owners)
+        for obj, before in self.watched:
+            if any(obj is o for o in owners) and not _same(getattr(obj, "hyper", None), before):
+                changed = [k for k in before if not _same(before[k], obj.hyper.get(k))]
+                raise TraceError(
+                    f"the step changes the hyperparameters of {type(obj).__name__} ({', '.join(changed)}) before "
+                    f"{name} at {_site(user_only=True)}; a replay would not: set them before calling the traced step (a "
+                    f"schedule between calls), or inside an @scg.effect")
         self.active = False
         try:
             result = fn()
         finally:
             self.active = True
         self.effects_seen = True
-        owners = (getattr(fn, "__self__", None),) if owners is None else tuple(owners)
-        self.steps.append(_Step("effect", fn, (), {}, None, name=name, site=_site(), extra=owners))
+        # what an effect changes, a replay changes too: compare from here on
+        self.watched = [(obj, copy.deepcopy(obj.hyper)) for obj, _ in self.watched]
+        self.steps.append(_Step("effect", fn, (), {}, None, name=name, site=_site(), extra=owners,
+                                safe=redo_safe))
         return result
 
     # the hooks the library calls while ``state.tracer`` is set
@@ -462,26 +490,40 @@ class _Recording:
         return _Proxy(generator, default, self)
 
     def check_accumulation(self, leaf):
-        """Called before a gradient is added to ``leaf.grad``: one made before this call
-        would be a constant to the recording."""
+        """Called by the backward pass before adding a gradient to ``leaf.grad``: a gradient
+        from before this call would be a constant to the recording. When there is none, a
+        replay checks that there is none then either (a guard)."""
+        if not self.active:
+            return
+        if leaf.grad is None:
+            self.steps.append(_Step("guard", _grad_is_none, (), {}, None, name="grad is None", site=_site(),
+                                    extra=("grad", True), tensors=(leaf,)))
+            return
         data = leaf.grad.data
-        if self.active and not (isinstance(data, TracedArray) and data._rec is self):
+        if self.slot_of(data) is None:
             raise TraceError(
                 f"the gradient of a Tensor of shape {leaf.shape} accumulates across calls of the traced step "
-                f"(its .grad was set when the call began): call optimizer.zero_grad() (or set .grad = None) "
-                f"inside the traced step")
+                f"(its .grad was set when the call began), at {_site()}: call optimizer.zero_grad() (or set "
+                f".grad = None) inside the traced step")
 
-    def note_grad(self, leaf):
-        """Called by the backward pass after storing ``leaf.grad``."""
-        if self.active:
-            self.set_grad(leaf)
+    def note_grad(self, leaf, value):
+        """Called when ``leaf.grad`` is set (by the backward pass or by the user): a replay
+        stores the same (the step's value, None, or the same array)."""
+        if not self.active:
+            return
+        if value is None:
+            what = None
+        elif isinstance(value, Tensor):
+            s = self.slot_of(value.data)
+            what = _S(s) if s is not None else value.data
+        else:
+            raise TraceError(f".grad must be a Tensor or None, got {type(value).__name__}")
+        consts = [] if type(what) is _S or what is None else [what]
+        self.steps.append(_Step("grad", None, (what,), {}, None, consts, name="grad", site=_site(), extra=leaf))
 
-    def set_grad(self, leaf):
-        data = leaf.grad.data
-        s = self.slot_of(data) if isinstance(data, np.ndarray) else None
-        if s is None:
-            return  # a constant gradient: nothing to replay but the assignment of the same array
-        self.steps.append(_Step("grad", None, (_S(s),), {}, None, name="grad", extra=leaf))
+
+def _grad_is_none(leaf):
+    return leaf.grad is None
 
 
 def effect(fn):
@@ -568,38 +610,77 @@ def _structure(x):
 _ESCAPES = ("bool", "float", "int", "index", "item", "tolist")
 
 
+def _branch_before(old, new, n):
+    """The last Python branch before step ``n`` that went different ways in two recordings."""
+    for i in range(min(n, len(old.steps), len(new.steps)) - 1, -1, -1):
+        a, b = old.steps[i], new.steps[i]
+        if a.kind == b.kind == "guard" and a.name == "bool" and not _same(a.extra, b.extra):
+            return b
+    return None
+
+
 def _differ(old, new):
     """None if recordings ``old`` and ``new`` agree, else a sentence saying where they differ."""
-    if len(old.steps) != len(new.steps):
-        n = min(len(old.steps), len(new.steps))
-        first = next((i for i in range(n) if old.steps[i].name != new.steps[i].name), n)
-        where = new.steps[first].name if first < len(new.steps) else "the end"
-        return f"the two recordings made different calls ({len(old.steps)} vs {len(new.steps)}; first at call " \
-               f"{first}, {where}): a Python branch the recorder cannot see depends on a value"
-    for i, (a, b) in enumerate(zip(old.steps, new.steps)):
-        escape = a.kind == "guard" and a.name in _ESCAPES  # its fn is a fresh lambda each time
-        if a.kind != b.kind or a.name != b.name or (a.kind not in ("draw", "effect") and not escape
-                                                     and a.fn is not b.fn and not _same(a.fn, b.fn)):
-            return f"call {i} differs ({a.kind} {a.name} vs {b.kind} {b.name}): a Python branch the recorder " \
-                   f"cannot see depends on a value"
+    n = min(len(old.steps), len(new.steps))
+    for i in range(n + 1):
+        if i == n:
+            if len(old.steps) == len(new.steps):
+                return None
+            a = b = None
+        else:
+            a, b = old.steps[i], new.steps[i]
+            escape = a.kind == "guard" and a.name in _ESCAPES  # its fn is a fresh lambda each time
+            if a.kind == b.kind and a.name == b.name and (a.kind in ("draw", "effect", "grad") or escape
+                                                          or a.fn is b.fn or _same(a.fn, b.fn)):
+                a = None  # the same call: check its wiring and constants below
+        if a is not None or i == n:
+            branch = _branch_before(old, new, i)
+            if branch is not None:
+                return f"the Python branch at {branch.site} went different ways in two recordings"
+            where = f" at {new.steps[i].site}" if i < len(new.steps) else ""
+            return f"the two recordings made different calls from call {i}{where}: a Python branch the " \
+                   f"recorder cannot see (on a value copied out of the step, or on Python state) went " \
+                   f"different ways"
+        a = old.steps[i]
         if a.out != b.out or _structure(a.args) != _structure(b.args) or _structure(a.kwargs) != _structure(b.kwargs):
-            return f"call {i} ({b.name}) is wired differently in two recordings"
+            return f"call {i} ({b.name}) at {b.site} is wired differently in two recordings"
         if a.kind == "effect" and (len(a.extra) != len(b.extra) or any(x is not y for x, y in zip(a.extra, b.extra))):
-            return f"call {i} ({b.name}) acts on another object each time (an optimizer made inside the step?)"
+            return f"{b.name} at {b.site} acts on another object each time (an optimizer made inside the step?)"
         if a.kind == "grad" and a.extra is not b.extra:
-            return f"call {i} stores a gradient in another Tensor each time (a parameter made inside the step?)"
+            return f"the .grad store at {b.site} goes to another Tensor each time (a parameter made inside the step?)"
+        if a.kind == "guard" and a.fn is _grad_is_none and a.tensors[0] is not b.tensors[0]:
+            return f"the backward pass at {b.site} stores gradients in other Tensors each time"
         if a.kind == "draw" and (a.extra[0] != b.extra[0] or a.extra[1] is not b.extra[1]):
-            return f"call {i} ({b.name}) draws from another generator"
+            return f"the draw ({b.name}) at {b.site} uses another generator each time: make the generator once, " \
+                   f"outside the traced step"
         if a.kind == "guard" and not _same(a.extra, b.extra):
-            return None if a.extra[0] in ("bool",) else \
-                f"a value leaves the step as a Python number ({a.name}) at {b.site} and changes from call " \
-                f"to call: keep it an array, or compute it outside the traced function"
+            if a.name == "bool":
+                continue  # a branch that went the other way: the calls after it decide
+            inside = " via " in (b.site or "") or "/scg/" in (b.site or "")
+            fix = ("scg takes this number itself (a statistic read as a Python float): run the step with "
+                   "scg.trace(fn, fallback=True), or eagerly") if inside else \
+                "keep it an array, or compute it outside the traced function"
+            return f"a value leaves the step as a Python number ({a.name}) at {b.site} and changes from call " \
+                   f"to call: {fix}"
         if len(a.consts) != len(b.consts) or not all(_same(x, y) for x, y in zip(a.consts, b.consts)):
-            where = b.site or ""
-            return (f"call {i} ({b.name}) uses a constant that changed between two calls{' at ' + where if where else ''}: "
-                    f"a value computed outside the recording (a number taken from an array, a random draw not "
-                    f"made through scg's generator, a parameter replaced rather than updated in place)")
+            return (f"call {i} ({b.name}) at {b.site} uses a constant that changed between two calls: an array "
+                    f"made outside the recording from a value of the step. Usual causes: a plain numpy array "
+                    f"indexed with a value of the step (data[idx]: write scg.tensor(data)[idx], or pass data as "
+                    f"an argument); a number taken from a value (float(), .item()); a random draw not made "
+                    f"through scg's generator; a Python number the step reads from a closure, a global or an "
+                    f"object that changed; a parameter replaced (p.data = ...) rather than updated in place")
     return None
+
+
+def _draws_coincide(old, new):
+    """Whether some draw gave the same values in both recordings (a constant computed from it
+    would then look constant without being so)."""
+    for a, b in zip(old.steps, new.steps):
+        if a.kind == "draw" and isinstance(a.out, int):
+            x, y = old.values[a.out], new.values[b.out]
+            if x.shape == y.shape and x.size and np.array_equal(x, y):
+                return True
+    return False
 
 
 # ---- the program ----------------------------------------------------------------------------
@@ -757,6 +838,13 @@ class _Program:
                 a, k = build()
                 values[out] = getattr(g, method)(*a, **k)
             return call
+        if kind == "guard" and step.fn is _grad_is_none:
+            leaf = step.tensors[0]
+
+            def call():
+                if leaf.grad is not None:
+                    raise _Miss(step)  # a gradient left from before the call: the recording did not add to one
+            return call
         if kind == "guard":
             kind_, expected = step.extra
             fn = step.fn
@@ -768,18 +856,26 @@ class _Program:
                     raise _Miss(step)
             return call
         if kind == "effect":
-            fn = step.fn
+            fn, safe = step.fn, step.safe
 
             def call():
-                self.effects_done = True
+                if not safe:
+                    self.effects_done = step
                 fn()
             return call
         if kind == "grad":
-            leaf, slot = step.extra, alias.get(args[0].i, args[0].i)
+            leaf, what = step.extra, args[0]
+            if what is None:
+                def call():
+                    leaf.grad = None
+                return call
+            if type(what) is not _S:
+                def call():
+                    leaf.grad = Tensor(what)
+                return call
+            slot = alias.get(what.i, what.i)
 
             def call():
-                if leaf.grad is not None:
-                    raise _Miss(step)  # a gradient left from before the call: the recording did not add to one
                 t = Tensor.__new__(Tensor)
                 Tensor.__init__(t, values[slot])
                 leaf.grad = t
@@ -806,15 +902,19 @@ class _Program:
             values[s] = a
         gens = self.generators + ([state.generator] if self.uses_default else [])
         saved = [g.bit_generator.state for g in gens]
-        self.effects_done = False
+        self.effects_done = None
         try:
             for call in self.calls:
                 call()
         except Exception as e:
-            if self.effects_done:
+            done = self.effects_done
+            if done is not None:
                 if isinstance(e, _Miss):
-                    raise TraceError("a guard failed after the step's effects (an optimizer step) had run; "
-                                     "move the branch before them") from None
+                    where = e.guard.site if e.guard is not None else "?"
+                    raise TraceError(
+                        f"the Python branch at {where} went the other way after {done.name} (at {done.site}) "
+                        f"had run in this replay, which cannot be undone to run the call eagerly: put the "
+                        f"branch before it, or run this step eagerly") from None
                 raise
             for g, st in zip(gens, saved):
                 g.bit_generator.state = st
@@ -827,15 +927,25 @@ class _Program:
 
 class Traced:
     """``fn`` recorded and replayed (see the module docstring). ``Traced.stats`` counts
-    ``{"eager": calls run eagerly while recording, "replayed": calls replayed}``."""
+    ``{"eager": calls run eagerly (recording, or after a refusal with fallback), "replayed":
+    calls replayed}``.
 
-    def __init__(self, fn, fallback=False, patience=3):
+    Per signature it keeps up to ``KEEP`` trusted programs (one per way the step's Python
+    branches went) and the last ``KEEP`` recordings not yet matched; it keeps the programs of
+    ``SIGNATURES`` signatures, the least recently used dropped first (each holds the step's
+    buffers)."""
+
+    KEEP = 4
+    SIGNATURES = 8
+
+    def __init__(self, fn, fallback=False, patience=4):
         self.fn = fn
         self.fallback = fallback
         self.patience = patience
-        self.entries = {}  # signature -> dict(program=..., last=recording, misses=int)
+        self.entries = {}  # signature -> dict(programs, candidates, misses, replays, coincide), by recency
         self.stats = {"eager": 0, "replayed": 0}
         self.refused = None
+        self._variants = {}  # signature without its numbers -> the numbers seen (to warn once)
         self.__wrapped__ = fn
         self.__doc__ = getattr(fn, "__doc__", None)
 
@@ -852,35 +962,61 @@ class Traced:
                 sig.append(("T", a.shape, a.dtype))
             elif isinstance(a, np.ndarray):
                 sig.append(("A", a.shape, a.dtype))
-            elif isinstance(a, (int, float, str, bool, type(None), np.generic)):
+            elif isinstance(a, _NUMBERS):
                 sig.append(("V", type(a), a))
             else:
                 raise TraceError(f"a traced function takes arrays, Tensors and numbers as arguments; got a "
                                  f"{type(a).__name__} (reach other objects through a closure)")
-        return (tuple(sorted(kwargs)), tuple(sig), state.grad_enabled, state.anomaly, state.validate_args,
-                state.track, state.graph is not None)
+        return (tuple(sorted(kwargs)), tuple(sig), _captured(self.fn), state.grad_enabled, state.anomaly,
+                state.validate_args, state.track, state.graph is not None)
+
+    def _entry(self, key):
+        entry = self.entries.pop(key, None)
+        if entry is None:
+            entry = {"programs": [], "candidates": [], "misses": 0, "replays": 0, "coincide": 0}
+            self._note_variant(key)
+        self.entries[key] = entry  # the most recently used last
+        while len(self.entries) > self.SIGNATURES:
+            del self.entries[next(iter(self.entries))]
+        return entry
+
+    def _note_variant(self, key):
+        """Warn once when numbers in the signature (arguments, captured numbers) keep changing:
+        each value gets its own recordings, so nothing is replayed."""
+        shape = (key[0], tuple(e if e[0] != "V" else (e[0], e[1]) for e in key[1]), tuple(n for n, _, _ in key[2])) \
+            + key[3:]
+        seen = self._variants.setdefault(shape, set())
+        seen.add(key)
+        if len(seen) == 4:
+            warnings.warn(
+                f"scg.trace: {_name(self.fn)} has been called with 4 different values of a Python number it "
+                f"takes as an argument or reads from a closure or a global; each value is recorded anew and "
+                f"nothing is replayed. Pass a number that changes as a 0-d array argument "
+                f"(np.asarray(x, dtype=np.float32)): it is then a value of the step", RuntimeWarning, stacklevel=3)
 
     def __call__(self, *args, **kwargs):
-        if self.refused is not None:
+        if self.refused is not None or state.tracer is not None:
+            # refused (fallback), or inside another recording, which records this call
+            if self.refused is not None:
+                self.stats["eager"] += 1
             return self.fn(*args, **kwargs)
-        if state.tracer is not None:
-            return self.fn(*args, **kwargs)  # inside another recording: that one records this call
-        key = self._signature(args, kwargs)
-        entry = self.entries.setdefault(key, {"program": None, "last": None, "misses": 0, "replays": 0})
-        program = entry["program"]
-        if program is not None and entry["replays"] + 1 in _AUDITS:
-            # An audit: this call records again and must agree with the trusted recording (a
+        entry = self._entry(self._signature(args, kwargs))
+        if entry["programs"] and entry["replays"] + 1 in _AUDITS:
+            # An audit: this call records again and must agree with a trusted recording (a
             # constant the first two recordings happened to share is caught when it changes).
-            entry["program"], entry["last"], program = None, program.rec, None
+            entry["candidates"] = [p.rec for p in entry["programs"]]
+            entry["programs"] = []
             entry["replays"] += 1
-        if program is not None:
+        if entry["programs"]:
             arrays = [a.data if isinstance(a, Tensor) else a for a in list(args) + [kwargs[k] for k in sorted(kwargs)]]
-            try:
-                values = program.run(arrays)
-            except _Miss:
-                entry["program"], entry["last"] = None, None
-                entry["misses"] += 1
-            else:
+            for program in list(entry["programs"]):
+                try:
+                    values = program.run(arrays)
+                except _Miss:
+                    continue  # another way through the step's branches: try the next program
+                if program is not entry["programs"][0]:  # the most recently used first
+                    entry["programs"].remove(program)
+                    entry["programs"].insert(0, program)
                 entry["misses"] = 0
                 entry["replays"] += 1
                 self.stats["replayed"] += 1
@@ -896,6 +1032,7 @@ class Traced:
                 return self._last_result
             for g, st in self._rec_states:  # it stopped half-way: run the call again, from the same draws
                 g.bit_generator.state = st
+            self.stats["eager"] += 1
             return self.fn(*args, **kwargs)
 
     def _record(self, entry, args, kwargs):
@@ -915,6 +1052,13 @@ class Traced:
                 traced_args.append(a)
         args2 = traced_args[:len(args)]
         kwargs2 = dict(zip(names, traced_args[len(args):]))
+        # the optimizers earlier recordings stepped: a step that changes their hyperparameters
+        # (a schedule written inside it) would replay the old values
+        for cand in entry["candidates"] + [p.rec for p in entry["programs"]]:
+            for st in cand.steps:
+                for obj in (st.extra if st.kind == "effect" else ()):
+                    if isinstance(getattr(obj, "hyper", None), dict) and all(obj is not w for w, _ in rec.watched):
+                        rec.watched.append((obj, copy.deepcopy(obj.hyper)))
         frame = push("trace", tracer=rec)
         restore = rec.converters()
         try:
@@ -928,26 +1072,57 @@ class Traced:
         plain = _outputs(out_template, rec.values)
         _untrace_grads(rec)
         self._last_result = plain
-        last = entry["last"]
-        if last is not None:
+        why = "its recordings disagree"
+        for last in entry["candidates"]:
             why = _differ(last, rec)
             if why is None:
-                persistent = _persistent(last, rec)
-                entry["program"] = _Program(rec, out_template, persistent)
-                entry["last"] = None
+                if _draws_coincide(last, rec) and entry["coincide"] < 8:
+                    # A draw gave the same values twice: constants computed from it could look
+                    # constant without being so. Record again (a handful of times at most).
+                    entry["coincide"] += 1
+                    entry["candidates"].insert(0, rec)
+                    del entry["candidates"][self.KEEP:]
+                    return plain
+                entry["candidates"].remove(last)
+                entry["programs"].insert(0, _Program(rec, out_template, _persistent(last, rec)))
+                del entry["programs"][self.KEEP:]
+                entry["misses"] = entry["coincide"] = 0
                 return plain
+        if entry["candidates"]:
             entry["misses"] += 1
-            if entry["misses"] >= self.patience:
-                raise TraceError(f"{_name(self.fn)} cannot be traced: {why}")
-        entry["last"] = rec
+        entry["candidates"].insert(0, rec)
+        del entry["candidates"][self.KEEP:]
         if entry["misses"] >= self.patience:
-            raise TraceError(f"{_name(self.fn)} cannot be traced: its guards keep failing (a value that leaves "
-                             f"the step as a Python number changes between calls)")
+            raise TraceError(f"{_name(self.fn)} cannot be traced: {why}")
         return plain
 
 
+_NUMBERS = (int, float, complex, str, bool, type(None), np.generic)
 _NOTHING = object()
 _AUDITS = frozenset(10 ** k for k in range(1, 10))  # replays after which a call records again
+
+
+def _captured(fn):
+    """The Python numbers ``fn`` reads from its closure and from globals by name, as
+    ``((name, type, value), ...)``: part of the signature, so that a changed one records
+    afresh instead of replaying the old value."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ()
+    found = []
+    for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
+        try:
+            v = cell.cell_contents
+        except ValueError:  # not yet assigned
+            continue
+        if isinstance(v, _NUMBERS) and not isinstance(v, str):
+            found.append((name, type(v), v))
+    g = fn.__globals__
+    for name in code.co_names:
+        v = g.get(name, _NOTHING)
+        if v is not _NOTHING and isinstance(v, _NUMBERS) and not isinstance(v, (str, type(None))):
+            found.append((name, type(v), v))
+    return tuple(found)
 
 
 def _persistent(old, new):
@@ -1000,7 +1175,7 @@ def _untrace_grads(rec):
                 leaf.grad.data = leaf.grad.data.view(np.ndarray)
 
 
-def trace(fn=None, *, fallback=False, patience=3):
+def trace(fn=None, *, fallback=False, patience=4):
     """``fn`` as a traced step (a :class:`Traced`); usable as ``@scg.trace`` or
     ``@scg.trace(fallback=True)``.
 
