@@ -90,7 +90,7 @@ def _shapes(xs):
 def _wrap(data):
     """A constant Tensor around the ndarray ``data``, without Tensor's input checks."""
     t = Tensor.__new__(Tensor)
-    t.data = data
+    t._data = data
     t._grad = None
     t.requires_grad = False
     t._parents = ()
@@ -143,7 +143,7 @@ def primitive(name, forward, *vjps):
                 break
         try:
             if state.tracer is None:
-                out = forward(*[x.data for x in xs], **static)
+                out = forward(*[x._data for x in xs], **static)
             else:  # recording a traced step (scg.trace)
                 out = state.tracer.primitive(name, forward, xs, static)
         except (ValueError, IndexError, TypeError) as e:

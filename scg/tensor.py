@@ -26,7 +26,7 @@ class Tensor:
     float32; numpy arrays and numpy scalars mix in as numpy would mix them.
     """
 
-    __slots__ = ("data", "_grad", "requires_grad", "_parents", "_op", "_static",
+    __slots__ = ("_data", "_grad", "requires_grad", "_parents", "_op", "_static",
                  "_version", "_saved_versions", "__weakref__")
 
     # ``ndarray + Tensor`` must give numpy's operator back to us (``Tensor.__radd__``)
@@ -39,11 +39,13 @@ class Tensor:
             data = data.data
         if state.tracer is None or not isinstance(data, np.ndarray) or (dtype is not None and data.dtype != dtype):
             data = np.asarray(data, dtype=dtype)  # (a traced step's values, an ndarray subclass, stay as they are)
+        if state.tracer is not None:
+            state.tracer.note_created(self)
         if requires_grad and data.dtype.kind not in "fc":
             raise ValueError(
                 f"only floating-point Tensors can require gradients, got dtype {data.dtype}"
             )
-        self.data = data
+        self._data = data
         self._grad = None
         self.requires_grad = bool(requires_grad)
         self._parents = ()
@@ -51,6 +53,21 @@ class Tensor:
         self._static = None
         self._version = 0
         self._saved_versions = None
+
+    @property
+    def data(self):
+        """The value, a numpy array. While a traced step is recorded (scg.trace), a leaf's array
+        is read through the recording, so that numpy run on it is recorded too."""
+        d = self._data
+        if state.tracer is not None and type(d) is np.ndarray:
+            return state.tracer.tensor_data(self, d)
+        return d
+
+    @data.setter
+    def data(self, value):
+        if state.tracer is not None:  # a traced step replays the assignment
+            state.tracer.note_data(self, value)
+        self._data = value
 
     @property
     def grad(self):

@@ -305,6 +305,9 @@ class _Recording:
         self.effects_seen = False
         self.written = {}  # id(plain array) -> slot: arrays made outside, written by a recorded call
         self.watched = []  # (object, copy of its hyperparameters when the call began): see effect
+        self.reads = {}  # id(Tensor) -> (Tensor, its plain array, the traced view): leaves read
+        self.fresh = {}  # id -> Tensor: the Tensors made during the recording
+        self.assigned = []  # Tensors whose .data the step assigned
 
     # slots
     def converters(self):
@@ -413,7 +416,10 @@ class _Recording:
                                  f"recording, at {_site()}, cannot be replayed")
         result = fn(*self.fill(targs, self.values), **self.fill(tkwargs, self.values))
         site = _site()
-        outside = type(result) is np.ndarray and "out" in kwargs and self.slot_of(result) is None
+        target = tkwargs.get("out")
+        target = target[0] if type(target) is tuple and len(target) == 1 else target
+        # written into an array made outside the recording (not one of its values)?
+        outside = type(result) is np.ndarray and isinstance(target, np.ndarray) and target is result
         out, traced = self.register(result)
         if out is None and not isinstance(result, np.ndarray):
             # a Python object computed from values (np.array_equal's bool): a guard on it
@@ -430,11 +436,7 @@ class _Recording:
         return traced
 
     def primitive(self, name, forward, xs, static):
-        tensors = tuple(x for x in xs if not isinstance(x.data, TracedArray) or x.data._rec is not self)
-        args = [x.data for x in xs]
-        traced = self.numpy_call(forward, args, static, ufunc=isinstance(forward, np.ufunc), name=name,
-                                 tensors=tensors)
-        return traced
+        return self.numpy_call(forward, [x.data for x in xs], static, ufunc=isinstance(forward, np.ufunc), name=name)
 
     def guard(self, a, fn, kind):
         s = self.slot_of(a)
@@ -481,6 +483,39 @@ class _Recording:
         return result
 
     # the hooks the library calls while ``state.tracer`` is set
+    def note_created(self, t):
+        if self.active:
+            self.fresh[id(t)] = t
+
+    def tensor_data(self, t, d):
+        """``t.data`` read while recording, ``d`` a plain array (a leaf: a parameter, a constant):
+        a value of the recording, which a replay reads from ``t`` at the same point."""
+        if not self.active:
+            return d
+        seen = self.reads.get(id(t))
+        if seen is not None and seen[1] is d:
+            return seen[2]
+        s = self.new_slot(d)
+        traced = self.wrap(d, s)
+        self.reads[id(t)] = (t, d, traced)
+        self.steps.append(_Step("read", None, (), {}, s, name="read", extra=t, site=_site(),
+                                consts=[(d.shape, d.dtype)]))
+        return traced
+
+    def note_data(self, t, value):
+        """``t.data = value`` while recording: a replay assigns the same."""
+        if not self.active:
+            return
+        if not isinstance(value, np.ndarray):
+            raise TraceError(f".data must be a numpy array, got {type(value).__name__}")
+        s = self.slot_of(value)
+        what = _S(s) if s is not None else value
+        self.steps.append(_Step("assign", None, (what,), {}, None, [] if s is not None else [value],
+                                name="assign .data", site=_site(), extra=t))
+        self.assigned.append(t)
+        self.reads.pop(id(t), None)
+
+
     def generator(self, generator, default):
         """What :func:`scg.random.resolve` hands out: a proxy recording the draws."""
         if not self.active or isinstance(generator, _Proxy):
@@ -499,7 +534,7 @@ class _Recording:
             self.steps.append(_Step("guard", _grad_is_none, (), {}, None, name="grad is None", site=_site(),
                                     extra=("grad", True), tensors=(leaf,)))
             return
-        data = leaf.grad.data
+        data = leaf.grad._data
         if self.slot_of(data) is None:
             raise TraceError(
                 f"the gradient of a Tensor of shape {leaf.shape} accumulates across calls of the traced step "
@@ -520,6 +555,23 @@ class _Recording:
             raise TraceError(f".grad must be a Tensor or None, got {type(value).__name__}")
         consts = [] if type(what) is _S or what is None else [what]
         self.steps.append(_Step("grad", None, (what,), {}, None, consts, name="grad", site=_site(), extra=leaf))
+
+
+def python_state(fn):
+    """Decorator: ``fn`` returns a number read from Python state that the step's effects
+    change (a moving average's current value). Inside a traced step the number is a
+    constant of the recording, so every replay calls ``fn`` again, where the recording did,
+    and records afresh if it returns another number."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        rec = state.tracer
+        if rec is not None and rec.active:
+            rec.steps.append(_Step("guard", functools.partial(fn, *args, **kwargs), (), {}, None, name="state",
+                                   site=_site(), extra=("state", result)))
+        return result
+    return wrapper
 
 
 def _grad_is_none(leaf):
@@ -607,7 +659,7 @@ def _structure(x):
     return None
 
 
-_ESCAPES = ("bool", "float", "int", "index", "item", "tolist")
+_ESCAPES = ("bool", "float", "int", "index", "item", "tolist", "state")
 
 
 def _branch_before(old, new, n):
@@ -646,9 +698,15 @@ def _differ(old, new):
             return f"call {i} ({b.name}) at {b.site} is wired differently in two recordings"
         if a.kind == "effect" and (len(a.extra) != len(b.extra) or any(x is not y for x, y in zip(a.extra, b.extra))):
             return f"{b.name} at {b.site} acts on another object each time (an optimizer made inside the step?)"
-        if a.kind == "grad" and a.extra is not b.extra:
+        if a.kind == "grad" and a.extra is not b.extra and not (id(a.extra) in old.fresh and id(b.extra) in new.fresh):
             return f"the .grad store at {b.site} goes to another Tensor each time (a parameter made inside the step?)"
-        if a.kind == "guard" and a.fn is _grad_is_none and a.tensors[0] is not b.tensors[0]:
+        if a.kind == "read" and a.extra is not b.extra and not _same(old.values[a.out], new.values[b.out]):
+            # two Tensors (made in the step, or replaced between calls) are constants: their values must agree
+            return _constant_changed(i, b)
+        if a.kind == "assign" and a.extra is not b.extra and not (id(a.extra) in old.fresh and id(b.extra) in new.fresh):
+            return f"the .data assignment at {b.site} goes to another Tensor each time"
+        if a.kind == "guard" and a.fn is _grad_is_none and a.tensors[0] is not b.tensors[0] and not (
+                id(a.tensors[0]) in old.fresh and id(b.tensors[0]) in new.fresh):
             return f"the backward pass at {b.site} stores gradients in other Tensors each time"
         if a.kind == "draw" and (a.extra[0] != b.extra[0] or a.extra[1] is not b.extra[1]):
             return f"the draw ({b.name}) at {b.site} uses another generator each time: make the generator once, " \
@@ -663,13 +721,16 @@ def _differ(old, new):
             return f"a value leaves the step as a Python number ({a.name}) at {b.site} and changes from call " \
                    f"to call: {fix}"
         if len(a.consts) != len(b.consts) or not all(_same(x, y) for x, y in zip(a.consts, b.consts)):
-            return (f"call {i} ({b.name}) at {b.site} uses a constant that changed between two calls: an array "
-                    f"made outside the recording from a value of the step. Usual causes: a plain numpy array "
-                    f"indexed with a value of the step (data[idx]: write scg.tensor(data)[idx], or pass data as "
-                    f"an argument); a number taken from a value (float(), .item()); a random draw not made "
-                    f"through scg's generator; a Python number the step reads from a closure, a global or an "
-                    f"object that changed; a parameter replaced (p.data = ...) rather than updated in place")
+            return _constant_changed(i, b)
     return None
+
+
+def _constant_changed(i, b):
+    return (f"call {i} ({b.name}) at {b.site} uses a constant that changed between two calls: an array made "
+            f"outside the recording from a value of the step. Usual causes: a plain numpy array indexed with "
+            f"a value of the step (data[idx]: write scg.tensor(data)[idx], or pass data as an argument); a "
+            f"number taken from a value (float(), .item()); a random draw not made through scg's generator; a "
+            f"Python number the step reads from an object that changed (a closure's or a global's are seen)")
 
 
 def _draws_coincide(old, new):
@@ -696,12 +757,11 @@ class _Program:
     storing it in ``.grad`` (so that ``.grad`` aliases nothing) is not needed when nothing
     reads its source afterwards, since the source is the step's own buffer."""
 
-    def __init__(self, rec, out_template, persistent):
+    def __init__(self, rec, out_template):
         self.rec = rec
         self.values = list(rec.values)
         self.inputs = rec.inputs
         self.out_template = out_template
-        self.persistent = persistent  # (Tensor, array) pairs: the Tensor must still hold the array
         self.generators = rec.generators
         self.uses_default = any(s.kind == "draw" and s.extra[0] for s in rec.steps)
         steps = list(rec.steps)
@@ -838,8 +898,32 @@ class _Program:
                 a, k = build()
                 values[out] = getattr(g, method)(*a, **k)
             return call
+        if kind == "read":
+            t, ((shape, dtype),) = step.extra, step.consts
+
+            def call():
+                d = t._data  # the leaf's array now: updated in place, or replaced
+                if d.shape != shape or d.dtype != dtype:
+                    raise _Miss(step)
+                values[out] = d
+            return call
+        if kind == "assign":
+            t, what = step.extra, args[0]
+            if type(what) is _S:
+                i = what.i
+
+                def call():
+                    t._data = values[i]
+            else:
+                def call():
+                    t._data = what
+            return call
         if kind == "guard" and step.fn is _grad_is_none:
             leaf = step.tensors[0]
+            if id(leaf) in self.rec.fresh:  # made by the step: each eager call makes it afresh, without one
+                def call():
+                    leaf._grad = None
+                return call
 
             def call():
                 if leaf.grad is not None:
@@ -894,9 +978,6 @@ class _Program:
         return isinstance(result, np.ndarray) and result.base is not None and np.shares_memory(result, source)
 
     def run(self, arrays):
-        for t, arr in self.persistent:
-            if t.data is not arr:
-                raise _Miss(None)  # a parameter's array was replaced: record afresh
         values = self.values
         for s, a in zip(self.inputs, arrays):
             values[s] = a
@@ -1084,7 +1165,7 @@ class Traced:
                     del entry["candidates"][self.KEEP:]
                     return plain
                 entry["candidates"].remove(last)
-                entry["programs"].insert(0, _Program(rec, out_template, _persistent(last, rec)))
+                entry["programs"].insert(0, _Program(rec, out_template))
                 del entry["programs"][self.KEEP:]
                 entry["misses"] = entry["coincide"] = 0
                 return plain
@@ -1125,18 +1206,6 @@ def _captured(fn):
     return tuple(found)
 
 
-def _persistent(old, new):
-    """The (Tensor, array) pairs a replay must find unchanged: the Tensors both recordings
-    read as constants (parameters), with the array each held."""
-    pairs, seen = [], set()
-    for a, b in zip(old.steps, new.steps):
-        for t in b.tensors:
-            if any(t is u for u in a.tensors) and id(t) not in seen:
-                seen.add(id(t))
-                pairs.append((t, t.data))
-    return pairs
-
-
 def _out_template(rec, result):
     if isinstance(result, Tensor):
         return ("T", _out_template(rec, result.data)[1])
@@ -1167,12 +1236,21 @@ def _outputs(template, values):
 
 
 def _untrace_grads(rec):
-    """After a recording, the gradients it stored hold plain arrays (no recording behind them)."""
+    """After a recording, the gradients it stored and the arrays it assigned are plain arrays
+    (no recording behind them)."""
     for s in rec.steps:
         if s.kind == "grad":
             leaf = s.extra
-            if leaf.grad is not None and isinstance(leaf.grad.data, TracedArray):
-                leaf.grad.data = leaf.grad.data.view(np.ndarray)
+            g = leaf._grad
+            if g is not None and isinstance(g._data, TracedArray):
+                g._data = g._data.view(np.ndarray)
+    for t in rec.assigned:
+        d = t._data
+        if isinstance(d, TracedArray):
+            plain = rec.values[d._slot] if d._rec is rec and d._slot is not None else None
+            # the array itself when it is the value (a parameter updated in place), not a view of it
+            t._data = plain if plain is not None and plain.shape == d.shape and plain.dtype == d.dtype \
+                else d.view(np.ndarray)
 
 
 def trace(fn=None, *, fallback=False, patience=4):

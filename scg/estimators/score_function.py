@@ -10,6 +10,7 @@ import numpy as np
 from .. import ops
 from ..optim import steps_taken
 from ..tensor import Tensor
+from ..trace import effect, python_state
 from .base import Estimator
 
 
@@ -43,6 +44,7 @@ class ScoreFunction(Estimator):
         term = ops.sum(node.log_prob * r)
         return (term if extra is None else term + extra), b
 
+    @effect  # a traced step (scg.trace) calls it again on every replay
     def update(self):
         """Apply the baseline's recorded statistics (call after each optimiser step)."""
         if self.baseline is not None:
@@ -65,6 +67,7 @@ class Baseline:
         """What node ``name``'s signal ``Q - b`` is divided by (from previous steps only)."""
         return 1.0
 
+    @effect  # a traced step (scg.trace) calls it again on every replay
     def update(self):
         """Fold the statistics recorded since the last update into the running state."""
 
@@ -94,11 +97,13 @@ class RunningMean:
         self._finalizer = None
         self._warned = False
 
+    @python_state  # a traced step checks on every replay that the average it read is still this
     def value(self, key, default=0.0):
         """The bias-corrected average of ``key`` (``default`` before its first update)."""
         avg, count = self.state.get(key, (0.0, 0))
         return avg / (1 - self.decay**count) if count else default
 
+    @effect  # a traced step records the statistic again on every replay
     def record(self, key, x):
         """Keep ``x`` as the statistic ``update()`` will fold in for ``key``."""
         now = steps_taken()
@@ -125,6 +130,7 @@ class RunningMean:
         if self._finalizer is None:  # watches the dict, not self (which it must not keep alive)
             self._finalizer = weakref.finalize(self, _on_discard, self.pending)
 
+    @effect  # a traced step (scg.trace) calls it again on every replay
     def update(self):
         """Fold every recorded statistic into its average and forget them."""
         for key, (x, _) in self.pending.items():
@@ -157,6 +163,7 @@ class MovingAverageBaseline(Baseline):
         self.average.record(node.name, float(np.mean(signal.q)))
         return self.average.value(node.name), None
 
+    @effect  # a traced step (scg.trace) calls it again on every replay
     def update(self):
         self.average.update()
 
@@ -244,6 +251,7 @@ class LearnedBaseline(Baseline):
         var = max(self.moments.value((name, 2)) - mean * mean, 0.0)
         return max(1.0, float(np.sqrt(var)))
 
+    @effect  # a traced step (scg.trace) calls it again on every replay
     def update(self):
         if self.center is not None:
             self.center.update()
