@@ -46,7 +46,7 @@ step's buffer, rewritten by the next call.
 
 import copy
 import functools
-import traceback
+import sys
 import warnings
 
 import numpy as np
@@ -236,22 +236,46 @@ def _recording():
     return rec if rec is not None and rec.active else None
 
 
+class _Site:
+    """Where a recorded call was made: frames as (file, line), formatted (with the source
+    line) only when a message needs it; walking frames is cheap, reading source is not."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self, frames):
+        self.frames = frames
+
+    def __str__(self):
+        import linecache
+
+        return " via ".join(f"{f}:{n} ({linecache.getline(f, n).strip()})" for f, n in self.frames) or "?"
+
+    def __contains__(self, text):
+        return text in str(self)
+
+    __repr__ = __str__
+
+
+_SKIP = ("/numpy/", "/scg/trace.py", "/scg/autodiff.py", "/scg/tensor.py")
+
+
 def _site(user_only=False):
-    """Where the recorded call was made: the innermost frame outside numpy and this module
-    (a line of scg's, say), and the innermost outside scg (the user's line) when they differ."""
+    """The innermost frame outside numpy and the recorder (a line of scg's, say) and the
+    innermost outside scg (the user's line), outermost first, as a :class:`_Site`."""
+    frame = sys._getframe(1)
     inner = user = None
-    for frame in reversed(traceback.extract_stack()[:-2]):
-        f = frame.filename.replace("\\", "/")
-        if "/numpy/" in f or f.endswith(("/scg/trace.py", "/scg/autodiff.py", "/scg/tensor.py")):
-            continue
-        inner = inner or frame
-        if "/scg/" not in f:
-            user = frame
-            break
-    where = [fr for fr in (inner, user) if fr is not None]
-    if len(where) == 2 and where[0] is where[1] or user_only and user is not None:
-        where = [user]
-    return " via ".join(f"{fr.filename}:{fr.lineno} ({fr.line})" for fr in reversed(where)) or "?"
+    while frame is not None:
+        f = frame.f_code.co_filename.replace("\\", "/")
+        if not any(k in f for k in _SKIP):
+            if inner is None:
+                inner = (f, frame.f_lineno)
+            if "/scg/" not in f:
+                user = (f, frame.f_lineno)
+                break
+        frame = frame.f_back
+    if user_only and user is not None or inner == user:
+        return _Site([user] if user is not None else [])
+    return _Site([fr for fr in (user, inner) if fr is not None])
 
 
 class _S:
@@ -714,7 +738,7 @@ def _differ(old, new):
         if a.kind == "guard" and not _same(a.extra, b.extra):
             if a.name == "bool":
                 continue  # a branch that went the other way: the calls after it decide
-            inside = " via " in (b.site or "") or "/scg/" in (b.site or "")
+            inside = "/scg/" in str(b.site or "")
             fix = ("scg takes this number itself (a statistic read as a Python float): run the step with "
                    "scg.trace(fn, fallback=True), or eagerly") if inside else \
                 "keep it an array, or compute it outside the traced function"
