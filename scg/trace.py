@@ -306,7 +306,7 @@ class _Step:
     ``tensors`` the Tensors the constant inputs of a primitive came from."""
 
     __slots__ = ("kind", "fn", "args", "kwargs", "out", "consts", "tensors", "name", "site", "ufunc", "extra",
-                 "safe")
+                 "safe", "err")
 
     def __init__(self, kind, fn, args, kwargs, out, consts=(), tensors=(), name="", site=None, ufunc=False,
                  extra=None, safe=False):
@@ -314,6 +314,7 @@ class _Step:
         self.consts, self.tensors, self.name, self.site, self.ufunc, self.extra = (
             consts, tensors, name, site, ufunc, extra)
         self.safe = safe  # an effect that may be run again from the start of the step
+        self.err = None  # numpy's error handling when recorded, if not the caller's (np.errstate in the step)
 
 
 class _Recording:
@@ -332,6 +333,8 @@ class _Recording:
         self.reads = {}  # id(Tensor) -> (Tensor, its plain array, the traced view): leaves read
         self.fresh = {}  # id -> Tensor: the Tensors made during the recording
         self.assigned = []  # Tensors whose .data the step assigned
+        self.out_consts = []  # arrays returned that are not values of the recording
+        self.base_err = np.geterr()
 
     # slots
     def converters(self):
@@ -452,6 +455,9 @@ class _Recording:
             return result
         self.steps.append(_Step("call", fn, targs, tkwargs, out, consts, tensors, name=name or _name(fn),
                                 site=site, ufunc=ufunc and "out" not in kwargs))
+        err = np.geterr()
+        if err != self.base_err:
+            self.steps[-1].err = err
         if outside:
             # written in place into an array made outside the recording (a parameter updated
             # by hand: ``w.data -= lr * g``): it stays that array, now a value of the recording
@@ -701,7 +707,7 @@ def _differ(old, new):
     for i in range(n + 1):
         if i == n:
             if len(old.steps) == len(new.steps):
-                return None
+                break
             a = b = None
         else:
             a, b = old.steps[i], new.steps[i]
@@ -746,6 +752,11 @@ def _differ(old, new):
                    f"to call: {fix}"
         if len(a.consts) != len(b.consts) or not all(_same(x, y) for x, y in zip(a.consts, b.consts)):
             return _constant_changed(i, b)
+    if len(old.out_consts) != len(new.out_consts) or not all(
+            _same(x, y) for x, y in zip(old.out_consts, new.out_consts)):
+        return ("the step returns an array made outside the recording whose value changed between two calls "
+                "(filled from a value by a plain numpy array's indexing, or converted through bytes or a "
+                "library the recorder does not follow): return the step's values themselves")
     return None
 
 
@@ -790,12 +801,18 @@ class _Program:
         self.uses_default = any(s.kind == "draw" and s.extra[0] for s in rec.steps)
         steps = list(rec.steps)
         self.fixed = set()  # slots whose array is the same object, rewritten in place, at every replay
+        self.persistent = self._persistent_slots(steps)  # slots whose memory outlives the call
+        self.grad_saved = []  # (leaf, its .grad before a store of this replay): undone on a miss
         alias = self._elide_copies(steps, out_template)
         self.calls, self.call_steps = [], []  # the closures, and the step each replays
         for step in steps:
             if step is None:
                 continue
             call = self._compile(step, alias)
+            if call is not None and step.err is not None:
+                call = self._with_errstate(call, step.err)
+            if call is not None and self._writes_persistent(step):
+                call = self._irreversible(call, step)
             if call is not None:
                 self.calls.append(call)
                 self.call_steps.append(step)
@@ -832,6 +849,33 @@ class _Program:
                     alias[step.out] = src
                     steps[n] = None
         return alias
+
+    def _persistent_slots(self, steps):
+        """Slots holding memory that outlives the call: a leaf's array (a parameter), an array
+        made outside and written by the step, and views of them."""
+        slots = set(self.rec.written.values())
+        for step in steps:
+            if step.kind == "read":
+                slots.add(step.out)
+            elif step.kind == "call" and step.name in _VIEWS and isinstance(step.out, int):
+                ins = self._slots((step.args,), [])
+                if ins and ins[0] in slots:
+                    slots.add(step.out)
+        return slots
+
+    def _writes_persistent(self, step):
+        """Whether a call writes into memory that outlives the call (cannot be undone)."""
+        if step.kind == "assign":
+            return True
+        if step.kind != "call":
+            return False
+        target = step.kwargs.get("out")
+        target = target[0] if type(target) is tuple and len(target) == 1 else target
+        if type(target) is _S and target.i in self.persistent:
+            return True
+        if step.fn is _setitem and type(step.args[0]) is _S and step.args[0].i in self.persistent:
+            return True
+        return False
 
     def _own(self, out):
         return isinstance(out, int) and self.values[out].ndim > 0 and self.values[out].base is None
@@ -973,22 +1017,40 @@ class _Program:
             return call
         if kind == "grad":
             leaf, what = step.extra, args[0]
+            saved = self.grad_saved
             if what is None:
                 def call():
-                    leaf.grad = None
+                    saved.append((leaf, leaf._grad))
+                    leaf._grad = None
                 return call
             if type(what) is not _S:
                 def call():
-                    leaf.grad = Tensor(what)
+                    saved.append((leaf, leaf._grad))
+                    leaf._grad = Tensor(what)
                 return call
             slot = alias.get(what.i, what.i)
+            saved = self.grad_saved
 
             def call():
+                saved.append((leaf, leaf._grad))
                 t = Tensor.__new__(Tensor)
                 Tensor.__init__(t, values[slot])
-                leaf.grad = t
+                leaf._grad = t
             return call
         raise AssertionError(kind)
+
+    @staticmethod
+    def _with_errstate(call, err):
+        def under():
+            with np.errstate(**err):
+                call()
+        return under
+
+    def _irreversible(self, call, step):
+        def marked():
+            self.effects_done = step  # a miss after this cannot rerun the call eagerly
+            call()
+        return marked
 
     def _is_fixed_view(self, step, out):
         """Whether ``out`` is a view, made by a call that only views, of fixed slots' buffers."""
@@ -1008,17 +1070,21 @@ class _Program:
         gens = self.generators + ([state.generator] if self.uses_default else [])
         saved = [g.bit_generator.state for g in gens]
         self.effects_done = None
+        self.grad_saved.clear()
         try:
             for call in self.calls:
                 call()
         except Exception as e:
+            for leaf, g in reversed(self.grad_saved):  # .grad stores are undone: the call reruns eagerly
+                leaf._grad = g
             done = self.effects_done
             if done is not None:
                 if isinstance(e, _Miss):
                     where = e.guard.site if e.guard is not None else "?"
                     raise TraceError(
                         f"the Python branch at {where} went the other way after {done.name} (at {done.site}) "
-                        f"had run in this replay, which cannot be undone to run the call eagerly: put the "
+                        f"had changed state that outlives the call (an optimizer step, a parameter written in "
+                        f"place) in this replay, which cannot be undone to run the call eagerly: put the "
                         f"branch before it, or run this step eagerly") from None
                 raise
             for g, st in zip(gens, saved):
@@ -1088,7 +1154,7 @@ class Traced:
     def _note_variant(self, key):
         """Warn once when numbers in the signature (arguments, captured numbers) keep changing:
         each value gets its own recordings, so nothing is replayed."""
-        shape = (key[0], tuple(e if e[0] != "V" else (e[0], e[1]) for e in key[1]), tuple(n for n, _, _ in key[2])) \
+        shape = (key[0], tuple(e if e[0] != "V" else (e[0], e[1]) for e in key[1]), tuple(n for n, _ in key[2])) \
             + key[3:]
         seen = self._variants.setdefault(shape, set())
         seen.add(key)
@@ -1112,6 +1178,7 @@ class Traced:
             entry["candidates"] = [p.rec for p in entry["programs"]]
             entry["programs"] = []
             entry["replays"] += 1
+            entry["audit"] = entry["replays"]
         if entry["programs"]:
             arrays = [a.data if isinstance(a, Tensor) else a for a in list(args) + [kwargs[k] for k in sorted(kwargs)]]
             for program in list(entry["programs"]):
@@ -1193,6 +1260,13 @@ class Traced:
                 del entry["programs"][self.KEEP:]
                 entry["misses"] = entry["coincide"] = 0
                 return plain
+        audit = entry.pop("audit", None)
+        if audit is not None and entry["candidates"] and not why.startswith("the Python branch"):
+            raise TraceError(
+                f"{_name(self.fn)}: an audit after {audit - 1} replays recorded the step again and it disagrees "
+                f"with the trusted recording: {why}. The replays since the last agreeing recording may have "
+                f"used the old value: pass what changes as an argument (a 0-d array for a number), or run "
+                f"the step eagerly")
         if entry["candidates"]:
             entry["misses"] += 1
         entry["candidates"].insert(0, rec)
@@ -1207,35 +1281,74 @@ _NOTHING = object()
 _AUDITS = frozenset(10 ** k for k in range(1, 10))  # replays after which a call records again
 
 
+def _fingerprint(v, depth=0):
+    """What of ``v`` (an object the traced function reads by name) a replay depends on and a
+    caller may change between calls: a number's value; the identity of a Tensor, an array or
+    a generator (rebound to another object, the recording would use the old one); the
+    identities of a module's or an optimizer's parameters; the same, one level into lists,
+    tuples and dicts. None: nothing to watch."""
+    if isinstance(v, _NUMBERS) and not isinstance(v, (str, type(None))):
+        return (type(v), v)
+    if isinstance(v, (Tensor, np.ndarray, np.random.Generator)):
+        return ("id", id(v))
+    params = getattr(v, "params", None) if hasattr(v, "step") else None
+    if isinstance(params, list):  # an optimizer
+        return ("opt", id(v), tuple(id(p) for p in params))
+    if callable(getattr(v, "parameters", None)) and hasattr(v, "forward"):  # a module
+        try:
+            return ("module", tuple(id(p) for p in v.parameters()))
+        except TypeError:
+            return None
+    if depth == 0 and isinstance(v, (list, tuple)) and len(v) <= 64:
+        inner = tuple(_fingerprint(x, 1) for x in v)
+        return ("seq", inner) if any(f is not None for f in inner) else None
+    if depth == 0 and isinstance(v, dict) and len(v) <= 64:
+        inner = tuple((k, _fingerprint(x, 1)) for k, x in v.items())
+        return ("dict", inner) if any(f is not None for _, f in inner) else None
+    return None
+
+
 def _captured(fn):
-    """The Python numbers ``fn`` reads from its closure and from globals by name, as
-    ``((name, type, value), ...)``: part of the signature, so that a changed one records
-    afresh instead of replaying the old value."""
+    """What ``fn`` reads from its closure and from globals by name (see :func:`_fingerprint`),
+    as ``((name, fingerprint), ...)``: part of the signature, so that a changed number or a
+    rebound object records afresh instead of replaying the old one."""
     code = getattr(fn, "__code__", None)
     if code is None:
         return ()
     found = []
     for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
         try:
-            v = cell.cell_contents
+            f = _fingerprint(cell.cell_contents)
         except ValueError:  # not yet assigned
             continue
-        if isinstance(v, _NUMBERS) and not isinstance(v, str):
-            found.append((name, type(v), v))
+        if f is not None:
+            found.append((name, f))
     g = fn.__globals__
     for name in code.co_names:
         v = g.get(name, _NOTHING)
-        if v is not _NOTHING and isinstance(v, _NUMBERS) and not isinstance(v, (str, type(None))):
-            found.append((name, type(v), v))
+        if v is not _NOTHING:
+            f = _fingerprint(v)
+            if f is not None:
+                found.append((name, f))
     return tuple(found)
 
 
 def _out_template(rec, result):
+    """How a replay builds the returned value: slots of the recording, a leaf Tensor read at
+    the end (a parameter returned after its update), or constants, which the next recording
+    must return equal (``rec.out_consts``)."""
     if isinstance(result, Tensor):
-        return ("T", _out_template(rec, result.data)[1])
+        d = result._data
+        if not isinstance(d, TracedArray) and (id(result) in rec.reads or result.requires_grad):
+            return ("leaf", result)
+        return ("T", _out_template(rec, d)[1])
     if isinstance(result, np.ndarray):
         s = rec.slot_of(result)
-        return ("A", _S(s) if s is not None else np.array(result))
+        if s is None:
+            const = np.array(result)
+            rec.out_consts.append(const)
+            return ("A", const)
+        return ("A", _S(s))
     if isinstance(result, (tuple, list)):
         return (type(result), [_out_template(rec, r) for r in result])
     if isinstance(result, dict):
@@ -1248,6 +1361,8 @@ def _out_template(rec, result):
 
 def _outputs(template, values):
     kind, body = template
+    if kind == "leaf":
+        return Tensor(np.array(body._data))
     if kind == "T" or kind == "A":
         arr = values[body.i] if type(body) is _S else body
         arr = np.array(arr.view(np.ndarray) if isinstance(arr, TracedArray) else arr)

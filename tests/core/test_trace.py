@@ -4,6 +4,7 @@ eagerly, side by side, from the same seeds."""
 
 import importlib
 import inspect
+import types
 import warnings
 
 import numpy as np
@@ -538,6 +539,47 @@ def test_a_branch_that_keeps_flipping_gets_a_program_per_way():
     assert len(entry["programs"]) == 2 and traced.stats["replayed"] >= 8
 
 
+def test_objects_and_numbers_the_step_reads_by_name_are_part_of_its_signature():
+    w = scg.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    cfg = {"beta": 0.5}
+    rng = np.random.default_rng(0)
+
+    def step(x):
+        return (cfg["beta"] * w * scg.tensor(x + rng.standard_normal(2) * 0)).sum()
+
+    traced = scg.trace(step)
+    for _ in range(3):
+        assert float(traced(np.ones(2)).data) == 1.5
+    cfg["beta"] = 1.0  # a number in a dict the step reads by name
+    assert float(traced(np.ones(2)).data) == 3.0
+    w2 = scg.tensor(np.array([5.0, 5.0]), requires_grad=True)
+    globals_ = {"w": w2}
+
+    def step2(x):
+        return (globals_["w"] * scg.tensor(x)).sum()
+
+    traced2 = scg.trace(step2)
+    for _ in range(3):
+        assert float(traced2(np.ones(2)).data) == 10.0
+    globals_["w"] = scg.tensor(np.array([1.0, 1.0]), requires_grad=True)  # another Tensor object
+    assert float(traced2(np.ones(2)).data) == 2.0
+    assert traced2.stats == {"eager": 3, "replayed": 1}
+
+
+def test_numpys_error_handling_inside_the_step_is_replayed():
+    def step(x):
+        with np.errstate(divide="raise"):
+            return scg.tensor(np.log(x) * 2.0)
+
+    traced = scg.trace(step)
+    for _ in range(3):
+        traced(np.array([1.0, 2.0]))
+    with pytest.raises(FloatingPointError):
+        step(np.array([0.0, 2.0]))
+    with pytest.raises(FloatingPointError):
+        traced(np.array([0.0, 2.0]))
+
+
 def test_a_closure_number_that_changes_records_afresh():
     w = scg.tensor(np.array([1.0]), requires_grad=True)
     beta = 0.5
@@ -553,12 +595,12 @@ def test_a_schedule_written_inside_the_step_is_refused_and_outside_it_replays():
     def build(inside):
         w = scg.tensor(np.array([0.5, -0.5]), requires_grad=True)
         opt = scg.optim.SGD([w], lr=0.1)
-        calls = [0]
+        counter = types.SimpleNamespace(calls=0)  # (a number inside an object: not in the signature)
 
         def step(x):
             if inside:
-                opt.hyper["lr"] = 0.1 * 0.8 ** calls[0]
-                calls[0] += 1
+                opt.hyper["lr"] = 0.1 * 0.8 ** counter.calls
+                counter.calls += 1
             loss = ((w * scg.tensor(x)) ** 2).sum()
             opt.zero_grad()
             loss.backward()
@@ -638,3 +680,51 @@ def test_stats_count_the_eager_calls_after_a_fallback():
         for i in range(8):
             traced(np.array([float(i)]))
     assert traced.stats == {"eager": 8, "replayed": 0}
+
+
+def test_a_branch_after_a_parameter_written_in_place_is_refused_not_replayed_twice():
+    w = scg.tensor(np.array([0.3, -0.2, 0.1]), requires_grad=True)
+
+    def step(x):
+        w.grad = None
+        loss = ((scg.tensor(x) @ w - 1.0) ** 2).sum()
+        loss.backward()
+        w.data -= 0.01 * w.grad.data
+        if loss.data > 50:  # flips once the inputs grow
+            return loss * 0.0
+        return loss
+
+    traced = scg.trace(step)
+    for i in range(4):
+        traced(np.ones((2, 3)) * (1 + i))
+    before = w.data.copy()
+    with pytest.raises(scg.TraceError, match="written in place"):
+        traced(np.ones((2, 3)) * 100)
+    # the replay's own update ran once (what eager would have done before the branch), not twice
+    np.testing.assert_array_less(0, np.abs(w.data - before))
+
+
+def test_a_returned_parameter_or_untracked_array_is_never_a_frozen_value():
+    w = scg.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    opt = scg.optim.SGD([w], lr=0.1)
+
+    def step(x):
+        loss = (w * scg.tensor(x)).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return w
+
+    traced = scg.trace(step)
+    values = [traced(np.array([1.0, float(i)])).data.copy() for i in range(5)]
+    assert len({tuple(v) for v in values}) == 5 and np.array_equal(values[-1], w.data)
+
+    def step2(x):
+        out = np.zeros(2)
+        out[:] = x * 2  # a plain array filled from a value: returned, it must not be frozen
+        return out
+
+    traced2 = scg.trace(step2)
+    with pytest.raises(scg.TraceError, match="returns an array made outside the recording"):
+        for i in range(8):
+            traced2(np.array([1.0, float(i)]))
