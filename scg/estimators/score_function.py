@@ -128,7 +128,7 @@ class RunningMean:
             )
         self.pending[key] = (x, now)
         if self._finalizer is None:  # watches the dict, not self (which it must not keep alive)
-            self._finalizer = weakref.finalize(self, _on_discard, self.pending)
+            self._finalizer = weakref.finalize(self, _on_discard, self.pending, self.state)
 
     @effect  # a traced step (scg.trace) calls it again on every replay
     def update(self):
@@ -142,8 +142,10 @@ class RunningMean:
 _DISCARDED = [0, False]  # baselines discarded with a statistic pending across a step; warned yet
 
 
-def _on_discard(pending):
-    if any(step < steps_taken() for _, step in pending.values()):
+def _on_discard(pending, state):
+    # Only a baseline that never applied a statistic started from 0: one that was updated and
+    # then dropped holding a last measurement (a run that ended, collected later) is no mistake.
+    if not state and any(step < steps_taken() for _, step in pending.values()):
         _DISCARDED[0] += 1
 
 

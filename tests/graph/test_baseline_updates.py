@@ -80,3 +80,43 @@ def test_measuring_a_gradient_many_times_without_steps_warns_nothing():
                 b = g.sample("b", D.Bernoulli(logits=logit), estimator=scg.ScoreFunction(baseline=baseline))
                 g.cost("c", (b - 3.0) ** 2)
             scg.grad(g.surrogate(), logit)
+
+
+def test_runs_that_ended_holding_a_last_measurement_warn_nothing_when_collected_late():
+    """What a study of several estimators does: each run trains its baseline (updated every
+    step), measures a gradient after its last step (a statistic left pending) and is dropped,
+    but a reference cycle keeps it until the collector runs, after the next run's steps."""
+
+    def one_run():
+        logit = scg.tensor(0.2, requires_grad=True)
+        baseline = scg.MovingAverageBaseline(0.5)
+        opt = scg.optim.SGD([logit], lr=0.1)
+        for _ in range(3):
+            g = scg.Graph()
+            with g:
+                b = g.sample("b", D.Bernoulli(logits=logit), estimator=scg.ScoreFunction(baseline=baseline))
+                g.cost("c", (b - 3.0) ** 2)
+            opt.zero_grad()
+            g.surrogate().backward()
+            opt.step()
+            baseline.update()
+        g = scg.Graph()  # the measurement after training: records, is never applied
+        with g:
+            b = g.sample("b", D.Bernoulli(logits=logit), estimator=scg.ScoreFunction(baseline=baseline))
+            g.cost("c", (b - 3.0) ** 2)
+        scg.grad(g.surrogate(), logit)
+        cycle = {"baseline": baseline}
+        cycle["self"] = cycle  # collected only by the cycle collector, later
+        assert baseline.average.pending  # the premise: a statistic is left pending
+
+    gc.disable()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for _ in range(4):
+                one_run()
+            gc.collect()  # every earlier run's baseline is finalised now, steps after its last record
+            one_run()
+    finally:
+        gc.enable()
+    assert score_function._DISCARDED[0] == 0
