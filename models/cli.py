@@ -257,6 +257,14 @@ def positive_int(s):
     return v
 
 
+def nonnegative_int(s):
+    """argparse type: an integer >= 0."""
+    v = int(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {s}")
+    return v
+
+
 def seed(s):
     """argparse type: a seed of numpy's generators, an integer >= 0."""
     v = int(s)
@@ -309,7 +317,8 @@ def add_training_options(p, *, epochs, batch_size, out, resume=True):
     p.add_argument("--epochs", type=positive_int, default=epochs)
     p.add_argument("--batch-size", type=positive_int, default=batch_size)
     p.add_argument("--lr", type=learning_rate, default=1e-3, help=f"Adam's step size, in (0, {MAX_LR:g}]")
-    p.add_argument("--valid", type=positive_int, default=5000, help="training images held out for validation")
+    p.add_argument("--valid", type=nonnegative_int, default=5000,
+                   help="training images held out for validation (0: train on every one, no validation bound)")
     p.add_argument("--limit", type=positive_int, default=None, help="use only the first N training images")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--no-trace", dest="trace", action="store_false",

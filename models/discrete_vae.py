@@ -58,6 +58,7 @@ import numpy as np
 
 import scg
 import scg.distributions as D
+from scg import executors
 from models import cli, training
 
 MODELS = ("categorical", "bernoulli")
@@ -245,10 +246,31 @@ def _only(model, kind, name):
                          f"{'Bernoulli' if kind == 'bernoulli' else 'categorical'}), not --model {other}")
 
 
+def _draws(options):
+    """--draws: decoder evaluations per image per step asked for (None: each estimator's own)."""
+    return getattr(options, "draws", None)
+
+
+def _fixed(name, cost, options, why):
+    if _draws(options) not in (None, cost):
+        raise ValueError(f"--estimator {name} costs {cost} decoder pass(es) per image ({why}), not --draws "
+                         f"{_draws(options)}")
+
+
 def _multi(name, options):
+    if _draws(options) is not None:
+        if _draws(options) < 2:
+            raise ValueError(f"--estimator {name} needs --draws >= 2 (its baseline leaves one draw out)")
+        return _draws(options)
     if options.samples < 2:
         raise ValueError(f"--estimator {name} needs --samples >= 2")
     return options.samples
+
+
+def _single(options):
+    """n for the one-sample estimators (score-ma, gumbel): --draws independent draws averaged."""
+    d = _draws(options)
+    return d if d and d > 1 else None
 
 
 def _enumerate(model, options):
@@ -258,6 +280,7 @@ def _enumerate(model, options):
     if model.latents != 1:
         raise ValueError(f"--estimator enumerate needs --latents 1: the joint support of {model.latents} "
                          f"categoricals has {model.categories}^{model.latents} values")
+    _fixed("enumerate", model.categories, options, "one per value of z")
     return Choice(scg.Enumerate(), None, False)
 
 
@@ -266,19 +289,25 @@ def _nvil(model, options):
     # the KL is in it and normalised with it: the ELBO as a one-sample bound (n=1). With the
     # KL analytic and outside the signal, normalising shrank only the reconstruction's
     # pull on the encoder, and the posterior collapsed towards the prior.
+    _fixed("nvil", 1, options, "its learning signal is the one-sample bound of one draw")
     net = _Baseline(model.baseline_net, per_image=model.kind == "bernoulli" or model.latents == 1)
     return Choice(scg.ScoreFunction(scg.LearnedBaseline(net, normalize=True)), 1, True)
 
 
 def _pair(cls):
     def factory(model, options):
-        _only(model, "bernoulli", cls.__name__.lower())
-        return Choice(cls(), 2, False)  # one antithetic pair per image
+        name = cls.__name__.lower()
+        _only(model, "bernoulli", name)
+        d = _draws(options) or 2  # one antithetic pair per image, or --draws / 2 pairs
+        if d % 2:
+            raise ValueError(f"--estimator {name} draws antithetic pairs: --draws must be even, got {d}")
+        return Choice(cls(), d, False)
     return factory
 
 
 def _relax(model, options):
     _only(model, "bernoulli", "relax")
+    _fixed("relax", 3, options, "the model at b, and the control at the relaxed z and z~")
     return Choice(scg.RELAX(_Control(model)), None, False)
 
 
@@ -286,7 +315,8 @@ def _relax(model, options):
 # (--temperature, --samples, ...); a factory raises ValueError, naming the model or
 # options, when they do not suit it.
 ESTIMATORS = {
-    "score-ma": lambda model, options: Choice(scg.ScoreFunction(scg.MovingAverageBaseline(0.9)), None, False),
+    "score-ma": lambda model, options: Choice(scg.ScoreFunction(scg.MovingAverageBaseline(0.9)), _single(options),
+                                              False),
     "nvil": _nvil,
     "rloo": lambda model, options: Choice(scg.ScoreFunction(scg.LeaveOneOutBaseline()), _multi("rloo", options),
                                           False),
@@ -295,7 +325,7 @@ ESTIMATORS = {
     "disarm": _pair(scg.DisARM),
     "arm": _pair(scg.ARM),
     "relax": _relax,
-    "gumbel": lambda model, options: Choice(scg.GumbelSoftmax(options.temperature), None, False),
+    "gumbel": lambda model, options: Choice(scg.GumbelSoftmax(options.temperature), _single(options), False),
 }
 
 
@@ -421,7 +451,7 @@ CONFIG_SPEC = {
     **training.DATA_SPEC,
 }
 CONFIG_KEYS = ("dataset", "data_dir", "epochs", "batch_size", "lr", "model", "latents", "categories", "hidden",
-               "estimator", "samples", "temperature", "seed", "valid", "limit")
+               "estimator", "samples", "temperature", "draws", "seed", "valid", "limit")
 OUTPUTS = ("checkpoint.npz", "metrics.jsonl", "evaluation.json", "learning_curve.png", "graph.svg")
 COMPARE_OUTPUTS = ("compare.json", "compare.md", "compare_bound.png", "compare_variance.png")
 
@@ -462,8 +492,15 @@ ELBO_SAMPLES = 20
 
 def draws_per_image(name, args):
     """Draws of z per image that estimator ``name`` makes in a training step."""
-    return {"rloo": args.samples, "vimco": args.samples, "disarm": 2, "arm": 2,
-            "enumerate": args.categories}.get(name, 1)
+    d = getattr(args, "draws", None)
+    return {"rloo": d or args.samples, "vimco": d or args.samples, "disarm": d or 2, "arm": d or 2,
+            "enumerate": args.categories, "score-ma": d or 1, "gumbel": d or 1}.get(name, 1)
+
+
+def decoder_passes(name, args):
+    """Decoder evaluations per image in a training step of estimator ``name``: its cost, the
+    column compare matches with --draws (RELAX: the model at b, the control at z and z~)."""
+    return 3 if name == "relax" else draws_per_image(name, args)
 
 
 def memory_needed(args, name):
@@ -491,13 +528,15 @@ def memory_needed(args, name):
         parts["a training step"], parts["validation"]), parts
 
 
-def check_memory(args, name):
+def check_memory(args, name, copies=1):
     """Refuse up front (before the model is built) a training run of estimator ``name`` that
-    needs more memory than is available (see :func:`memory_needed`)."""
+    needs more memory than is available (see :func:`memory_needed`); ``copies`` runs at once
+    (compare's --workers)."""
     total, parts = memory_needed(args, name)
     sizes = f"--latents {args.latents}" + (f" --categories {args.categories}" if args.model == "categorical" else "")
-    cli.check_memory(total, f"training --model {args.model} --estimator {name} with {sizes} --hidden {args.hidden} "
-                            f"--batch-size {args.batch_size}",
+    runs = f"{copies} runs at once of " if copies > 1 else ""
+    cli.check_memory(copies * total, f"{runs}training --model {args.model} --estimator {name} with {sizes} "
+                                     f"--hidden {args.hidden} --batch-size {args.batch_size}",
                      "choose a smaller --latents, --categories, --hidden, --batch-size or --samples ("
                      + "; ".join(f"{k}: {cli.gib(v)}" for k, v in parts.items()) + ")")
 
@@ -526,7 +565,7 @@ def train(args):
 
     def validate(epoch):
         t0 = time.perf_counter()
-        bound = float(elbo(model, images.valid, rng=np.random.default_rng(epoch)).mean())
+        bound = float(elbo(model, images.valid, rng=np.random.default_rng(epoch)).mean()) if len(images.valid) else None
         variance, snr = encoder_gradient_stats(model, probe, estimator, n, rng=np.random.default_rng(epoch),
                                                bound=choice.bound)
         return dict(valid_bound=bound, encoder_grad_variance=variance, encoder_grad_snr=snr,
@@ -572,60 +611,179 @@ def applicable(args):
     return names, refused
 
 
-def compare_table(rows):
-    """The markdown table of :func:`compare` (one row per estimator)."""
-    lines = ["| estimator | bound optimised | train bound | test ELBO | encoder grad variance | encoder grad SNR "
-             "| s / epoch |", "|---|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['estimator']} | {r['bound']} | {r['train_bound']:.2f} | {r['test_elbo']:.2f} | "
-                     f"{r['encoder_grad_variance']:.3g} | {r['encoder_grad_snr']:.3g} | {r['seconds_per_epoch']:.1f} |")
+# What compare reports per estimator: the row's key, the table's header, its format.
+COMPARE_METRICS = (("train_bound", "train bound", ".2f"), ("test_elbo", "test ELBO", ".2f"),
+                   ("encoder_grad_variance", "encoder grad variance", ".3g"),
+                   ("encoder_grad_snr", "encoder grad SNR", ".3g"), ("seconds_per_epoch", "s / epoch", ".1f"))
+
+
+def _mean_sd(values, fmt):
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return f"{format(np.mean(values), fmt)} ± {format(np.std(values, ddof=1), fmt)}"
+
+
+def compare_table(summary):
+    """The markdown table of :func:`compare`: one row per estimator, mean ± sd over seeds
+    (sample standard deviation) where there are several."""
+    lines = ["| estimator | bound optimised | decoder passes / image | seeds | "
+             + " | ".join(h for _, h, _ in COMPARE_METRICS) + " |",
+             "|---|---|---:|---:|" + "---:|" * len(COMPARE_METRICS)]
+    for r in summary:
+        cells = [_mean_sd(r[key]["values"], fmt) for key, _, fmt in COMPARE_METRICS]
+        lines.append(f"| {r['estimator']} | {r['bound']} | {r['decoder_passes']} | {len(r['seeds'])} | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def compare(args):
-    """Train every estimator that applies to the model for the same epochs, each in
-    ``out/<name>``; write compare.json, compare.md (the table: bound optimised, last train
-    bound, test ELBO, encoder-gradient variance and SNR on the fixed batch after the last
-    epoch, training seconds per epoch without the measurements) and the plots
-    compare_bound.png (validation ELBO per epoch) and compare_variance.png."""
-    out = Path(args.out)
-    check_memory(args, "score-ma")  # the least any estimator needs; before applicable() builds a model
-    names, refused = applicable(args)
-    for name in names:  # every run is checked before the first trains
-        check_memory(args, name)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, why in refused.items():
-        print(f"skipping {name}: {why}", flush=True)
-    rows = []
+# What a finished compare job must have been run with, to be reused when a study is resumed.
+JOB_KEYS = tuple(k for k in CONFIG_KEYS if k != "data_dir")
+
+
+def compare_job(sub):
+    """One job of :func:`compare`: train estimator ``sub.estimator`` from seed ``sub.seed`` in
+    ``sub.out``, evaluate it, and write its row to ``sub.out/row.json`` (atomically, last: a
+    folder without it is an unfinished job). Returns the row. Defined at module level so
+    that worker processes and Dask workers can run it."""
+    history = train(sub)
+    result = evaluate(argparse.Namespace(out=sub.out, data_dir=sub.data_dir))
+    last = history[-1]
+    row = dict(estimator=sub.estimator, seed=sub.seed, bound=last["bound"], decoder_passes=decoder_passes(
+        sub.estimator, sub), train_bound=last["train_bound"], test_elbo=result["test_elbo"],
+        encoder_grad_variance=last["encoder_grad_variance"], encoder_grad_snr=last["encoder_grad_snr"],
+        seconds_per_epoch=float(np.mean([h["seconds"] - h["validate_seconds"] for h in history])),
+        history=history, job={k: getattr(sub, k) for k in JOB_KEYS})
+    cli.atomic_write(Path(sub.out) / "row.json", lambda tmp: Path(tmp).write_text(json.dumps(row, indent=1)))
+    return row
+
+
+def _finished(sub):
+    """The row of a job already finished in ``sub.out`` with the same settings, else None."""
+    path = Path(sub.out) / "row.json"
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return row if row.get("job") == {k: getattr(sub, k) for k in JOB_KEYS} else None
+
+
+def summarise(names, rows):
+    """Per estimator (in ``names`` order, those with rows): every metric's per-seed values with
+    their mean and sd, and the per-epoch curves of every seed."""
+    summary = []
     for name in names:
-        sub = argparse.Namespace(**{**vars(args), "estimator": name, "out": str(out / name)})
-        history = train(sub)
-        result = evaluate(argparse.Namespace(out=sub.out, data_dir=args.data_dir))
-        last = history[-1]
-        rows.append(dict(estimator=name, bound=last["bound"], train_bound=last["train_bound"],
-                         test_elbo=result["test_elbo"], encoder_grad_variance=last["encoder_grad_variance"],
-                         encoder_grad_snr=last["encoder_grad_snr"],
-                         seconds_per_epoch=float(np.mean([h["seconds"] - h["validate_seconds"] for h in history])),
-                         history=history))
-    cli.atomic_write(out / "compare.json", lambda tmp: Path(tmp).write_text(json.dumps(rows, indent=1)))
-    table = compare_table(rows)
-    cli.atomic_write(out / "compare.md", lambda tmp: Path(tmp).write_text(
-        f"Model {args.model}, {args.latents} latents, {args.epochs} epoch(s), --limit {args.limit}, "
-        f"seed {args.seed}. Test ELBO for every row; the train bound is the bound the row optimises.\n\n" + table))
+        mine = [r for r in rows if r["estimator"] == name]
+        if not mine:
+            continue
+        entry = dict(estimator=name, bound=mine[0]["bound"], decoder_passes=mine[0]["decoder_passes"],
+                     seeds=[r["seed"] for r in mine], histories=[r["history"] for r in mine])
+        for key, _, _ in COMPARE_METRICS:
+            values = [float(r[key]) for r in mine]
+            entry[key] = dict(mean=float(np.mean(values)),
+                              sd=float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, values=values)
+        summary.append(entry)
+    return summary
+
+
+def plot_compare(summary, out, model):
+    """compare_bound.png (validation ELBO per epoch, or the training bound with --valid 0) and
+    compare_variance.png (encoder gradient variance, log scale): mean over seeds, error bars
+    one sd."""
     plt = training.pyplot()
-    for key, ylabel, fname, log in (("valid_bound", "validation ELBO (nats)", "compare_bound.png", False),
+    no_valid = all(h.get("valid_bound") is None for s in summary for hist in s["histories"] for h in hist)
+    bound_key, bound_label = ("train_bound", "training bound (nats)") if no_valid else \
+        ("valid_bound", "validation ELBO (nats)")
+    for key, ylabel, fname, log in ((bound_key, bound_label, "compare_bound.png", False),
                                     ("encoder_grad_variance", "encoder gradient total variance",
                                      "compare_variance.png", True)):
         fig, ax = plt.subplots(figsize=(6, 4))
-        for r in rows:
-            ep = [h["epoch"] for h in r["history"]]
-            (ax.semilogy if log else ax.plot)(ep, [h[key] for h in r["history"]], "o-", label=r["estimator"])
-        ax.set(xlabel="epoch", ylabel=ylabel, title=f"{args.model} latents")
+        for s in summary:
+            values = np.array([[h[key] for h in hist] for hist in s["histories"]], dtype=float)  # (seeds, epochs)
+            epochs = [h["epoch"] for h in s["histories"][0]]
+            sd = values.std(axis=0, ddof=1) if len(values) > 1 else None
+            ax.errorbar(epochs, values.mean(axis=0), yerr=sd, fmt="o-", capsize=3, label=s["estimator"])
+        if log:
+            ax.set_yscale("log")
+        seeds = max(len(s["seeds"]) for s in summary)
+        ax.set(xlabel="epoch", ylabel=ylabel,
+               title=f"{model} latents" + (f", mean ± sd over {seeds} seeds" if seeds > 1 else ""))
         ax.legend(fontsize=8)
         fig.tight_layout()
         training.save_figure(fig, out / fname)
+
+
+def compare(args):
+    """Train every estimator that applies to the model (or those of --estimators) from each of
+    --seeds seeds for the same epochs, each job in ``out/<name>/seed<i>``; write compare.json
+    (per estimator: every metric per seed, mean and sd; the failed jobs), compare.md (the
+    table: bound optimised, decoder passes per image per step, last train bound, test ELBO,
+    encoder-gradient variance and SNR on the fixed batch after the last epoch, training
+    seconds per epoch without the measurements) and the plots compare_bound.png and
+    compare_variance.png.
+
+    Seeds: seed i of every estimator is ``spawn_seeds(--seed, --seeds)[i]``, so seed i starts
+    every estimator from the same weights and minibatch order, and a job's numbers do not
+    depend on which executor runs it (--workers, --scheduler). A job whose folder holds its
+    row.json with the same settings is reused, so an interrupted study resumes where it
+    stopped (--overwrite reruns everything)."""
+    out = Path(args.out)
+    check_memory(args, "score-ma")  # the least any estimator needs; before applicable() builds a model
+    names, refused = applicable(args)
+    if args.estimators:
+        unknown = [n for n in args.estimators if n not in ESTIMATORS]
+        if unknown:
+            raise cli.CommandError(f"--estimators: unknown {', '.join(unknown)}; choose from {', '.join(ESTIMATORS)}")
+        for n in args.estimators:
+            if n in refused:
+                raise cli.CommandError(f"--estimators {n}: {refused[n]}")
+        names = [n for n in names if n in args.estimators]
+        refused = {}
+    concurrent = 1 if args.scheduler else max(args.workers, 1)
+    for name in names:  # every run is checked before the first trains
+        check_memory(args, name, copies=min(concurrent, args.seeds * len(names)))
+    out.mkdir(parents=True, exist_ok=True)
+    for name, why in refused.items():
+        print(f"skipping {name}: {why}", flush=True)
+    seeds = executors.spawn_seeds(args.seed, args.seeds)
+    jobs, rows = [], []
+    for name in names:
+        for i, seed in enumerate(seeds):
+            sub = argparse.Namespace(**{**vars(args), "estimator": name, "seed": seed,
+                                        "out": str(out / name / f"seed{i}"), "overwrite": True})
+            done = None if args.overwrite else _finished(sub)
+            if done is not None:
+                print(f"reusing {name} seed {i}: finished in {sub.out}", flush=True)
+                rows.append(done)
+            else:
+                jobs.append(((name, i), (sub,)))
+    try:
+        with executors.executor(args.workers, args.scheduler) as pool:
+            results, failures = executors.run_jobs(compare_job, jobs, pool, desc="compare jobs")
+    except RuntimeError as e:
+        raise cli.CommandError(str(e)) from None
+    rows += results.values()
+    order = {(n, s): k for k, (n, s) in enumerate((n, s) for n in names for s in seeds)}
+    rows.sort(key=lambda r: order[(r["estimator"], r["seed"])])
+    summary = summarise(names, rows)
+    failed = [dict(estimator=name, seed_index=i, error=f.error) for (name, i), f in failures.items()]
+    cli.atomic_write(out / "compare.json", lambda tmp: Path(tmp).write_text(json.dumps(
+        dict(config={k: getattr(args, k) for k in JOB_KEYS if k not in ("estimator", "seed")}, seed=args.seed,
+             seeds=seeds, estimators=summary, failed=failed), indent=1)))
+    table = compare_table(summary)
+    cost = f", --draws {args.draws} decoder passes per image per step" if args.draws else ""
+    cli.atomic_write(out / "compare.md", lambda tmp: Path(tmp).write_text(
+        f"Model {args.model}, {args.latents} latents, {args.epochs} epoch(s), --limit {args.limit}, "
+        f"--seed {args.seed}, {args.seeds} seed(s){cost}. Test ELBO for every row; the train bound is the "
+        f"bound the row optimises" + ("; mean ± sd over seeds" if args.seeds > 1 else "") + ".\n\n" + table))
+    if summary:
+        plot_compare(summary, out, args.model)
     print(table, end="")
-    return rows
+    if failed:
+        raise cli.CommandError(f"{len(failed)} of {len(jobs)} jobs failed ("
+                               + "; ".join(f"{f['estimator']} seed {f['seed_index']}: {f['error']}" for f in failed)
+                               + "); the others are in compare.json, and running the same command again reruns "
+                                 "only the failed jobs")
+    return summary
 
 
 def parser():
@@ -645,6 +803,19 @@ def parser():
         t.add_argument("--samples", type=cli.positive_int, default=5, help="draws per image for rloo and vimco")
         t.add_argument("--temperature", type=cli.float32_range(), default=0.5,
                        help="for gumbel: > 0, finite, and not so small that it is 0 in float32")
+        t.add_argument("--draws", type=cli.positive_int, default=None,
+                       help="decoder passes per image per step (equal cost): rloo and vimco draw that many, "
+                            "score-ma and gumbel average that many, disarm and arm draw half as many pairs; "
+                            "nvil (1), relax (3) and enumerate (K) cost what they cost and are refused otherwise")
+        if cmd == "compare":
+            t.add_argument("--estimators", type=lambda s: [n.strip() for n in s.split(",") if n.strip()],
+                           default=None, help="comma-separated names to compare (default: every one that applies)")
+            t.add_argument("--seeds", type=cli.positive_int, default=1,
+                           help="seeds per estimator (from SeedSequence(--seed)); the table gives mean ± sd")
+            t.add_argument("--workers", type=cli.nonnegative_int, default=0,
+                           help="local worker processes running the jobs (0: one after another in this process)")
+            t.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                           help="run the jobs on a running Dask cluster (tcp://host:8786); needs dask.distributed")
         cli.add_training_options(t, epochs=10 if cmd == "train" else 3, batch_size=100, out="runs/dvae",
                                  resume=False)
     e = sub.add_parser("evaluate", help="test ELBO of a trained run")

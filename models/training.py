@@ -177,7 +177,7 @@ def fit(graph, model, opt, rng, x_train, *, epochs, batch_size, validate, out, c
 
 def check_diverged(row, epoch, ckpt):
     """Refuse to save an epoch whose bound is NaN or infinite: the last good checkpoint stays."""
-    bad = {k: row[k] for k in ("train_bound", "valid_bound") if not np.isfinite(row[k])}
+    bad = {k: row[k] for k in ("train_bound", "valid_bound") if row.get(k) is not None and not np.isfinite(row[k])}
     if bad:
         raise CommandError(f"epoch {epoch}: the bound is not finite ({bad}); training diverged and "
                            f"{kept(epoch, ckpt)}; try a smaller --lr")
@@ -329,6 +329,10 @@ def positive_int(v):
     return _is_int(v) and v >= 1
 
 
+def nonnegative_int(v):
+    return _is_int(v) and v >= 0
+
+
 def optional_positive_int(v):
     return v is None or positive_int(v)
 
@@ -345,7 +349,7 @@ def one_of(*choices):
 DATA_SPEC = {
     "dataset": (f"one of {', '.join(data.DATASETS)}", one_of(*data.DATASETS)),
     "data_dir": ("a folder name or null", optional_str),
-    "valid": ("an integer >= 1", positive_int),
+    "valid": ("an integer >= 0", nonnegative_int),
     "limit": ("an integer >= 1 or null", optional_positive_int),
 }
 
@@ -448,7 +452,8 @@ def plot_curve(history, path):
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     epochs = [h["epoch"] for h in history]
     ax.plot(epochs, [h["train_bound"] for h in history], "o-", label="train bound")
-    ax.plot(epochs, [h["valid_bound"] for h in history], "s-", label="validation bound")
+    if any(h.get("valid_bound") is not None for h in history):  # --valid 0 holds out nothing
+        ax.plot(epochs, [h["valid_bound"] for h in history], "s-", label="validation bound")
     ax.set_xlabel("epoch")
     ax.set_ylabel("bound per image (nats)")
     ax.legend()

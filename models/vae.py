@@ -308,6 +308,8 @@ def train(args):
                                              defaults={"estimator": "reparam"})  # runs before --estimator
 
         def validate(epoch):
+            if not len(images.valid):  # --valid 0: every training image is trained on
+                return dict(valid_bound=None)
             return dict(valid_bound=dataset_bound(model, images.valid, k=args.k, kl=args.kl,
                                                   rng=np.random.default_rng(epoch)))
 

@@ -6,14 +6,16 @@ of small discrete graphs by enumerating every stochastic node.
 differentiate with respect to.
 """
 
+import contextlib
 import itertools
 import math
 
 import numpy as np
 
-from . import ops
+from . import context, ops
 from .autodiff import grad
 from .graph import Graph, force_estimator, force_subsamples, parameters, replay
+from .random import resolve
 
 
 class GradientStats:
@@ -43,24 +45,69 @@ def _build(build):
     return g
 
 
-def gradient_stats(build, params, n, objective="surrogate", progress=False):
+def gradient_stats(build, params, n, objective="surrogate", progress=False, seed=None, executor=None, chunks=None):
     """Mean, variance and signal-to-noise ratio of the gradient estimate of
     ``g.surrogate()`` over ``n`` independent builds. ``objective`` names another
-    method of the graph (``"dice"``) or is a function ``graph -> scalar Tensor``."""
+    method of the graph (``"dice"``) or is a function ``graph -> scalar Tensor``.
+
+    With ``seed`` (an int) or an ``executor`` (a ``concurrent.futures.Executor``, see
+    :mod:`scg.executors`), the runs are cut into ``chunks`` jobs (default ``min(n, 8)``), job i
+    drawing from the library generator ``default_rng(spawn_seeds(seed, chunks)[i])``, so the
+    statistics are the same whichever executor runs them (without a seed, one is drawn from
+    the library's generator). ``build`` must then draw from the library's generator (not a
+    generator of its own, which every job would copy and replay: refused when detected), and
+    for other processes ``build``, ``params`` and ``objective`` must pickle together."""
     if n < 2:
         raise ValueError(f"gradient_stats needs n >= 2 runs to estimate a variance, got {n}")
     params = list(params)
-    runs = []
+    if seed is None and executor is None:
+        return GradientStats(_gradient_runs(build, params, objective, n, None, progress))
+    from .executors import InProcess, run_jobs, spawn_seeds
+
+    chunks = min(n, 8) if chunks is None else chunks
+    if not 1 <= chunks <= n:
+        raise ValueError(f"gradient_stats: chunks must be between 1 and n={n}, got {chunks}")
+    if seed is None:
+        seed = int(resolve().integers(2**63))
+    sizes = [n // chunks + (i < n % chunks) for i in range(chunks)]
+    jobs = [(i, (build, params, objective, size, s, False))
+            for i, (size, s) in enumerate(zip(sizes, spawn_seeds(seed, chunks)))]
+    results, failures = run_jobs(_gradient_runs, jobs, executor or InProcess(), desc="gradient runs",
+                                 progress=progress)
+    if failures:
+        first = next(iter(failures.values()))
+        raise RuntimeError(f"gradient_stats: {len(failures)} of {chunks} chunks failed; chunk {first.key}: "
+                           f"{first.error}\n{first.trace}")
+    parts = [results[i] for i in range(chunks)]
+    return GradientStats([np.concatenate([p[j] for p in parts]) for j in range(len(params))])
+
+
+def _gradient_runs(build, params, objective, n, seed, progress):
+    """``n`` gradient estimates, one array (n,) + shape per parameter; with ``seed``, drawn from
+    the library generator ``default_rng(seed)`` (restored afterwards)."""
     steps = range(n)
     if progress:
         from tqdm.auto import tqdm  # only here: `import scg` needs no tqdm
 
         steps = tqdm(steps, desc="gradient runs")
-    for _ in steps:
-        g = _build(build)
-        loss = objective(g) if callable(objective) else getattr(g, objective)()
-        runs.append([r.data.copy() for r in grad(loss, params)])
-    return GradientStats([np.stack([r[i] for r in runs]) for i in range(len(params))])
+    runs = []
+    generator = np.random.default_rng(seed)
+    start = generator.bit_generator.state
+    with context.switched("gradient_stats", generator=generator) if seed is not None else contextlib.nullcontext():
+        for _ in steps:
+            g = _build(build)
+            loss = objective(g) if callable(objective) else getattr(g, objective)()
+            runs.append([r.data.copy() for r in grad(loss, params)])
+    stacked = [np.stack([r[i] for r in runs]) for i in range(len(params))]
+    if seed is not None and generator.bit_generator.state == start and any(np.any(a != a[:1]) for a in stacked):
+        # the runs vary, yet none drew from the seeded generator: build() carries its own, and
+        # every chunk would replay a copy of it, so the chunks would not be independent
+        raise ValueError(
+            "gradient_stats: build() draws its random numbers from a generator of its own (e.g. "
+            "scg.Graph(rng=...)), which every chunk of runs would copy; with seed or executor it must draw "
+            "from the library's generator (no rng)"
+        )
+    return stacked
 
 
 def _joint_values(dist, n):
