@@ -124,7 +124,7 @@ def _joint_values(dist, n):
         yield value.reshape(((n,) if n else ()) + batch + event)
 
 
-def outcomes(build, max_outcomes=100_000):
+def outcomes(build, max_outcomes=100_000, keep_estimators=False):
     """Every joint outcome of the discrete stochastic nodes of the graph ``build()`` makes:
     yields ``(graph, log_prob)`` where the graph was built with those values replayed and
     ``log_prob`` (a Tensor, differentiable in the parameters) is the log-probability of the
@@ -132,7 +132,11 @@ def outcomes(build, max_outcomes=100_000):
     included), so the count is the product of support size ** elements. A subsampled plate
     (N datapoints, batches of B) is enumerated too: each of its C(N, B) minibatches is an
     outcome of probability 1 / C(N, B), so the sum is over the full data. More than
-    ``max_outcomes`` raises ValueError."""
+    ``max_outcomes`` raises ValueError.
+
+    Every discrete node is replayed as a score-function node, unless ``keep_estimators``:
+    then the model's estimators stand, nodes it enumerates or marginalizes are left to it,
+    and every other node must be a score-function node (refused by name otherwise)."""
     from .estimators import ScoreFunction
 
     def choose(dist):
@@ -142,7 +146,8 @@ def outcomes(build, max_outcomes=100_000):
     pending = [({}, {}, 1)]
     while pending:
         values, subsets, total = pending.pop()
-        with force_estimator(choose), replay(values, strict=False), force_subsamples(subsets):
+        forced = contextlib.nullcontext() if keep_estimators else force_estimator(choose)
+        with forced, replay(values, strict=False), force_subsamples(subsets):
             g = _build(build)
         plates = [d for d in g._plate_dims.values() if d.size != d.full_size and d.name not in subsets]
         if plates:
@@ -156,12 +161,17 @@ def outcomes(build, max_outcomes=100_000):
             for idx in itertools.combinations(range(d.full_size), d.size):
                 pending.append((values, {**subsets, d.name: np.array(idx)}, total * count))
             continue
-        # marginalized nodes stay as they are: summed out inside their marginal cost
-        free = [s for s in g.stochastic if s.name not in values and not s.estimator.marginal]
+        # marginalized (and, keeping the model's estimators, enumerated) nodes stay as they
+        # are: summed inside their costs
+        summed = [s.name for s in g.stochastic if s.estimator.marginal or (keep_estimators and s.estimator.enumerated)]
+        free = [s for s in g.stochastic if s.name not in values and s.name not in summed]
+        if keep_estimators:
+            for s in free:
+                _check_replayable(s)
         if not free:
             log_p = None
             for s in g.stochastic:
-                if s.estimator.marginal:
+                if s.name in summed:
                     continue
                 lp = s.log_prob.sum()
                 log_p = lp if log_p is None else log_p + lp
@@ -188,6 +198,64 @@ def outcomes(build, max_outcomes=100_000):
             )
         for v in _joint_values(s.dist, s.n):
             pending.append(({**values, s.name: v}, subsets, total))
+
+
+def _check_replayable(node):
+    """Refuse, naming the node, one whose estimator's gradient is not a function of its
+    value alone (so the expectation over its outcomes is not the estimator's)."""
+    from .estimators import ARM, RELAX, DisARM, GumbelSoftmax, Reparam, ScoreFunction
+
+    est = node.estimator
+    if isinstance(est, ScoreFunction) and getattr(node.dist, "has_enumerate_support", False):
+        return
+    if isinstance(est, (DisARM, ARM)):
+        why = "its draws come in antithetic pairs, which are not independent, so no outcome has a product probability"
+    elif isinstance(est, RELAX):
+        why = "its gradient reads the uniform noise it drew, which a replayed value does not carry"
+    elif isinstance(est, (Reparam, GumbelSoftmax)) or not getattr(node.dist, "has_enumerate_support", False):
+        why = f"its value is continuous ({type(node.dist).__name__}, {est.describe()}): there are no outcomes to sum"
+    else:
+        why = f"{est.describe()} is not a score-function estimator"
+    raise ValueError(f"bias: node '{node.name}' cannot be replayed outcome by outcome: {why}. The exact check "
+                     f"covers score-function nodes (any baseline, n=K draws, VIMCO) and enumerated ones")
+
+
+class Bias:
+    """:func:`bias`'s answer, per parameter: ``expected`` (the exact expectation of the
+    estimator's gradient), ``exact`` (the gradient of the expected cost) and ``bias`` =
+    expected - exact; ``max_abs`` the largest |bias| over all parameters."""
+
+    def __init__(self, expected, exact):
+        self.expected, self.exact = expected, exact
+        self.bias = [e - x for e, x in zip(expected, exact)]
+        self.max_abs = max((float(np.abs(b).max()) for b in self.bias if b.size), default=0.0)
+
+    def unbiased(self, rtol=1e-6, atol=1e-9):
+        """Whether every element of ``expected`` equals ``exact`` within rounding."""
+        return all(np.allclose(e, x, rtol=rtol, atol=atol) for e, x in zip(self.expected, self.exact))
+
+    def __repr__(self):
+        rows = [f"  param {i}: expected {np.array2string(e, precision=6)}  exact {np.array2string(x, precision=6)}"
+                for i, (e, x) in enumerate(zip(self.expected, self.exact))]
+        return f"Bias(max |bias| = {self.max_abs:.3g})\n" + "\n".join(rows)
+
+
+def bias(build, params, max_outcomes=100_000):
+    """The exact bias of the estimators the model chose, for a small discrete graph: the sum
+    over every joint outcome o of the sampled nodes of p(o) * grad surrogate(o) (what the
+    estimator gives on average, baselines and n=K draws included; enumerated and
+    marginalized nodes are summed inside the surrogate as in training) beside the exact
+    gradient of the expected cost (:func:`exact_gradient`), per parameter. Refused, naming
+    the node, where a node cannot be replayed outcome by outcome (continuous, antithetic,
+    RELAX). Stateful baselines are read as they are (nothing is updated)."""
+    params = list(params)
+    expected = None
+    for g, log_p in outcomes(build, max_outcomes, keep_estimators=True):
+        w = float(np.exp(log_p.data))
+        gs = [w * r.data.astype(np.float64) for r in grad(g.surrogate(), params)]
+        expected = gs if expected is None else [a + b for a, b in zip(expected, gs)]
+    exact = [r.data.astype(np.float64) for r in exact_gradient(build, params, max_outcomes)]
+    return Bias(expected, exact)
 
 
 def exact_gradient(build, params, max_outcomes=100_000):

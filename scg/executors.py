@@ -14,6 +14,12 @@ on an existing Dask cluster, with the same results from each.
 
 A job is a function and its arguments, and every executor but the in-process one pickles
 them: use functions defined at module level (or ``functools.partial`` of one).
+
+Every job runs with one BLAS thread (threadpoolctl), wherever it runs. OpenBLAS splits some
+matrix products across its threads and adds the parts, so the rounding of a float32 result
+depends on how many threads it had: a job pinned to one gives the same bits in this process,
+in a worker process and on a Dask worker (which starts with OMP_NUM_THREADS=1), and N workers
+on N cores do not oversubscribe them.
 """
 
 import concurrent.futures as cf
@@ -36,6 +42,14 @@ class InProcess(cf.Executor):
         except Exception as e:  # the caller reads it from the future, as from a pool's
             future.set_exception(e)
         return future
+
+
+def pinned(fn, *args):
+    """``fn(*args)`` with the BLAS libraries held to one thread (see the module docstring)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return fn(*args)
 
 
 def _one_thread_each():
@@ -98,7 +112,8 @@ class JobFailed:
 
 
 def run_jobs(fn, jobs, pool, on_done=None, desc="jobs", progress=True):
-    """Run ``fn(*args)`` for every ``(key, args)`` of ``jobs`` on the executor ``pool``.
+    """Run ``fn(*args)`` for every ``(key, args)`` of ``jobs`` on the executor ``pool``, each
+    with one BLAS thread.
 
     Returns ``(results, failures)``: ``{key: result}`` in the order of ``jobs`` and
     ``{key: JobFailed}``. ``on_done(key, result)`` is called in this process as each job finishes
@@ -131,12 +146,12 @@ def run_jobs(fn, jobs, pool, on_done=None, desc="jobs", progress=True):
     try:
         if isinstance(pool, InProcess):  # one at a time, so the bar moves as each finishes
             for key, args in jobs:
-                finish(key, pool.submit(fn, *args))
+                finish(key, pool.submit(pinned, fn, *args))
         else:
             futures = {}
             for key, args in jobs:
                 try:
-                    futures[pool.submit(fn, *args)] = key
+                    futures[pool.submit(pinned, fn, *args)] = key
                 except Exception as e:  # e.g. a job that cannot be pickled for a worker
                     raise RuntimeError(f"could not submit job {key}: {type(e).__name__}: {e}") from e
             for future in cf.as_completed(futures):
