@@ -74,10 +74,8 @@ def gradient_stats(build, params, n, objective="surrogate", progress=False, seed
             for i, (size, s) in enumerate(zip(sizes, spawn_seeds(seed, chunks)))]
     results, failures = run_jobs(_gradient_runs, jobs, executor or InProcess(), desc="gradient runs",
                                  progress=progress)
-    if failures:
-        first = next(iter(failures.values()))
-        raise RuntimeError(f"gradient_stats: {len(failures)} of {chunks} chunks failed; chunk {first.key}: "
-                           f"{first.error}\n{first.trace}")
+    if failures:  # the first chunk's error, as the runs would have raised it unchunked
+        raise next(iter(failures.values())).exception
     parts = [results[i] for i in range(chunks)]
     return GradientStats([np.concatenate([p[j] for p in parts]) for j in range(len(params))])
 

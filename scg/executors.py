@@ -102,10 +102,12 @@ def spawn_seeds(seed, n):
 
 
 class JobFailed:
-    """What :func:`run_jobs` keeps of a job that raised: its key, the error, and the traceback."""
+    """What :func:`run_jobs` keeps of a job that raised: its key, the error (as text and as the
+    exception itself), and the traceback."""
 
-    def __init__(self, key, error, trace):
-        self.key, self.error, self.trace = key, error, trace
+    def __init__(self, key, exception, trace):
+        self.key, self.exception, self.trace = key, exception, trace
+        self.error = f"{type(exception).__name__}: {exception}"
 
     def __repr__(self):
         return f"JobFailed({self.key!r}, {self.error})"
@@ -134,7 +136,7 @@ def run_jobs(fn, jobs, pool, on_done=None, desc="jobs", progress=True):
         error = future.exception()
         if error is not None:
             trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-            failures[key] = JobFailed(key, f"{type(error).__name__}: {error}", trace)
+            failures[key] = JobFailed(key, error, trace)
             print(f"job {key} failed: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
         else:
             done[key] = future.result()
