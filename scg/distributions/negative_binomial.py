@@ -66,9 +66,10 @@ class NegativeBinomial(BaseParams, Distribution):
         some = ops.greater(r, 0)
         rs = ops.where(some, r, 1)
         ks = ops.where(some, k, 0)
-        log_comb = lgamma_shift(rs, ks) - ops.lgamma(ks + 1)
+        log_comb = lgamma_shift(rs, ks) - ops.lgamma(ks + 1)  # 0 where r = 0
+        log_comb = ops.where(some | ops.equal(k, 0), log_comb, -np.inf)
         # p_log_q: 0 log 0 = 0 (k = 0 at p = 0; r = 0)
-        lp = ops.where(some, log_comb, ops.where(ops.greater(k, 0), -np.inf, 0)) + p_log_q(k, log_p) + p_log_q(r, log_q)
+        lp = log_comb + p_log_q(k, log_p) + p_log_q(r, log_q)
         return outside_is_impossible(inside, lp)
 
     @property
