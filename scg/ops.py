@@ -121,6 +121,8 @@ log1p = primitive("log1p", np.log1p, lambda g, ans, x: g / (1 + x))
 expm1 = primitive("expm1", np.expm1, lambda g, ans, x: g * (ans + 1))
 sqrt = primitive("sqrt", np.sqrt, lambda g, ans, x: g * 0.5 / ans)
 tanh = primitive("tanh", np.tanh, lambda g, ans, x: g * (1 - ans * ans))
+arctan = primitive("arctan", np.arctan, lambda g, ans, x: g / (1 + x * x))
+tan = primitive("tan", np.tan, lambda g, ans, x: g * (1 + ans * ans))
 
 
 def _sigmoid_into(x, out):

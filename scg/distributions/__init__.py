@@ -35,3 +35,9 @@ from .geometric import Geometric
 from .multinomial import Multinomial
 from .multivariate_normal import MultivariateNormal
 from .lowrank_multivariate_normal import LowRankMultivariateNormal
+from .mixture_same_family import MixtureSameFamily
+from .negative_binomial import NegativeBinomial
+from .gumbel import Gumbel
+from .half_cauchy import HalfCauchy
+from .weibull import Weibull
+from .chi2 import Chi2

@@ -29,6 +29,8 @@ USES = {
     "expm1": lambda x: ops.expm1(x) + x,
     "sqrt": lambda x: ops.sqrt(x) + x,
     "tanh": lambda x: ops.tanh(x) + x,
+    "arctan": lambda x: ops.arctan(x) + x,
+    "tan": lambda x: ops.tan(x) + x,
     "sigmoid": lambda x: ops.sigmoid(x) + x,
     "softplus": lambda x: ops.softplus(x) + x,
     "relu": lambda x: ops.relu(x) + x,

@@ -34,6 +34,8 @@ UNARY = [
     ("expm1", scg.expm1, np.expm1, (-2, 2), None),
     ("sqrt", scg.sqrt, np.sqrt, (0.3, 3), None),
     ("tanh", scg.tanh, np.tanh, (-2, 2), None),
+    ("arctan", ops.arctan, np.arctan, (-3, 3), None),
+    ("tan", ops.tan, np.tan, (-1.2, 1.2), None),
     ("sigmoid", scg.sigmoid, sp.expit, (-4, 4), None),
     ("softplus", scg.softplus, lambda x: np.log1p(np.exp(x)), (-4, 4), None),
     ("relu", scg.relu, lambda x: np.maximum(x, 0), (-2, 2), 0.0),

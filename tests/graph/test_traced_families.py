@@ -227,7 +227,7 @@ def make_continuous(name, est):
                 q = getattr(D, name)(**params)
                 z = g.sample("z", q, n=3, estimator=estimator)
                 cost = -q.log_prob(z) + 0.01 * (z - scg.tensor(y)) ** 2 + q.entropy()
-                if name not in ("Cauchy",):  # Cauchy has no mean
+                if name not in ("Cauchy", "HalfCauchy"):  # no finite mean
                     cost = cost + 0.1 * q.mean
                 g.cost("c", cost)
                 with g.plate("data", size=2):
