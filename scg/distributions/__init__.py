@@ -35,3 +35,6 @@ from .geometric import Geometric
 from .multinomial import Multinomial
 from .multivariate_normal import MultivariateNormal
 from .lowrank_multivariate_normal import LowRankMultivariateNormal
+from .inverse_gamma import InverseGamma
+from .kumaraswamy import Kumaraswamy
+from .continuous_bernoulli import ContinuousBernoulli
