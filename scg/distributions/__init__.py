@@ -38,3 +38,4 @@ from .lowrank_multivariate_normal import LowRankMultivariateNormal
 from .inverse_gamma import InverseGamma
 from .kumaraswamy import Kumaraswamy
 from .continuous_bernoulli import ContinuousBernoulli
+from .von_mises import VonMises
