@@ -48,6 +48,12 @@ regularized_gamma_p = primitive("regularized_gamma_p", sp.gammainc, _gammainc_vj
 regularized_gamma_p.__doc__ = """P(a, z) = int_0^z t^(a-1) e^(-t) dt / Gamma(a), elementwise (a > 0, z >= 0);
 differentiable in both arguments to any order (in a through the Gamma's implicit gradient)."""
 
+regularized_gamma_q = primitive(
+    "regularized_gamma_q", sp.gammaincc,
+    lambda g, ans, a, z: _gammainc_vjp_a(-g, ans, a, z), lambda g, ans, a, z: _gammainc_vjp_z(-g, ans, a, z),
+)
+regularized_gamma_q.__doc__ = """Q(a, z) = 1 - P(a, z), computed directly (no cancellation where it is small)."""
+
 
 class InverseGamma(Distribution):
     """Inverse gamma with shape ``concentration`` (a > 0) and ``rate`` (b > 0): 1/x ~ Gamma(a, b)."""
@@ -89,7 +95,7 @@ class InverseGamma(Distribution):
         x = self._value(value)
         pos = ops.greater(x, 0)
         safe_x = ops.where(pos, x, 1.0)
-        q = 1 - regularized_gamma_p(self.concentration, self.rate / safe_x)
+        q = regularized_gamma_q(self.concentration, self.rate / safe_x)
         return ops.where(pos, q, 0.0)
 
     def entropy(self):

@@ -6,19 +6,29 @@ F^-1(u) = (1 - (1 - u)^(1/b))^(1/a); moments E[x^n] = b B(1 + n/a, b); entropy
 mode ((a - 1) / (a b - 1))^(1/a) for a >= 1, b >= 1, not both 1 (NaN otherwise, as torch).
 
 ``rsample``: x = F^-1(u), u ~ Uniform(0, 1) (pathwise through the closed-form inverse cdf).
-1 - x^a is computed as -expm1(a log x), and 1 - (1 - u)^(1/b) as -expm1(log1p(-u) / b), so
-neither loses the digits of a small x^a or u.
+log(1 - x^a) is log1p(-x^a) or log(-expm1(a log x)) (whichever keeps the digits), and
+1 - (1 - u)^(1/b) is -expm1(log1p(-u) / b), so no digits of a small x^a, 1 - x^a or u are lost.
 """
 
 import numpy as np
 
 from .. import ops
+from ..tensor import Tensor
 from .distribution import (
     Distribution, broadcast, check_positive, follows_value_dtype, keep_inside_unit_interval, outside_is_impossible,
     params, untyped,
 )
 
 EULER_GAMMA = 0.57721566490153286061
+
+
+def log1m_pow(a, x):
+    """log(1 - x^a) for x in [0, 1]: log1p(-x^a) where x^a < 1/2 (a small x^a keeps its digits),
+    log(-expm1(a log x)) above (1 - x^a keeps its digits near x = 1)."""
+    a_log_x = a * ops.log(x)
+    small = ops.less(a_log_x, -np.log(2.0))
+    return ops.where(small, ops.log1p(-ops.exp(ops.where(small, a_log_x, -1.0))),
+                     ops.log(-ops.expm1(ops.where(small, -1.0, a_log_x))))
 
 
 def _log_beta(x, y):
@@ -42,12 +52,14 @@ class Kumaraswamy(Distribution):
 
     def rsample(self, sample_shape=(), rng=None):
         shape = self._extended_shape(sample_shape)
-        u = self._rng(rng).random(shape).astype(self.dtype)
+        u = Tensor(self._rng(rng).random(shape).astype(self.dtype))
         return keep_inside_unit_interval(self._icdf(u))
 
     def _icdf(self, u):
         a, b = self.concentration1, self.concentration0
-        return ops.exp(ops.log(-ops.expm1(ops.log1p(-u) / b)) / a)
+        one = ops.equal(u, 1)  # log1p(-1) = -inf: F^-1(1) = 1, without numpy's warning
+        log1m_u = ops.where(one, u.dtype.type(-np.inf), ops.log1p(-ops.where(one, 0.0, u)))
+        return ops.exp(ops.log(-ops.expm1(log1m_u / b)) / a)
 
     @follows_value_dtype
     def log_prob(self, value):
@@ -55,8 +67,11 @@ class Kumaraswamy(Distribution):
         inside = self._support(x, (x >= 0) & (x <= 1))
         x = ops.where(inside, x, 0.5)
         a, b = self.concentration1, self.concentration0
-        # xlogy: 0 log 0 = 0, so x = 0 (x = 1) is finite for a = 1 (b = 1), +inf below, -inf above.
-        lp = ops.log(a) + ops.log(b) + ops.xlogy(a - 1, x) + ops.xlogy(b - 1, -ops.expm1(a * ops.log(x)))
+        # xlogy: 0 log 0 = 0, so x = 0 is finite for a = 1, +inf below, -inf above (x = 1 and b alike).
+        # At x = 1, (b - 1) log(1 - x^a) is xlogy's (b - 1) log 0: 0 for b = 1, else +-inf.
+        one = ops.equal(x, 1)
+        last = ops.where(one, ops.xlogy(b - 1, ops.astype(ops.where(one, 0.0, 1.0), x.dtype)), (b - 1) * log1m_pow(a, ops.where(one, 0.5, x)))
+        lp = ops.log(a) + ops.log(b) + ops.xlogy(a - 1, x) + last
         return outside_is_impossible(inside, lp)
 
     @follows_value_dtype
@@ -64,7 +79,7 @@ class Kumaraswamy(Distribution):
         """F(x) = 1 - (1 - x^a)^b, clipped to [0, 1] outside the support."""
         x = ops.clip(self._value(value), 0, 1)
         a, b = self.concentration1, self.concentration0
-        return -ops.expm1(b * ops.log(-ops.expm1(a * ops.log(x))))
+        return -ops.expm1(b * log1m_pow(a, x))
 
     @follows_value_dtype
     def icdf(self, value):

@@ -53,11 +53,12 @@ def angle_grad(k, theta):
     k = ops.astype(broadcast(k, theta.shape), np.float64)
     theta = ops.astype(theta, np.float64)
     a = ops.abs(theta)
-    # The end points are constants for differentiation: the integrand vanishes at t_max, and
-    # moving it changes nothing; the lower end moves with |theta| (the nodes are shifted by it).
+    # The lower end is |theta| (differentiable); the upper end t_max is a constant for
+    # differentiation: either pi, which is fixed, or a point where the integrand is negligible
+    # (moving it changes nothing).
     t_max = np.arccos(np.maximum(np.cos(a.data) - _LOG_CUTOFF / k.data, -1.0))
-    half = (t_max - a.data) / 2
-    t = ops.expand_dims(a, -1) + half[..., None] * (_NODES + 1)  # shape theta.shape + (32,)
+    half = (t_max - a) / 2
+    t = ops.expand_dims(a, -1) + ops.expand_dims(half, -1) * (_NODES + 1)  # shape theta.shape + (32,)
     k_, cos_a = ops.expand_dims(k, -1), ops.expand_dims(ops.cos(a), -1)
     integrand = (ops.cos(t) - ops.expand_dims(bessel_ratio(k), -1)) * ops.exp(k_ * (ops.cos(t) - cos_a))
     grad = ops.sum(integrand * _WEIGHTS, axis=-1) * half * np.sign(theta.data)
