@@ -39,3 +39,4 @@ from .inverse_gamma import InverseGamma
 from .kumaraswamy import Kumaraswamy
 from .continuous_bernoulli import ContinuousBernoulli
 from .von_mises import VonMises
+from .lkj_cholesky import LKJCholesky

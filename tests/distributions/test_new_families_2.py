@@ -425,3 +425,70 @@ def test_validate_args_false_gives_minus_inf_and_true_raises(build, bad, good):
         with pytest.raises(ValueError, match="outside the support|NaN"):
             strict.log_prob(v)
     assert not np.isnan(strict.log_prob(np.array(good)).data).any()
+
+
+# ---- LKJCholesky -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("eta", [0.5, 1.0, 3.0])
+def test_lkj_cholesky_density_integrates_to_one(eta):
+    """dim 2: L = [[1, 0], [r, sqrt(1 - r^2)]], one free entry r in (-1, 1). dim 3: the free
+    entries L21 in (-1, 1) and (L31, L32) in the unit disk (rows are independent)."""
+    from scipy import integrate
+
+    def lkj(r_entries, dim):
+        L = np.eye(dim)
+        k = 0
+        for i in range(1, dim):
+            L[i, :i] = r_entries[k:k + i]
+            L[i, i] = np.sqrt(max(1 - np.sum(L[i, :i] ** 2), 1e-300))
+            k += i
+        return D.LKJCholesky(dim, eta).log_prob(L).item()
+
+    total, _ = integrate.quad(lambda r: np.exp(lkj([r], 2)), -1, 1)
+    assert abs(total - 1) < 1e-8
+    # dim 3: the density is a product over rows; integrate row 2 alone with row 3 at a fixed
+    # point and row 3 (in polar coordinates) with row 2 fixed, then divide by the double count.
+    at = lkj([0.0, 0.0, 0.0], 3)
+    row2, _ = integrate.quad(lambda r: np.exp(lkj([r, 0.0, 0.0], 3) - at), -1, 1)
+    # (row 3's density depends on its radius only, checked at two angles)
+    assert abs(lkj([0.0, 0.3, 0.4], 3) - lkj([0.0, 0.5, 0.0], 3)) < 1e-12
+    row3, _ = integrate.quad(lambda rho: 2 * np.pi * rho * np.exp(lkj([0.0, rho, 0.0], 3) - at), 0, 1)
+    assert abs(np.exp(at) * row2 * row3 - 1) < 1e-7
+
+
+def test_lkj_cholesky_samples_are_cholesky_factors_with_lkj_correlations():
+    """Each off-diagonal correlation of LKJ(eta) in dim d has (r + 1)/2 ~ Beta(b, b) with
+    b = eta - 1 + d/2: mean 0, variance 1/(2b + 1), excess kurtosis -6/(2b + 3)."""
+    d, eta = 4, np.array([0.5, 2.0])
+    L = D.LKJCholesky(d, eta).sample((40_000,), rng=rng(4)).data
+    assert L.shape == (40_000, 2, d, d)
+    assert (np.triu(L, 1) == 0).all() and (np.diagonal(L, axis1=-2, axis2=-1) > 0).all()
+    np.testing.assert_allclose(np.sum(L * L, axis=-1), 1.0, rtol=1e-12)
+    C = L @ np.swapaxes(L, -1, -2)
+    b = eta - 1 + d / 2
+    for i, j in [(1, 0), (2, 0), (3, 1), (3, 2)]:
+        r = C[:, :, i, j]
+        var, kurt = 1 / (2 * b + 1), -6 / (2 * b + 3)
+        n = r.shape[0]
+        assert (np.abs(r.mean(0)) <= Z * np.sqrt(var / n)).all()
+        assert (np.abs(r.var(0, ddof=1) - var) <= Z * var * np.sqrt((kurt + 2) / n)).all()
+
+
+def test_lkj_cholesky_log_prob_shapes_gradcheck_validation_and_invalid_parameters():
+    d = D.LKJCholesky(3, np.array([0.5, 2.0]))
+    assert d.batch_shape == (2,) and d.event_shape == (3, 3) and not d.has_rsample
+    L = d.sample((5,), rng=rng(1))
+    assert L.shape == (5, 2, 3, 3) and d.log_prob(L).shape == (5, 2)
+    assert scg.gradcheck(lambda eta: D.LKJCholesky(3, eta).log_prob(L.data[0]), [np.array([0.5, 2.0])], order=2)
+    bad = np.array([[1.0, 0.1, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])  # not lower triangular
+    loose, strict = _both(lambda v: D.LKJCholesky(3, 1.5, validate_args=v))
+    assert loose.log_prob(bad).item() == -np.inf and loose.log_prob(2 * np.eye(3)).item() == -np.inf
+    with pytest.raises(ValueError, match="outside the support"):
+        strict.log_prob(bad)
+    assert np.isfinite(strict.log_prob(np.eye(3)).item())
+    for build, name in [(lambda: D.LKJCholesky(1, 1.0), "'dim'"), (lambda: D.LKJCholesky(2.5, 1.0), "'dim'"),
+                        (lambda: D.LKJCholesky(3, 0.0), "'concentration'"),
+                        (lambda: D.LKJCholesky(3, -1.0), "'concentration'")]:
+        with pytest.raises(ValueError, match=name):
+            build()
