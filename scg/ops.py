@@ -207,6 +207,24 @@ def polygamma(n, x):
     return digamma(x) if n == 0 else polygamma_(x, n=int(n))
 
 
+cos = primitive("cos", np.cos, lambda g, ans, x: -g * sin(x))
+sin = primitive("sin", np.sin, lambda g, ans, x: g * cos(x))
+
+# Exponentially scaled modified Bessel functions i0e(x) = e^(-|x|) I0(x), i1e(x) = e^(-|x|) I1(x)
+# (finite where I0, I1 overflow). From I0' = I1 and I1' = I0 - I1 / x:
+#   i0e' = i1e - sign(x) i0e,   i1e' = i0e - i1e / x - sign(x) i1e   (1/2 at x = 0, as I1(x) / x -> 1/2).
+
+
+def _i1e_over_x(x):
+    """i1e(x) / x, with its limit 1/2 at x = 0."""
+    zero = equal(x, 0)
+    return where(zero, 0.5, i1e(x) / where(zero, 1.0, x))
+
+
+i0e = primitive("i0e", sp.i0e, lambda g, ans, x: g * (i1e(x) - np.sign(x.data) * ans))
+i1e = primitive("i1e", sp.i1e, lambda g, ans, x: g * (i0e(x) - _i1e_over_x(x) - np.sign(x.data) * ans))
+
+
 def _where(x, y, cond):
     # np.where runs a scalar loop on this kind of machine (~8x a multiply on float32),
     # and where(mask, g, 0) is the backward of relu and of where itself. With one branch

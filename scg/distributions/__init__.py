@@ -41,3 +41,8 @@ from .gumbel import Gumbel
 from .half_cauchy import HalfCauchy
 from .weibull import Weibull
 from .chi2 import Chi2
+from .inverse_gamma import InverseGamma
+from .kumaraswamy import Kumaraswamy
+from .continuous_bernoulli import ContinuousBernoulli
+from .von_mises import VonMises
+from .lkj_cholesky import LKJCholesky

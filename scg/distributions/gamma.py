@@ -159,6 +159,10 @@ gammainc = primitive("gammainc", sp.gammainc, _gammainc_vjp_a, _gammainc_vjp_x)
 gammainc.__doc__ = """P(a, x) = int_0^x t^(a-1) e^(-t) dt / Gamma(a), the CDF of Gamma(a, 1) at x >= 0,
 differentiable in both (in a through the implicit gradient above, to any order)."""
 
+gammaincc = primitive("gammaincc", sp.gammaincc, lambda g, ans, a, x: _gammainc_vjp_a(-g, ans, a, x),
+                      lambda g, ans, a, x: _gammainc_vjp_x(-g, ans, a, x))
+gammaincc.__doc__ = """Q(a, x) = 1 - P(a, x), computed directly (no cancellation where P is near 1)."""
+
 
 class Gamma(Distribution):
     """Gamma with shape ``concentration`` (a > 0) and ``rate`` (b > 0): mean a/b.

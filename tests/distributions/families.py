@@ -139,6 +139,32 @@ def _real_line(p, x):
     return np.isfinite(x)
 
 
+class _Kumaraswamy(st.rv_continuous):
+    """Kumaraswamy(a, b) for scipy's machinery, from its closed forms: density a b x^(a-1)
+    (1 - x^a)^(b-1), cdf 1 - (1 - x^a)^b, raw moments b B(1 + n/a, b), entropy
+    (1 - 1/b) + (1 - 1/a) H_b - log(a b) with H_b = psi(b + 1) + Euler's gamma."""
+
+    def _pdf(self, x, a, b):
+        return np.exp(self._logpdf(x, a, b))
+
+    def _logpdf(self, x, a, b):
+        return np.log(a * b) + sp.xlogy(a - 1, x) + sp.xlogy(b - 1, -np.expm1(a * np.log(x)))
+
+    def _cdf(self, x, a, b):
+        return -np.expm1(b * np.log1p(-(x**a)))
+
+    def _ppf(self, q, a, b):
+        return (-np.expm1(np.log1p(-q) / b)) ** (1 / a)
+
+    def _munp(self, n, a, b):
+        return b * sp.beta(1 + n / a, b)
+
+    def _entropy(self, a, b):
+        return (1 - 1 / b) + (1 - 1 / a) * (sp.digamma(b + 1) + np.euler_gamma) - np.log(a * b)
+
+
+kumaraswamy = _Kumaraswamy(a=0.0, b=1.0, name="kumaraswamy")
+
 FAMILIES = {
     "Normal": Family(
         grid=dict(loc=[0.0, -3.0, 10.0, 1e3, 0.5], scale=[1.0, 0.1, 4.0, 2.0, 1e-3]),
@@ -419,6 +445,59 @@ FAMILIES = {
         ],
         outside=(dict(df=np.array([0.5, 4.0])), [-1e-300, -1.0, -np.inf], 0.5),
         grid_moments=True,
+    ),
+    "InverseGamma": Family(
+        grid=dict(concentration=[0.5, 1.0, 2.5, 3.0, 10.0, 300.0], rate=[1.0, 2.0, 0.5, 4.0, 0.3, 50.0]),
+        scipy=lambda p: st.invgamma(p["concentration"], scale=p["rate"]),
+        values=lambda p: np.array([0.05, 0.2, 0.5, 1.0, 2.0, 10.0])[:, None] * p["rate"] / p["concentration"],
+        log_prob_terms=lambda p, x: [p["concentration"] * np.log(p["rate"]), sp.gammaln(p["concentration"]),
+                                     (p["concentration"] + 1) * np.log(x), p["rate"] / x],
+        entropy_terms=lambda p: [p["concentration"], np.log(p["rate"]), sp.gammaln(p["concentration"]),
+                                 (1 + p["concentration"]) * sp.digamma(p["concentration"])],
+        support=_positive,
+        batch=dict(concentration=np.array([[0.5], [1.0], [3.0]]), rate=np.array([0.5, 1.0, 3.0, 9.0])),
+        sample=dict(concentration=[2.5, 7.0], rate=[2.0, 0.5]),
+        example=dict(concentration=3.0, rate=2.0),
+        invalid=[
+            (lambda: D.InverseGamma(0.0, 1.0), ["'concentration'"]),
+            (lambda: D.InverseGamma(np.array([1.0, -2.0]), 1.0), ["'concentration'", "-2"]),
+            (lambda: D.InverseGamma(1.0, -1.0), ["'rate'"]),
+            (lambda: D.InverseGamma(1.0, np.inf), ["'rate'"]),
+            (lambda: D.InverseGamma(np.nan, 1.0), ["'concentration'"]),
+            (lambda: D.InverseGamma(np.ones((2, 3)), np.ones(2)), ["concentration", "rate", "(2, 3)", "(2,)"]),
+        ],
+        outside=(dict(concentration=np.array([0.5, 2.0]), rate=3.0), [0.0, -1e-300, -1.0, -np.inf], 0.5),
+        f32_moment_rtol=4e-6,
+    ),
+    "Kumaraswamy": Family(
+        grid=dict(concentration1=[0.3, 0.5, 1.0, 1.0, 2.0, 5.0, 4.0, 0.7],
+                  concentration0=[0.5, 0.5, 1.0, 3.0, 2.0, 0.8, 6.0, 4.0]),
+        scipy=lambda p: kumaraswamy(p["concentration1"], p["concentration0"]),
+        values=lambda p: np.broadcast_to(np.array([1e-6, 1e-3, 0.1, 0.5, 0.9, 0.999, 1 - 1e-6])[:, None],
+                                         (7, len(p["concentration1"]))),
+        # a log x is rounded to eps |a log x|, which moves (b - 1) log(1 - x^a) by |b - 1| x^a / (1 - x^a) times it.
+        log_prob_terms=lambda p, x: [np.log(p["concentration1"]), np.log(p["concentration0"]),
+                                     (p["concentration1"] - 1) * np.log(x),
+                                     (p["concentration0"] - 1) * np.log1p(-x ** p["concentration1"]),
+                                     np.abs(p["concentration0"] - 1) * p["concentration1"] * np.abs(np.log(x))
+                                     * x ** p["concentration1"] / -np.expm1(p["concentration1"] * np.log(x))],
+        entropy_terms=lambda p: [1 / p["concentration0"], 1 / p["concentration1"],
+                                 2 * (sp.digamma(p["concentration0"] + 1) + 1),
+                                 np.log(p["concentration1"]), np.log(p["concentration0"])],
+        support=lambda p, x: (x > 0) & (x < 1),
+        batch=dict(concentration1=np.array([[0.5], [1.0], [3.0]]), concentration0=np.array([0.5, 1.0, 2.0, 9.0])),
+        sample=dict(concentration1=[0.5, 3.0], concentration0=[2.0, 0.7]),
+        example=dict(concentration1=2.0, concentration0=3.0),
+        invalid=[
+            (lambda: D.Kumaraswamy(0.0, 1.0), ["'concentration1'"]),
+            (lambda: D.Kumaraswamy(1.0, -1.0), ["'concentration0'"]),
+            (lambda: D.Kumaraswamy(np.inf, 1.0), ["'concentration1'"]),
+            (lambda: D.Kumaraswamy(np.ones(3), np.ones(4)), ["concentration1", "concentration0", "(3,)", "(4,)"]),
+        ],
+        outside=(dict(concentration1=np.array([0.5, 2.0]), concentration0=3.0), [-1e-9, 1 + 1e-9, 5.0], 0.3),
+        gradcheck=(dict(concentration1=[0.8, 3.0], concentration0=[2.0, 0.6]), [0.3, 0.8]),
+        grid_moments=True,
+        f32_moment_rtol=2e-5,
     ),
 }
 NAMES = list(FAMILIES)

@@ -116,7 +116,8 @@ def test_every_pair_is_registered_once_and_kl_imports_no_family():
 
     names = {(a.__name__, b.__name__) for a, b in kl._KL}
     assert names == {(n, n) for n in ("Normal", "Gamma", "Exponential", "Beta", "Dirichlet", "Bernoulli", "Categorical",
-                                      "LogNormal", "Laplace", "Independent", "Poisson", "Geometric", "GaussianBase")} | {
+                                      "LogNormal", "Laplace", "Independent", "Poisson", "Geometric", "GaussianBase",
+                                      "ContinuousBernoulli")} | {
         ("ExpandedDistribution", "Distribution"), ("Distribution", "ExpandedDistribution")} | {
         (n, "Gumbel") for n in ("Gumbel", "Normal", "Exponential", "Gamma", "Uniform")} | {
         ("Gumbel", n) for n in ("Normal", "Exponential", "Gamma", "Uniform", "Beta")}
