@@ -22,7 +22,11 @@ from .relaxed_bernoulli import RelaxedBernoulli
 from .relaxed_categorical import RelaxedOneHotCategorical
 from .independent import Independent
 from .expanded import ExpandedDistribution
-from .transforms import AffineTransform, ComposeTransform, ExpTransform, SigmoidTransform, TanhTransform, Transform
+from .transforms import AffineTransform, ComposeTransform, ExpTransform, SigmoidTransform, TanhTransform, Transform, SoftplusTransform, PowerTransform, AbsTransform
+from .event_transforms import (
+    SoftmaxTransform, StickBreakingTransform, LowerCholeskyTransform, ReshapeTransform, CatTransform, StackTransform,
+    IndependentTransform,
+)
 from .transformed_distribution import TransformedDistribution
 from .log_normal import LogNormal
 from .laplace import Laplace
