@@ -17,6 +17,7 @@ from .. import ops
 from ..autodiff import no_grad
 from ..tensor import Tensor
 from .distribution import Distribution, outside_is_impossible, sum_rightmost
+from .kl import kl_divergence, register_kl
 from .transforms import ComposeTransform, Transform
 
 
@@ -111,3 +112,21 @@ class TransformedDistribution(Distribution):
 
     def __repr__(self):
         return f"TransformedDistribution({self.base_dist!r}, {self.transforms!r})"
+
+
+@register_kl(TransformedDistribution, TransformedDistribution)
+def _kl_transformed_transformed(p, q):
+    """KL of the bases when both push them through the same transforms (KL is invariant under a
+    bijection), summed over the base's batch axes that the transforms make part of the event."""
+    if p.transforms != q.transforms or p.event_shape != q.event_shape:
+        raise NotImplementedError(
+            f"kl_divergence(TransformedDistribution, TransformedDistribution) needs the same transforms and "
+            f"event shape on both sides; got {p.transforms!r}, event {p.event_shape} and {q.transforms!r}, "
+            f"event {q.event_shape}"
+        )
+    if not all(t.bijective for t in p.transforms):
+        raise NotImplementedError(
+            f"kl_divergence(TransformedDistribution, TransformedDistribution) needs bijective transforms; got {p.transforms!r}"
+        )
+    absorbed = max(ComposeTransform(p.transforms).domain_event_dim - len(p.base_dist.event_shape), 0)
+    return sum_rightmost(kl_divergence(p.base_dist, q.base_dist), absorbed)
