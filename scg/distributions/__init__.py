@@ -22,7 +22,8 @@ from .relaxed_bernoulli import RelaxedBernoulli
 from .relaxed_categorical import RelaxedOneHotCategorical
 from .independent import Independent
 from .expanded import ExpandedDistribution
-from .transforms import AffineTransform, ComposeTransform, ExpTransform, SigmoidTransform, TanhTransform, Transform, SoftplusTransform, PowerTransform, AbsTransform
+from .transforms import AffineTransform, ComposeTransform, ExpTransform, SigmoidTransform, TanhTransform, Transform
+from .transforms import SoftplusTransform, PowerTransform, AbsTransform
 from .event_transforms import (
     SoftmaxTransform, StickBreakingTransform, LowerCholeskyTransform, ReshapeTransform, CatTransform, StackTransform,
     IndependentTransform,
