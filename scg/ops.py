@@ -200,6 +200,7 @@ polygamma_ = primitive(
 )
 digamma = primitive("digamma", sp.digamma, lambda g, ans, x: g * polygamma_(x, n=1))
 lgamma = primitive("lgamma", sp.gammaln, lambda g, ans, x: g * digamma(x))
+erf = primitive("erf", sp.erf, lambda g, ans, x: g * float(2 / np.sqrt(np.pi)) * exp(-x * x))  # d erf/dx = 2/sqrt(pi) e^(-x^2)
 
 
 def polygamma(n, x):

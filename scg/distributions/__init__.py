@@ -23,6 +23,11 @@ from .relaxed_categorical import RelaxedOneHotCategorical
 from .independent import Independent
 from .expanded import ExpandedDistribution
 from .transforms import AffineTransform, ComposeTransform, ExpTransform, SigmoidTransform, TanhTransform, Transform
+from .transforms import SoftplusTransform, PowerTransform, AbsTransform
+from .event_transforms import (
+    SoftmaxTransform, StickBreakingTransform, LowerCholeskyTransform, ReshapeTransform, CatTransform, StackTransform,
+    IndependentTransform,
+)
 from .transformed_distribution import TransformedDistribution
 from .log_normal import LogNormal
 from .laplace import Laplace

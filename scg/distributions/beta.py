@@ -16,8 +16,9 @@ from .distribution import (
     Distribution, broadcast, check_positive, follows_value_dtype, keep_inside_unit_interval, log_beta,
     outside_is_impossible, params, untyped,
 )
-from .gamma import rsample_log_standard_gamma
-from .kl import register_kl
+from .exponential import Exponential, gamma_expected_log_density
+from .gamma import Gamma, rsample_log_standard_gamma
+from .kl import infinite, register_kl
 from .stable import LOADER_MIN, deviance, lgamma_shift, log_factorial_rest
 
 
@@ -113,3 +114,25 @@ def _kl_beta_beta(p, q):
         + (b1 - b2) * ops.digamma(b1)
         + (a2 - a1 + b2 - b1) * ops.digamma(a1 + b1)
     )
+
+
+def beta_mean_log(p):
+    """E[log x] and E[log(1 - x)] for x ~ Beta(a, b): psi(a) - psi(a + b), psi(b) - psi(a + b)."""
+    a, b = p.concentration1, p.concentration0
+    return ops.digamma(a) - ops.digamma(a + b), ops.digamma(b) - ops.digamma(a + b)
+
+
+@register_kl(Beta, Gamma)
+def _kl_beta_gamma(p, q):
+    return -p.entropy() - gamma_expected_log_density(q, p.mean, beta_mean_log(p)[0])
+
+
+@register_kl(Beta, Exponential)
+def _kl_beta_exponential(p, q):
+    return -p.entropy() - ops.log(q.rate) + q.rate * p.mean
+
+
+@register_kl(Gamma, Beta)
+@register_kl(Exponential, Beta)
+def _kl_unbounded_beta(p, q):
+    return infinite(p, q)  # p puts mass above 1

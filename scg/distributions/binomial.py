@@ -15,6 +15,7 @@ from .distribution import (
     BaseParams, Distribution, broadcast, check, follows_value_dtype, is_count, outside_is_impossible, p_log_q,
     params,
 )
+from .kl import infinite_where, kl_divergence, register_kl
 from .stable import deviance, log_factorial_rest
 
 
@@ -96,3 +97,17 @@ class Binomial(BaseParams, Distribution):
         if expand:
             values = np.broadcast_to(values, (n + 1,) + self.batch_shape).copy()
         return Tensor(values)
+
+
+@register_kl(Binomial, Binomial)
+def _kl_binomial_binomial(p, q):
+    """n KL(Bernoulli(p) || Bernoulli(q)) for the same number of trials n; +inf where p's n is
+    larger (p reaches counts q cannot). A smaller n in p has no closed form: refused, as torch."""
+    if np.any(p.total_count.data < q.total_count.data):  # counts are parameters without a gradient
+        raise NotImplementedError(
+            "kl_divergence(Binomial, Binomial) needs p.total_count >= q.total_count (and is finite only where "
+            "they are equal); with fewer trials in p there is no closed form: estimate it by summing "
+            "p.log_prob(k) - q.log_prob(k) over k = 0..p.total_count"
+        )
+    kl = p.total_count * kl_divergence(p._base, q._base)
+    return infinite_where(p.total_count > q.total_count, kl)

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import ops
 from .distribution import LocationScale, broadcast, follows_value_dtype
+from .kl import register_kl
 from .stable import log1p_square
 
 LOG_PI = math.log(math.pi)
@@ -37,3 +38,10 @@ class Cauchy(LocationScale):
     @property
     def variance(self):
         return broadcast(self.scale * np.inf, self.batch_shape)
+
+
+@register_kl(Cauchy, Cauchy)
+def _kl_cauchy_cauchy(p, q):
+    # log(((s_p + s_q)^2 + (m_p - m_q)^2) / (4 s_p s_q))   (Chyzak & Nielsen 2019)
+    total, gap = p.scale + q.scale, p.loc - q.loc
+    return ops.log(total * total + gap * gap) - ops.log(4 * p.scale * q.scale)

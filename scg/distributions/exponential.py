@@ -10,6 +10,7 @@ from .. import ops
 from .distribution import (
     Distribution, broadcast, check_positive, follows_value_dtype, outside_is_impossible, params, untyped,
 )
+from .gamma import Gamma
 from .kl import register_kl
 
 
@@ -53,3 +54,25 @@ def _kl_exponential_exponential(p, q):
     # r - log r - 1 with r = b_q / b_p
     ratio = q.rate / p.rate
     return ratio - ops.log(ratio) - 1
+
+
+EULER_GAMMA = 0.5772156649015329
+
+
+def gamma_expected_log_density(q, mean, mean_log):
+    """E_p[log q(x)] for q a Gamma(a, b) (rate b), from E_p[x] and E_p[log x]:
+    a log b - lgamma(a) + (a - 1) E[log x] - b E[x]."""
+    a, b = q.concentration, q.rate
+    return a * ops.log(b) - ops.lgamma(a) + (a - 1) * mean_log - b * mean
+
+
+@register_kl(Exponential, Gamma)
+def _kl_exponential_gamma(p, q):
+    # -H(p) - E_p[log q], E_p[x] = 1/r, E_p[log x] = -gamma_E - log r
+    return -p.entropy() - gamma_expected_log_density(q, 1 / p.rate, -EULER_GAMMA - ops.log(p.rate))
+
+
+@register_kl(Gamma, Exponential)
+def _kl_gamma_exponential(p, q):
+    # -H(p) - E_p[log r - r x], E_p[x] = a/b
+    return -p.entropy() - ops.log(q.rate) + q.rate * p.concentration / p.rate

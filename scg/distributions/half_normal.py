@@ -13,6 +13,7 @@ from .. import ops
 from .distribution import (
     Distribution, broadcast, check_positive, follows_value_dtype, outside_is_impossible, params, untyped,
 )
+from .kl import register_kl
 
 HALF_LOG_PI_OVER_2 = 0.5 * math.log(math.pi / 2)
 
@@ -51,3 +52,10 @@ class HalfNormal(Distribution):
     @property
     def variance(self):
         return broadcast(self.scale * self.scale * (1 - 2 / math.pi), self.batch_shape)
+
+
+@register_kl(HalfNormal, HalfNormal)
+def _kl_halfnormal_halfnormal(p, q):
+    # as Normal(0, s_p) against Normal(0, s_q), both folded the same way: (r^2 - 1)/2 - log r, r = s_p/s_q
+    r = p.scale / q.scale
+    return 0.5 * (r * r - 1) - ops.log(r)

@@ -7,6 +7,11 @@ with the decorator ``@register_kl(Normal, Normal)``, so a new family is one new 
 This module holds only the table and the lookup; it imports no family, and the families
 import it, so there is no import cycle. A pair is found by walking both method
 resolution orders, so a pair registered for base classes serves their subclasses.
+
+A pair of two different families lives in the module of the one imported later (which
+imports the other, so again no cycle): gamma < exponential < beta < uniform < normal <
+laplace, and bernoulli < binomial < poisson. Pairs whose KL is infinite because p's support
+is not inside q's are registered too (``infinite``), as torch does.
 """
 
 import numpy as np
@@ -56,6 +61,20 @@ def kl_divergence(p, q):
         f"registered pairs: {pairs}. Estimate it by Monte Carlo as "
         f"mean(p.log_prob(x) - q.log_prob(x)) with x = p.sample(...)."
     )
+
+
+def infinite(p, q):
+    """+inf of the pair's broadcast batch shape: KL(p || q) where p puts mass on a set q gives
+    probability zero (a support mismatch, e.g. Normal against Exponential). No gradient."""
+    shape = np.broadcast_shapes(p.batch_shape, q.batch_shape)
+    return ops.broadcast_to(np.asarray(np.inf, dtype=np.result_type(p.dtype, q.dtype)), shape)
+
+
+def infinite_where(outside, kl):
+    """``kl`` with +inf where the boolean Tensor ``outside`` holds (p's support is not inside
+    q's there); compute ``kl`` from parameters made safe at those places, so that neither its
+    value nor its gradient is NaN."""
+    return ops.where(outside, np.inf, kl)
 
 
 def weighted_log_ratio(w, log_p, log_q):

@@ -6,10 +6,14 @@ with eps a standard Laplace draw (location-scale), so dx/dloc = 1, dx/dscale = e
 
 import math
 
-
 from .. import ops
 from .distribution import LocationScale, broadcast, follows_value_dtype
-from .kl import register_kl
+from .beta import Beta
+from .exponential import Exponential
+from .gamma import Gamma
+from .kl import infinite, register_kl
+from .normal import Normal, kl_to_normal
+from .uniform import Uniform
 
 LOG_2 = math.log(2.0)
 
@@ -43,3 +47,24 @@ def _kl_laplace_laplace(p, q):
     ratio = p.scale / q.scale
     gap = ops.abs(p.loc - q.loc)
     return -ops.log(ratio) + gap / q.scale + ratio * ops.exp(-gap / p.scale) - 1
+
+
+register_kl(Laplace, Normal)(kl_to_normal)
+
+
+@register_kl(Normal, Laplace)
+def _kl_normal_laplace(p, q):
+    # -H(p) + log(2 b) + E|x - m| / b, with x ~ N(mu, s), d = mu - m:
+    # E|x - m| = s sqrt(2/pi) exp(-d^2 / (2 s^2)) + d erf(d / (s sqrt 2))   (folded normal mean)
+    d, s = p.loc - q.loc, p.scale
+    z = d / s
+    folded = s * math.sqrt(2 / math.pi) * ops.exp(-0.5 * z * z) + d * ops.erf(z / math.sqrt(2))
+    return -p.entropy() + LOG_2 + ops.log(q.scale) + folded / q.scale
+
+
+@register_kl(Laplace, Uniform)
+@register_kl(Laplace, Exponential)
+@register_kl(Laplace, Gamma)
+@register_kl(Laplace, Beta)
+def _kl_laplace_bounded(p, q):
+    return infinite(p, q)  # a Laplace puts mass on the whole line

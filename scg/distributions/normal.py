@@ -5,7 +5,11 @@ import math
 
 from .. import ops
 from .distribution import LocationScale, broadcast, follows_value_dtype
-from .kl import register_kl
+from .beta import Beta
+from .exponential import Exponential
+from .gamma import Gamma
+from .kl import infinite, register_kl
+from .uniform import Uniform
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -47,3 +51,22 @@ def _kl_normal_normal(p, q):
     ratio = p.scale / q.scale
     diff = (p.loc - q.loc) / q.scale
     return 0.5 * (ratio * ratio + diff * diff - 1) - ops.log(ratio)
+
+
+def kl_to_normal(p, q):
+    """KL(p || Normal(m, s)) for any p with entropy, mean and variance:
+    -H(p) + log s + log(2 pi)/2 + (Var p + (E p - m)^2) / (2 s^2)."""
+    gap = p.mean - q.loc
+    return -p.entropy() + ops.log(q.scale) + HALF_LOG_2PI + (p.variance + gap * gap) / (2 * q.scale * q.scale)
+
+
+for _family in (Uniform, Exponential, Gamma, Beta):
+    register_kl(_family, Normal)(kl_to_normal)
+
+
+@register_kl(Normal, Uniform)
+@register_kl(Normal, Exponential)
+@register_kl(Normal, Gamma)
+@register_kl(Normal, Beta)
+def _kl_normal_bounded(p, q):
+    return infinite(p, q)  # a Normal puts mass outside any bounded or half-bounded support

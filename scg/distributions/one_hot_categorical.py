@@ -7,6 +7,7 @@ from .. import ops
 from ..tensor import Tensor
 from .categorical import Categorical, one_minus_probs
 from .distribution import BaseParams, Distribution, broadcast, outside_is_impossible
+from .kl import kl_divergence, register_kl
 
 
 class OneHotCategorical(BaseParams, Distribution):
@@ -58,3 +59,8 @@ class OneHotCategorical(BaseParams, Distribution):
         if expand:
             values = np.broadcast_to(values, (k,) + self.batch_shape + (k,)).copy()
         return Tensor(values)
+
+
+@register_kl(OneHotCategorical, OneHotCategorical)
+def _kl_onehotcategorical_onehotcategorical(p, q):
+    return kl_divergence(p._base, q._base)  # the same law on K outcomes, written as one-hot vectors

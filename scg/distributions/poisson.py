@@ -15,7 +15,9 @@ from ..tensor import Tensor
 from .distribution import (
     Distribution, broadcast, check, follows_value_dtype, is_count, outside_is_impossible, params, untyped,
 )
-from .kl import register_kl, weighted_log_ratio
+from .bernoulli import Bernoulli
+from .binomial import Binomial
+from .kl import infinite, register_kl, weighted_log_ratio
 from .stable import deviance, log_factorial_rest
 
 NORMAL_RATE = 1e18
@@ -67,3 +69,15 @@ class Poisson(Distribution):
 def _kl_poisson_poisson(p, q):
     # sum_k p(k) log(p(k) / q(k)) = r_p log(r_p / r_q) - (r_p - r_q); 0 log 0 = 0.
     return weighted_log_ratio(p.rate, ops.log(p.rate), ops.log(q.rate)) - (p.rate - q.rate)
+
+
+@register_kl(Bernoulli, Poisson)
+def _kl_bernoulli_poisson(p, q):
+    # -H(p) - E_p[k log r - r - log k!], and log k! = 0 for k in {0, 1}
+    return -p.entropy() - p.probs * ops.log(q.rate) + q.rate
+
+
+@register_kl(Poisson, Bernoulli)
+@register_kl(Poisson, Binomial)
+def _kl_poisson_bounded(p, q):
+    return infinite(p, q)  # a Poisson reaches every count, a Binomial only 0..n

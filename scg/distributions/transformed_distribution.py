@@ -6,7 +6,9 @@ x_{i-1} = t_i.inv(x_i),
     log p(y) = log p_base(x_0) - sum_i log |det J_{t_i}(x_{i-1})|.
 
 ``rsample`` pushes a reparameterized base draw through the transforms, so its gradient
-flows through both. The event has ``max(len(base.event_shape), t.event_dim)`` axes.
+flows through both. Shapes as torch: y's shape is ``t.forward_shape(base shape)`` (the base is
+expanded when a transform's parameters add batch axes), and the event has the codomain's
+event axes plus those of the base that the transforms do not couple.
 """
 
 import numpy as np
@@ -15,6 +17,7 @@ from .. import ops
 from ..autodiff import no_grad
 from ..tensor import Tensor
 from .distribution import Distribution, outside_is_impossible, sum_rightmost
+from .kl import kl_divergence, register_kl
 from .transforms import ComposeTransform, Transform
 
 
@@ -46,15 +49,21 @@ class TransformedDistribution(Distribution):
                 f"TransformedDistribution: parameter 'base_distribution' must be a Distribution; "
                 f"got {type(base_distribution).__name__}"
             )
-        self.base_dist = base_distribution
         self.transforms = _flatten(transforms)
-        shape = base_distribution.batch_shape + base_distribution.event_shape
-        event_dim = max([len(base_distribution.event_shape)] + [t.event_dim for t in self.transforms])
-        if event_dim > len(shape):
+        chain = ComposeTransform(self.transforms)
+        base_shape = base_distribution.batch_shape + base_distribution.event_shape
+        base_event = len(base_distribution.event_shape)
+        if chain.domain_event_dim > len(base_shape):
             raise ValueError(
-                f"TransformedDistribution: parameter 'transforms' needs {event_dim} event axes but the "
-                f"base distribution has only {len(shape)} axes (shape {shape})"
+                f"TransformedDistribution: parameter 'transforms' needs {chain.domain_event_dim} event axes but "
+                f"the base distribution has only {len(base_shape)} axes (shape {base_shape})"
             )
+        shape = chain.forward_shape(base_shape)
+        wanted = chain.inverse_shape(shape)  # a transform's parameters may add batch axes
+        if wanted != base_shape:
+            base_distribution = base_distribution.expand(wanted[: len(wanted) - base_event])
+        self.base_dist = base_distribution
+        event_dim = chain.codomain_event_dim + max(base_event - chain.domain_event_dim, 0)
         split = len(shape) - event_dim
         super().__init__(shape[:split], shape[split:], base_distribution.dtype, validate_args)
 
@@ -81,24 +90,43 @@ class TransformedDistribution(Distribution):
 
     def log_prob(self, value):
         y = self._value(value)
-        event_dim = len(self.event_shape)
+        event_dim = len(self.event_shape)  # of the current value, as the walk goes back
         inside = None  # where y is in every codomain: a recorded boolean Tensor (y may be a sample)
         ladj = 0.0
         for t in reversed(self.transforms):
             ok = t._in_codomain(y)
             if not ok.data.all():  # evaluate at a safe point there; the result is -inf below
+                y = ops.where(ok, y, t._codomain_point(y))
+                ok = ops.broadcast_to(ok, y.shape) if ok.shape != y.shape else ok
+                ok = ops.all(ok, axis=tuple(range(-event_dim, 0))) if event_dim else ok
                 inside = ok if inside is None else inside & ok
-                y = ops.where(ok, y, t._codomain_point())
             x = t.inv(y)
-            ladj = ladj + sum_rightmost(t.log_abs_det_jacobian(x, y), event_dim - t.event_dim)
+            event_dim += t.domain_event_dim - t.codomain_event_dim
+            ladj = ladj + sum_rightmost(t.log_abs_det_jacobian(x, y), event_dim - t.domain_event_dim)
             y = x
         if inside is None:
             inside = Tensor(np.ones((), dtype=bool))
-        elif event_dim:
-            inside = ops.all(inside, axis=tuple(range(-event_dim, 0)))
         inside = self._support(value if isinstance(value, Tensor) else Tensor(np.asarray(value)), inside)
         lp = sum_rightmost(self.base_dist.log_prob(y), event_dim - len(self.base_dist.event_shape)) - ladj
         return outside_is_impossible(inside, lp)
 
     def __repr__(self):
         return f"TransformedDistribution({self.base_dist!r}, {self.transforms!r})"
+
+
+@register_kl(TransformedDistribution, TransformedDistribution)
+def _kl_transformed_transformed(p, q):
+    """KL of the bases when both push them through the same transforms (KL is invariant under a
+    bijection), summed over the base's batch axes that the transforms make part of the event."""
+    if p.transforms != q.transforms or p.event_shape != q.event_shape:
+        raise NotImplementedError(
+            f"kl_divergence(TransformedDistribution, TransformedDistribution) needs the same transforms and "
+            f"event shape on both sides; got {p.transforms!r}, event {p.event_shape} and {q.transforms!r}, "
+            f"event {q.event_shape}"
+        )
+    if not all(t.bijective for t in p.transforms):
+        raise NotImplementedError(
+            f"kl_divergence(TransformedDistribution, TransformedDistribution) needs bijective transforms; got {p.transforms!r}"
+        )
+    absorbed = max(ComposeTransform(p.transforms).domain_event_dim - len(p.base_dist.event_shape), 0)
+    return sum_rightmost(kl_divergence(p.base_dist, q.base_dist), absorbed)

@@ -11,6 +11,10 @@ from .. import ops
 from .distribution import (
     Distribution, broadcast, check, clamp_keeping_gradient, follows_value_dtype, params, untyped,
 )
+from .beta import Beta
+from .exponential import Exponential, gamma_expected_log_density
+from .gamma import Gamma
+from .kl import infinite, infinite_where, register_kl
 
 
 class Uniform(Distribution):
@@ -59,3 +63,52 @@ class Uniform(Distribution):
     def variance(self):
         width = self.high - self.low
         return broadcast(width * width / 12, self.batch_shape)
+
+
+def mean_log(low, high):
+    """E[log x] for x ~ Uniform(low, high), 0 <= low < high: (h log h - l log l) / (h - l) - 1
+    (0 log 0 = 0, so low = 0 is finite)."""
+    return (ops.xlogy(high, high) - ops.xlogy(low, low)) / (high - low) - 1
+
+
+@register_kl(Uniform, Uniform)
+def _kl_uniform_uniform(p, q):
+    # log((h_q - l_q) / (h_p - l_p)) when [l_p, h_p) lies inside [l_q, h_q), else +inf
+    outside = (q.low > p.low) | (q.high < p.high)
+    return infinite_where(outside, ops.log(q.high - q.low) - ops.log(p.high - p.low))
+
+
+@register_kl(Uniform, Exponential)
+def _kl_uniform_exponential(p, q):
+    # -log(h - l) - log r + r (l + h) / 2, finite when l >= 0
+    kl = -ops.log(p.high - p.low) - ops.log(q.rate) + q.rate * (p.low + p.high) / 2
+    return infinite_where(p.low < 0, kl)
+
+
+@register_kl(Uniform, Gamma)
+def _kl_uniform_gamma(p, q):
+    outside = p.low < 0
+    low, high = ops.where(outside, 0, p.low), ops.where(outside, 1, p.high)  # safe where +inf
+    kl = -ops.log(high - low) - gamma_expected_log_density(q, (low + high) / 2, mean_log(low, high))
+    return infinite_where(outside, kl)
+
+
+@register_kl(Uniform, Beta)
+def _kl_uniform_beta(p, q):
+    # -H(p) - E_p[(a - 1) log x + (b - 1) log(1 - x)] + log B(a, b), finite when [l, h) is in [0, 1]
+    outside = (p.low < 0) | (p.high > 1)
+    low, high = ops.where(outside, 0.25, p.low), ops.where(outside, 0.75, p.high)
+    a, b = q.concentration1, q.concentration0
+    cross = (a - 1) * mean_log(low, high) + (b - 1) * mean_log(1 - high, 1 - low) - q._log_beta()
+    return infinite_where(outside, -ops.log(high - low) - cross)
+
+
+@register_kl(Beta, Uniform)
+def _kl_beta_uniform(p, q):
+    return infinite_where((q.low > 0) | (q.high < 1), -p.entropy() + ops.log(q.high - q.low))
+
+
+@register_kl(Gamma, Uniform)
+@register_kl(Exponential, Uniform)
+def _kl_unbounded_uniform(p, q):
+    return infinite(p, q)  # p puts mass beyond any bound

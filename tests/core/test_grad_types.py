@@ -30,6 +30,7 @@ USES = {
     "sqrt": lambda x: ops.sqrt(x) + x,
     "tanh": lambda x: ops.tanh(x) + x,
     "arctan": lambda x: ops.arctan(x) + x,
+    "erf": lambda x: ops.erf(x) + x,
     "tan": lambda x: ops.tan(x) + x,
     "sigmoid": lambda x: ops.sigmoid(x) + x,
     "softplus": lambda x: ops.softplus(x) + x,

@@ -63,8 +63,8 @@ def test_kl_broadcasts_batch_shapes():
 
 
 def test_unregistered_pair_names_both_families():
-    with pytest.raises(NotImplementedError, match=r"Normal \|\| Gamma.*registered pairs"):
-        D.kl_divergence(D.Normal(0.0, 1.0), D.Gamma(1.0, 1.0))
+    with pytest.raises(NotImplementedError, match=r"Normal \|\| StudentT.*registered pairs"):
+        D.kl_divergence(D.Normal(0.0, 1.0), D.StudentT(3.0))
 
 
 def test_register_kl_refuses_a_class_that_is_not_a_distribution(monkeypatch):
@@ -115,12 +115,17 @@ def test_every_pair_is_registered_once_and_kl_imports_no_family():
     from scg.distributions import kl
 
     names = {(a.__name__, b.__name__) for a, b in kl._KL}
-    assert names == {(n, n) for n in ("Normal", "Gamma", "Exponential", "Beta", "Dirichlet", "Bernoulli", "Categorical",
-                                      "LogNormal", "Laplace", "Independent", "Poisson", "Geometric", "GaussianBase",
-                                      "ContinuousBernoulli")} | {
-        ("ExpandedDistribution", "Distribution"), ("Distribution", "ExpandedDistribution")} | {
-        (n, "Gumbel") for n in ("Gumbel", "Normal", "Exponential", "Gamma", "Uniform")} | {
+    same = {(n, n) for n in ("Normal", "Gamma", "Exponential", "Beta", "Dirichlet", "Bernoulli", "Categorical",
+                             "LogNormal", "Laplace", "Independent", "Poisson", "Geometric", "GaussianBase", "Uniform",
+                             "Cauchy", "HalfNormal", "Binomial", "OneHotCategorical", "TransformedDistribution")}
+    cross = {("Normal", "Laplace"), ("Laplace", "Normal"), ("Bernoulli", "Poisson"), ("Poisson", "Bernoulli"),
+             ("Poisson", "Binomial")}
+    cross |= {(a, b) for a in ("Uniform", "Normal", "Laplace", "Exponential", "Gamma", "Beta")
+              for b in ("Uniform", "Normal", "Exponential", "Gamma", "Beta") if a != b}
+    wrappers = {("ExpandedDistribution", "Distribution"), ("Distribution", "ExpandedDistribution")}
+    gumbel = {(n, "Gumbel") for n in ("Gumbel", "Normal", "Exponential", "Gamma", "Uniform")} | {
         ("Gumbel", n) for n in ("Normal", "Exponential", "Gamma", "Uniform", "Beta")}
+    assert names == same | cross | wrappers | gumbel | {("ContinuousBernoulli", "ContinuousBernoulli")}
     tree = ast.parse(pathlib.Path(kl.__file__).read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert imported <= {None, "distribution"}  # `from .. import ops` and `from .distribution import ...` only
