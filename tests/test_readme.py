@@ -19,6 +19,8 @@ def test_python_examples_run():
     assert namespace["mu"].grad is not None and namespace["logit"].grad is not None
     assert np.isclose(namespace["loss"].item(), namespace["value"].item())
     assert namespace["step"].stats == {"eager": 3, "replayed": 1}
+    # the bias check of a leave-one-out baseline found none
+    assert namespace["check"].unbiased() and namespace["check"].max_abs < 1e-12
 
 
 def test_ci_runs_the_readme_test_command():
