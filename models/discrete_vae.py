@@ -36,6 +36,9 @@ instead, declared with ``g.bound``. Every model is evaluated on the same test EL
                                       coins (Grathwohl et al. 2018)
   gumbel          yes         yes     Gumbel-softmax relaxation at --temperature (biased)
 
+  Variants for studies, run only when named: nvil-unnormalised (no variance normalisation),
+  nvil-kl-outside (the analytic KL outside the normalised learning signal).
+
 The estimators are the table ``ESTIMATORS`` (name -> factory); a new one is one entry
 there, and a factory refuses the models and options it does not suit. Each epoch logs the
 variance and SNR of the encoder's gradient estimate on a fixed batch
@@ -284,14 +287,18 @@ def _enumerate(model, options):
     return Choice(scg.Enumerate(), None, False)
 
 
-def _nvil(model, options):
+def _nvil(normalize=True, kl_inside=True, name="nvil"):
     # NVIL's learning signal is the whole log p(x, z) - log q(z|x) (Mnih & Gregor 2014), so
     # the KL is in it and normalised with it: the ELBO as a one-sample bound (n=1). With the
     # KL analytic and outside the signal, normalising shrank only the reconstruction's
-    # pull on the encoder, and the posterior collapsed towards the prior.
-    _fixed("nvil", 1, options, "its learning signal is the one-sample bound of one draw")
-    net = _Baseline(model.baseline_net, per_image=model.kind == "bernoulli" or model.latents == 1)
-    return Choice(scg.ScoreFunction(scg.LearnedBaseline(net, normalize=True)), 1, True)
+    # pull on the encoder, and the posterior collapsed towards the prior (the variant
+    # nvil-kl-outside keeps that form for studies; nvil-unnormalised drops the normaliser).
+    def factory(model, options):
+        _fixed(name, 1, options, "its learning signal is the one-sample bound of one draw")
+        net = _Baseline(model.baseline_net, per_image=model.kind == "bernoulli" or model.latents == 1)
+        baseline = scg.LearnedBaseline(net, normalize=normalize)
+        return Choice(scg.ScoreFunction(baseline), 1 if kl_inside else None, kl_inside)
+    return factory
 
 
 def _pair(cls):
@@ -317,7 +324,7 @@ def _relax(model, options):
 ESTIMATORS = {
     "score-ma": lambda model, options: Choice(scg.ScoreFunction(scg.MovingAverageBaseline(0.9)), _single(options),
                                               False),
-    "nvil": _nvil,
+    "nvil": _nvil(),
     "rloo": lambda model, options: Choice(scg.ScoreFunction(scg.LeaveOneOutBaseline()), _multi("rloo", options),
                                           False),
     "vimco": lambda model, options: Choice(scg.VIMCO(), _multi("vimco", options), True),
@@ -326,7 +333,11 @@ ESTIMATORS = {
     "arm": _pair(scg.ARM),
     "relax": _relax,
     "gumbel": lambda model, options: Choice(scg.GumbelSoftmax(options.temperature), _single(options), False),
+    # variants for studies: trained only when named (train --estimator, compare --estimators)
+    "nvil-unnormalised": _nvil(normalize=False, name="nvil-unnormalised"),
+    "nvil-kl-outside": _nvil(kl_inside=False, name="nvil-kl-outside"),
 }
+VARIANTS = ("nvil-unnormalised", "nvil-kl-outside")
 
 
 def choose_estimator(name, model, options):
@@ -605,6 +616,8 @@ def applicable(args):
     for name in ESTIMATORS:
         try:
             choose_estimator(name, model, args)
+            if name in VARIANTS and name not in (getattr(args, "estimators", None) or ()):
+                continue
             names.append(name)
         except ValueError as e:
             refused[name] = str(e)

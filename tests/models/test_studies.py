@@ -183,3 +183,18 @@ def test_valid_0_trains_on_every_training_image(tmp_path):
     (row,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert row["valid_bound"] is None and np.isfinite(row["train_bound"])
     assert (out / "learning_curve.png").stat().st_size > 0
+
+
+def test_nvil_variants_run_only_when_named():
+    args = args_for("--model", "bernoulli", "--latents", "6")
+    names, _ = dv.applicable(args)
+    assert "nvil" in names and not set(dv.VARIANTS) & set(names)
+    named = args_for("--model", "bernoulli", "--latents", "6", "--estimators", "nvil,nvil-kl-outside,nvil-unnormalised")
+    assert set(dv.VARIANTS) <= set(dv.applicable(named)[0])
+    model = dv.make_model("bernoulli", 6, 2, 8)
+    nvil, outside, raw = (dv.choose_estimator(n, model, args) for n in ("nvil", "nvil-kl-outside", "nvil-unnormalised"))
+    # nvil and the unnormalised variant: the KL inside the signal (the one-sample bound over z)
+    assert (nvil.n, nvil.bound) == (1, True) and (raw.n, raw.bound) == (1, True)
+    assert (outside.n, outside.bound) == (None, False)  # ELBO costs: the analytic KL outside
+    assert nvil.estimator.baseline.normalize == 0.9 and raw.estimator.baseline.normalize is None
+    assert outside.estimator.baseline.normalize == 0.9
