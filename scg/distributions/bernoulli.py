@@ -6,6 +6,7 @@ log p(x) = x log p + (1 - x) log(1 - p); from logits that is x l - softplus(l).
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check, outside_is_impossible, p_log_q, params, probs_or_logits, untyped,
 )
@@ -17,7 +18,8 @@ class Bernoulli(Distribution):
     the support {0, 1} can be enumerated."""
 
     has_enumerate_support = True
-    support = "{0, 1}"
+    support = constraints.boolean
+    arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
 
     def __init__(self, probs=None, logits=None, validate_args=None):
         self._given = probs_or_logits("Bernoulli", probs, logits)

@@ -12,6 +12,7 @@ differentiable in a and b to any order.
 """
 
 from .. import ops
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check_positive, follows_value_dtype, keep_inside_unit_interval, log_beta,
     outside_is_impossible, params, untyped,
@@ -25,7 +26,8 @@ class Beta(Distribution):
     """Beta with ``concentration1`` a > 0 and ``concentration0`` b > 0 (mean a/(a+b))."""
 
     has_rsample = True
-    support = "0 <= x <= 1"
+    support = constraints.unit_interval
+    arg_constraints = {"concentration1": constraints.positive, "concentration0": constraints.positive}
 
     def __init__(self, concentration1, concentration0, validate_args=None):
         (self.concentration1, self.concentration0), shape, dtype = params(

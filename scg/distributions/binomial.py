@@ -9,6 +9,7 @@ mean n p, variance n p (1 - p); entropy by summing over the (finite) support.
 import numpy as np
 
 from .. import ops
+from . import constraints
 from ..tensor import Tensor
 from .bernoulli import Bernoulli
 from .distribution import (
@@ -26,6 +27,8 @@ class Binomial(BaseParams, Distribution):
     sampling refuses total_count >= 2**63 (numpy's counts are int64), log_prob does not."""
 
     has_enumerate_support = True
+    arg_constraints = {"total_count": constraints.nonnegative_integer, "probs": constraints.unit_interval,
+                       "logits": constraints.real}
 
     def __init__(self, total_count=1, probs=None, logits=None, validate_args=None):
         self._base = Bernoulli(probs=probs, logits=logits, validate_args=validate_args)
@@ -39,7 +42,7 @@ class Binomial(BaseParams, Distribution):
         )
         check("Binomial", "total_count", self.total_count, is_count(self.total_count).data, "a non-negative integer")
         self._untyped = None if self._base._untyped is None else {"total_count": total_count, given: param}
-        self.support = "the integers 0..total_count"
+        self.support = constraints.integer_interval(0, self.total_count.data).described("the integers 0..total_count")
         super().__init__(shape, (), dtype, validate_args)
 
     def sample(self, sample_shape=(), rng=None):

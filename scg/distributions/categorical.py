@@ -7,6 +7,7 @@ Logits are normalized with log_softmax, so ``.logits`` are log-probabilities;
 import numpy as np
 
 from .. import ops
+from . import constraints
 from ..tensor import Tensor
 from .distribution import (
     Distribution, broadcast, check, gather_last, is_count, outside_is_impossible, p_log_q, params,
@@ -42,6 +43,7 @@ class Categorical(Distribution):
     the last axis) or unnormalized ``logits``. batch_shape = shape[:-1]; samples are int64."""
 
     has_enumerate_support = True
+    arg_constraints = {"probs": constraints.simplex, "logits": constraints.independent(constraints.real, 1)}
 
     def __init__(self, probs=None, logits=None, validate_args=None):
         given = probs_or_logits(type(self).__name__, probs, logits)
@@ -64,7 +66,7 @@ class Categorical(Distribution):
             self._log_probs = log_normalize(param)
             self._probs = None
         self.num_categories = param.shape[-1]
-        self.support = f"the integers 0..{self.num_categories - 1}"
+        self.support = constraints.integer_interval(0, self.num_categories - 1)
         self._untyped = untyped(**{given: probs if probs is not None else logits})
         super().__init__(shape[:-1], (), dtype, validate_args)
 

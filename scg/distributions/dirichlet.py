@@ -13,6 +13,7 @@ normalises with a log-sum-exp), implicitly reparameterized and differentiable to
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check_positive, clamp_keeping_gradient, follows_value_dtype, log_beta,
     outside_is_impossible, params, sums_to_one, untyped,
@@ -33,7 +34,8 @@ class Dirichlet(Distribution):
     """
 
     has_rsample = True
-    support = "the simplex (x_k >= 0, sum_k x_k = 1, along the last axis)"
+    support = constraints.simplex
+    arg_constraints = {"concentration": constraints.independent(constraints.positive, 1)}
 
     def __init__(self, concentration, validate_args=None):
         (self.concentration,), shape, dtype = params("Dirichlet", concentration=concentration)

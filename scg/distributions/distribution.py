@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import context, ops
 from ..autodiff import no_grad
+from . import constraints
 from ..random import resolve
 from ..tensor import Tensor
 
@@ -21,7 +22,12 @@ class Distribution:
 
     has_rsample = False
     has_enumerate_support = False
-    support = "the real numbers"
+    #: where values live: a :mod:`~scg.distributions.constraints` object (a plain string, the
+    #: older form, is still accepted: messages only format it)
+    support = constraints.real
+    #: parameter name -> constraint, as torch's (descriptive: each family checks its own
+    #: parameters once, in its constructor, with messages naming them)
+    arg_constraints = {}
     _untyped = None  # the parameters as given, when none had a float dtype (see _follow)
 
     def __init__(self, batch_shape=(), event_shape=(), dtype=np.float64, validate_args=None):
@@ -291,6 +297,7 @@ class LocationScale(Distribution):
     ``eps`` from the subclass's ``_standard(rng, shape)``."""
 
     has_rsample = True
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
 
     def __init__(self, loc, scale, validate_args=None):
         name = type(self).__name__

@@ -7,6 +7,7 @@ CDF: ``x = -log(1 - u) / b`` with ``u ~ Uniform[0, 1)``, so dx/db = -x/b.
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check_positive, follows_value_dtype, outside_is_impossible, params, untyped,
 )
@@ -17,7 +18,8 @@ class Exponential(Distribution):
     """Exponential with ``rate`` b > 0 (mean 1/b)."""
 
     has_rsample = True
-    support = "x >= 0"
+    support = constraints.nonnegative
+    arg_constraints = {"rate": constraints.positive}
 
     def __init__(self, rate, validate_args=None):
         (self.rate,), shape, dtype = params("Exponential", rate=rate)

@@ -34,6 +34,7 @@ exact too. Memory is O(n * 54) for n samples, whatever their size.
 import numpy as np
 
 from .. import ops
+from . import constraints
 from ..autodiff import primitive
 from ..ops import unbroadcast
 from .distribution import (
@@ -146,7 +147,8 @@ class Gamma(Distribution):
     """
 
     has_rsample = True
-    support = "x >= 0"
+    support = constraints.nonnegative
+    arg_constraints = {"concentration": constraints.positive, "rate": constraints.positive}
 
     def __init__(self, concentration, rate, validate_args=None):
         (self.concentration, self.rate), shape, dtype = params(

@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check_positive, follows_value_dtype, outside_is_impossible, params, untyped,
 )
@@ -21,7 +22,8 @@ class HalfNormal(Distribution):
     """Half-normal with ``scale > 0``: the absolute value of a Normal(0, scale)."""
 
     has_rsample = True
-    support = "y >= 0"
+    support = constraints.nonnegative.described("y >= 0")
+    arg_constraints = {"scale": constraints.positive}
 
     def __init__(self, scale, validate_args=None):
         (self.scale,), shape, dtype = params("HalfNormal", scale=scale)

@@ -7,6 +7,7 @@ place). Entropy loc + 1/2 + log(scale sqrt(2 pi)); mean exp(loc + scale^2/2); va
 """
 
 from .. import ops
+from . import constraints
 from .distribution import broadcast, untyped
 from .kl import kl_divergence, register_kl
 from .normal import Normal
@@ -18,7 +19,8 @@ class LogNormal(TransformedDistribution):
     """Log-normal: ``log y ~ Normal(loc, scale)`` with ``scale > 0`` (broadcast together)."""
 
     has_rsample = True
-    support = "y > 0"
+    support = constraints.positive.described("y > 0")
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
 
     def __init__(self, loc, scale, validate_args=None):
         base = Normal(loc, scale, validate_args=validate_args)

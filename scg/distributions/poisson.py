@@ -11,6 +11,7 @@ Like torch.distributions there is no closed-form entropy.
 import numpy as np
 
 from .. import ops
+from . import constraints
 from ..tensor import Tensor
 from .distribution import (
     Distribution, broadcast, check, follows_value_dtype, is_count, outside_is_impossible, params, untyped,
@@ -25,7 +26,8 @@ class Poisson(Distribution):
     """Counts with mean ``rate >= 0``. No pathwise sample (use a score-function
     estimator); samples are floats in the parameter's dtype, as in torch."""
 
-    support = "the non-negative integers"
+    support = constraints.nonnegative_integer
+    arg_constraints = {"rate": constraints.nonnegative}
 
     def __init__(self, rate, validate_args=None):
         (self.rate,), shape, dtype = params("Poisson", rate=rate)

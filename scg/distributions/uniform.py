@@ -8,6 +8,7 @@ Reparameterized by the inverse CDF: ``x = low + (high - low) u`` with
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check, clamp_keeping_gradient, follows_value_dtype, params, untyped,
 )
@@ -17,7 +18,7 @@ class Uniform(Distribution):
     """Uniform on ``[low, high)`` with ``low < high`` elementwise (broadcast together)."""
 
     has_rsample = True
-    support = "low <= x < high"
+    support = constraints.half_open_interval(0.0, 1.0).described("low <= x < high")  # per instance below
 
     def __init__(self, low, high, validate_args=None):
         (self.low, self.high), shape, dtype = params("Uniform", low=low, high=high)
@@ -31,6 +32,8 @@ class Uniform(Distribution):
                 f"Uniform: parameter 'low' must be less than parameter 'high' elementwise; "
                 f"got low {lo!r} >= high {hi!r}"
             )
+        self.support = constraints.half_open_interval(self.low.data, self.high.data).described("low <= x < high")
+        self.arg_constraints = {"low": constraints.less_than(self.high.data), "high": constraints.greater_than(self.low.data)}
         super().__init__(shape, (), dtype, validate_args)
 
     def rsample(self, sample_shape=(), rng=None):
