@@ -57,7 +57,11 @@ def test_categorical_sum_to_one_tolerance_does_not_grow_with_k(dtype):
 def test_dirichlet_and_relaxed_values_off_the_simplex_at_large_k():
     k = 10_000
     x = np.full(k, 1.01 / k, np.float32)  # sums to 1.01: the tolerance used to be 4.8e-3
-    assert D.Dirichlet(np.ones(k, np.float32)).log_prob(x).data == -np.inf
+    assert D.Dirichlet(np.ones(k, np.float32), validate_args=False).log_prob(x).data == -np.inf
+    with pytest.raises(ValueError, match="outside the support, the simplex"):
+        D.Dirichlet(np.ones(k, np.float32)).log_prob(x)
     y = np.full(k, 1.1 / k, np.float32)  # the relaxation's tolerance used to be 1.0
-    relaxed = D.RelaxedOneHotCategorical(np.float32(0.5), logits=np.zeros(k, np.float32))
+    relaxed = D.RelaxedOneHotCategorical(np.float32(0.5), logits=np.zeros(k, np.float32), validate_args=False)
     assert relaxed.log_prob(y).data == -np.inf
+    with pytest.raises(ValueError, match="outside the support, the open simplex"):
+        D.RelaxedOneHotCategorical(np.float32(0.5), logits=np.zeros(k, np.float32)).log_prob(y)
