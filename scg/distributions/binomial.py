@@ -74,7 +74,7 @@ class Binomial(BaseParams, Distribution):
         """-sum_k p(k) log p(k) over k = 0..max(total_count), shape batch_shape."""
         k_max = int(np.max(self.total_count.data, initial=0))
         k = np.arange(k_max + 1, dtype=self.dtype).reshape((-1,) + (1,) * len(self.batch_shape))
-        lp = self.log_prob(k)  # -inf where k > total_count
+        lp = self._lenient().log_prob(k)  # -inf where k > total_count
         return broadcast(-ops.sum(p_log_q(ops.exp(lp), lp), axis=0), self.batch_shape)
 
     @property

@@ -5,6 +5,7 @@ Shapes follow ``torch.distributions``: a draw with ``sample_shape`` has shape
 axes and returns ``sample_shape + batch_shape``.
 """
 
+import copy
 import functools
 
 import numpy as np
@@ -129,6 +130,16 @@ class Distribution:
 
     def _rng(self, rng):
         return resolve(rng)
+
+    def _lenient(self):
+        """This distribution with value validation off (a shallow copy sharing the parameters):
+        for the library's own sums over a grid that reaches outside some batch elements'
+        supports, where -inf is meant (Binomial's entropy)."""
+        if not self._validate:
+            return self
+        out = copy.copy(self)
+        out._validate = False
+        return out
 
     def _value(self, value):
         """``value`` as a Tensor in the distribution's dtype (floating values keep theirs);
