@@ -205,6 +205,25 @@ def polygamma(n, x):
     return digamma(x) if n == 0 else polygamma_(x, n=int(n))
 
 
+def _special(fn):
+    """A scipy.special ufunc whose result keeps the dtype of its (first) input."""
+    return lambda x, *rest: np.asarray(fn(x, *rest), dtype=np.result_type(x, *rest))
+
+
+# The error function, the standard normal CDF and their inverses (CDFs and quantiles of the
+# Gaussian families); each derivative is a Gaussian density at the input or at the output.
+_TWO_OVER_SQRT_PI = 2 / np.sqrt(np.pi)
+_SQRT_2PI = np.sqrt(2 * np.pi)
+erf = primitive("erf", _special(sp.erf), lambda g, ans, x: g * (_TWO_OVER_SQRT_PI * exp(-x * x)))
+erfinv = primitive("erfinv", _special(sp.erfinv), lambda g, ans, x: g * (exp(ans * ans) / _TWO_OVER_SQRT_PI))
+ndtr = primitive("ndtr", _special(sp.ndtr), lambda g, ans, x: g * (exp(-0.5 * x * x) / _SQRT_2PI))
+ndtri = primitive("ndtri", _special(sp.ndtri), lambda g, ans, x: g * (_SQRT_2PI * exp(0.5 * ans * ans)))
+ndtr.__doc__ = "Phi(x), the standard normal CDF (accurate in the lower tail, unlike (1 + erf(x/sqrt 2))/2)."
+ndtri.__doc__ = "Phi^-1(p), the standard normal quantile."
+arctan = primitive("arctan", np.arctan, lambda g, ans, x: g / (1 + x * x))
+tan = primitive("tan", np.tan, lambda g, ans, x: g * (1 + ans * ans))
+
+
 def _where(x, y, cond):
     # np.where runs a scalar loop on this kind of machine (~8x a multiply on float32),
     # and where(mask, g, 0) is the backward of relu and of where itself. With one branch

@@ -90,6 +90,12 @@ class Bernoulli(Distribution):
         p = self.probs
         return broadcast(p * (1 - p), self.batch_shape)
 
+    @property
+    def mode(self):
+        """1 where p > 1/2, 0 where p < 1/2, NaN at p = 1/2 (both equally likely), as torch."""
+        p = self.probs
+        return broadcast(ops.where(p == 0.5, np.nan, ops.astype(p > 0.5, self.dtype)), self.batch_shape)
+
     def enumerate_support(self, expand=True):
         """[0, 1] on a new leading axis: shape (2,) + batch_shape, or (2,) + (1,) * len(batch_shape)."""
         from ..tensor import Tensor

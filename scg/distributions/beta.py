@@ -17,6 +17,7 @@ from .distribution import (
     Distribution, broadcast, check_positive, follows_value_dtype, keep_inside_unit_interval, log_beta,
     outside_is_impossible, params, untyped,
 )
+from .dirichlet import dirichlet_mode
 from .gamma import rsample_log_standard_gamma
 from .kl import register_kl
 from .stable import LOADER_MIN, deviance, lgamma_shift, log_factorial_rest
@@ -102,6 +103,13 @@ class Beta(Distribution):
         a, b = self.concentration1, self.concentration0
         total = a + b
         return broadcast(a * b / (total * total * (total + 1)), self.batch_shape)
+
+    @property
+    def mode(self):
+        """(a - 1) / (a + b - 2) for a, b >= 1 (NaN at a = b = 1); with an exponent below one
+        the density is unbounded at that end: 0 or 1 (1 when a, b < 1 and a >= b), as torch."""
+        a, b = (broadcast(t, self.batch_shape) for t in (self.concentration1, self.concentration0))
+        return ops.getitem(dirichlet_mode(ops.stack([a, b], axis=-1)), (Ellipsis, 0))
 
 
 @register_kl(Beta, Beta)

@@ -85,6 +85,12 @@ class Binomial(BaseParams, Distribution):
     def variance(self):
         return broadcast(self.total_count * self._base.variance, self.batch_shape)
 
+    @property
+    def mode(self):
+        """floor((n + 1) p), at most n (the larger of two tied modes, as torch)."""
+        n = self.total_count
+        return broadcast(ops.minimum(ops.floor((n + 1) * self.probs), n), self.batch_shape)
+
     def enumerate_support(self, expand=True):
         """0..total_count on a new leading axis: (n + 1,) + batch_shape (floats); needs
         one total_count for the whole batch."""

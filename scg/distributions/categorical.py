@@ -109,6 +109,14 @@ class Categorical(Distribution):
     def variance(self):
         return Tensor(np.full(self.batch_shape, np.nan, dtype=self.dtype))
 
+    @property
+    def mode(self):
+        """The most likely index (the first of ties), int64, shape batch_shape (recorded: the
+        probabilities may depend on a sample)."""
+        top = ops.first_max(self._log_probs)
+        index = ops.sum(ops.where(top, np.arange(self.num_categories), 0), axis=-1)
+        return broadcast(ops.astype(index, np.int64), self.batch_shape)
+
     def enumerate_support(self, expand=True):
         """0..K-1 on a new leading axis: shape (K,) + batch_shape (int64)."""
         values = np.arange(self.num_categories).reshape((-1,) + (1,) * len(self.batch_shape))

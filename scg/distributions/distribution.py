@@ -78,6 +78,27 @@ class Distribution:
         """H = -E[log p(x)], shape batch_shape."""
         raise NotImplementedError(f"{type(self).__name__} does not implement entropy")
 
+    def perplexity(self):
+        """exp(H), shape batch_shape (where the family has an entropy)."""
+        return ops.exp(self.entropy())
+
+    def cdf(self, value):
+        """F(value) = P(X <= value), shape sample_shape + batch_shape; differentiable in the
+        value and the parameters. Outside the support: 0 below it, 1 above (ValueError under
+        validation)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement cdf")
+
+    def icdf(self, value):
+        """The quantile F^-1(value) for probabilities ``value`` in [0, 1], shape sample_shape +
+        batch_shape; differentiable in the value and the parameters. Under validation a value
+        outside [0, 1] raises ValueError."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement icdf")
+
+    @property
+    def mode(self):
+        """The most likely value, shape batch_shape + event_shape (NaN where there is none, as torch)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement mode")
+
     @property
     def mean(self):
         raise NotImplementedError(f"{type(self).__name__} does not implement mean")
@@ -154,7 +175,7 @@ class Distribution:
             )
         return value
 
-    def _support(self, value, inside):
+    def _support(self, value, inside, method="log_prob"):
         """``inside`` (a boolean Tensor computed from ``value`` by recorded operations, so a
         graph sees that it depends on a sampled value) broadcast against the batch shape;
         under validation a value outside the support raises ``ValueError``. Use it with
@@ -166,10 +187,28 @@ class Distribution:
             event = value.shape[value.ndim - len(self.event_shape):] if self.event_shape else ()
             bad = np.broadcast_to(value.data, shape + event)[~inside.data]
             raise ValueError(
-                f"{type(self).__name__}.log_prob: value {bad[0] if event else bad.flat[0]!r} is outside "
+                f"{type(self).__name__}.{method}: value {bad[0] if event else bad.flat[0]!r} is outside "
                 f"the support, {self.support}"
             )
         return inside
+
+    def _cdf_value(self, value, support=None):
+        """(``value`` as a Tensor, the boolean Tensor of where it is in ``support``, default
+        the family's) for ``cdf``: one vectorised test, refused under validation."""
+        x = self._value(value)
+        support = self.support if support is None else support
+        return x, self._support(x, support.check(x), method="cdf")
+
+    def _level(self, value):
+        """``value`` as a Tensor of probabilities for ``icdf``; under validation a value
+        outside [0, 1] raises ValueError (one vectorised test)."""
+        p = self._value(value)
+        if self._validate:
+            ok = (p.data >= 0) & (p.data <= 1)
+            if not ok.all():
+                bad = np.broadcast_to(p.data, ok.shape)[~ok].flat[0]
+                raise ValueError(f"{type(self).__name__}.icdf: value {bad!r} is not a probability in [0, 1]")
+        return p
 
     def to_event(self, reinterpreted_batch_ndims=None):
         """This distribution with its rightmost ``reinterpreted_batch_ndims`` batch axes

@@ -49,6 +49,21 @@ class Exponential(Distribution):
     def variance(self):
         return broadcast(1 / (self.rate * self.rate), self.batch_shape)
 
+    @property
+    def mode(self):
+        return broadcast(0 * self.rate, self.batch_shape)
+
+    @follows_value_dtype
+    def cdf(self, value):
+        """1 - e^(-b x) for x >= 0 (as -expm1, exact for small b x), 0 below."""
+        x, inside = self._cdf_value(value)
+        return ops.where(inside, -ops.expm1(-self.rate * ops.where(inside, x, 0)), 0)
+
+    @follows_value_dtype
+    def icdf(self, value):
+        """-log(1 - p) / b."""
+        return -ops.log1p(-self._level(value)) / self.rate
+
 
 @register_kl(Exponential, Exponential)
 def _kl_exponential_exponential(p, q):

@@ -32,6 +32,7 @@ exact too. Memory is O(n * 54) for n samples, whatever their size.
 """
 
 import numpy as np
+from scipy.special import gammainc
 
 from .. import ops
 from . import constraints
@@ -139,6 +140,27 @@ def rsample_standard_gamma(alpha, shape, rng):
     return clamp_keeping_gradient(z, low=np.finfo(z.dtype).tiny)
 
 
+def _regularized_gamma_vjp_a(g, ans, a, x):
+    """dP(a, x)/da = -x p(x; a) d log x/da, the implicit-reparameterization derivative of a
+    Gamma(a, 1) draw at x (``log_gamma_sample_grad``); 0 at x = 0 and x = inf."""
+    shape = np.broadcast_shapes(a.shape, x.shape)
+    ok = np.broadcast_to((x.data > 0) & np.isfinite(x.data), shape)
+    safe = ops.where(ok, broadcast(x, shape), 1.0)
+    log_x = ops.log(safe)
+    density_times_x = ops.exp(a * log_x - safe - ops.lgamma(a))
+    return unbroadcast(ops.where(ok, -g * density_times_x * log_gamma_sample_grad(a, log_x), 0), a.shape)
+
+
+regularized_gamma = primitive(
+    "regularized_gamma",
+    lambda a, x: np.asarray(gammainc(a, x), dtype=np.result_type(a, x)),
+    _regularized_gamma_vjp_a,
+    lambda g, ans, a, x: unbroadcast(g * ops.exp(ops.xlogy(a - 1, x) - x - ops.lgamma(a)), x.shape),
+)
+regularized_gamma.__doc__ = """P(a, x) = gamma(a, x) / Gamma(a), the CDF of Gamma(a, 1) at x >= 0;
+differentiable in a (by implicit reparameterization) and in x, to any order."""
+
+
 class Gamma(Distribution):
     """Gamma with shape ``concentration`` (a > 0) and ``rate`` (b > 0): mean a/b.
 
@@ -192,6 +214,17 @@ class Gamma(Distribution):
     @property
     def variance(self):
         return broadcast(self.concentration / (self.rate * self.rate), self.batch_shape)
+
+    @property
+    def mode(self):
+        """(a - 1) / b for a >= 1, else 0 (where the density is largest, or infinite)."""
+        return broadcast(ops.maximum(self.concentration - 1, 0) / self.rate, self.batch_shape)
+
+    @follows_value_dtype
+    def cdf(self, value):
+        """P(a, b x), the regularized lower incomplete gamma function, for x >= 0; 0 below."""
+        x, inside = self._cdf_value(value)
+        return ops.where(inside, regularized_gamma(self.concentration, self.rate * ops.where(inside, x, 0)), 0)
 
 
 @register_kl(Gamma, Gamma)

@@ -69,6 +69,11 @@ class Geometric(BaseParams, Distribution):
         p = self.probs
         return broadcast(self._q() / (p * p), self.batch_shape)
 
+    @property
+    def mode(self):
+        """0: no failure before the first success is always the most likely count."""
+        return broadcast(0 * self.probs, self.batch_shape)
+
     def _q(self):
         """1 - p; from logits as exp(log q), which 1 / p - 1 would round away for p near 1."""
         return ops.exp(self._base._log_p()[1]) if self._base._given == "logits" else 1 - self.probs

@@ -16,6 +16,7 @@ from .distribution import (
 )
 
 HALF_LOG_PI_OVER_2 = 0.5 * math.log(math.pi / 2)
+SQRT_2 = math.sqrt(2.0)
 
 
 class HalfNormal(Distribution):
@@ -53,3 +54,18 @@ class HalfNormal(Distribution):
     @property
     def variance(self):
         return broadcast(self.scale * self.scale * (1 - 2 / math.pi), self.batch_shape)
+
+    @property
+    def mode(self):
+        return broadcast(0 * self.scale, self.batch_shape)
+
+    @follows_value_dtype
+    def cdf(self, value):
+        """erf(y / (scale sqrt 2)) for y >= 0, 0 below."""
+        x, inside = self._cdf_value(value)
+        return ops.where(inside, ops.erf(ops.where(inside, x, 0) / (self.scale * SQRT_2)), 0)
+
+    @follows_value_dtype
+    def icdf(self, value):
+        """scale sqrt(2) erfinv(p)."""
+        return self.scale * SQRT_2 * ops.erfinv(self._level(value))

@@ -76,6 +76,10 @@ class Independent(Wrapper):
     def variance(self):
         return self.base_dist.variance
 
+    @property
+    def mode(self):
+        return self.base_dist.mode
+
     def enumerate_support(self, expand=True):
         """Every joint value of the event on a new leading axis: (K^E,) + batch + event, for
         E elements of the reinterpreted axes each with the base's K values (in

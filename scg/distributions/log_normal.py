@@ -8,7 +8,7 @@ place). Entropy loc + 1/2 + log(scale sqrt(2 pi)); mean exp(loc + scale^2/2); va
 
 from .. import ops
 from . import constraints
-from .distribution import broadcast, untyped
+from .distribution import broadcast, follows_value_dtype, untyped
 from .kl import kl_divergence, register_kl
 from .normal import Normal
 from .transformed_distribution import TransformedDistribution
@@ -39,6 +39,22 @@ class LogNormal(TransformedDistribution):
     def variance(self):
         s2 = self.scale * self.scale
         return broadcast(ops.expm1(s2) * ops.exp(2 * self.loc + s2), self.batch_shape)
+
+    @property
+    def mode(self):
+        """exp(loc - scale^2)."""
+        return broadcast(ops.exp(self.loc - self.scale * self.scale), self.batch_shape)
+
+    @follows_value_dtype
+    def cdf(self, value):
+        """Phi((log y - loc) / scale) for y > 0, 0 below."""
+        y, inside = self._cdf_value(value)
+        return ops.where(inside, self.base_dist.cdf(ops.log(ops.where(inside, y, 1))), 0)
+
+    @follows_value_dtype
+    def icdf(self, value):
+        """exp(loc + scale Phi^-1(p))."""
+        return ops.exp(self.base_dist.icdf(self._level(value)))
 
 
 @register_kl(LogNormal, LogNormal)

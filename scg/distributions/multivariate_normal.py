@@ -87,6 +87,10 @@ class GaussianBase(Distribution):
     def mean(self):
         return broadcast(self.loc, self.batch_shape + self.event_shape)
 
+    @property
+    def mode(self):
+        return self.mean
+
 
 class MultivariateNormal(GaussianBase):
     """Gaussian on R^n with mean ``loc`` (..., n) and exactly one of ``covariance_matrix``,

@@ -53,6 +53,11 @@ class OneHotCategorical(BaseParams, Distribution):
     def variance(self):
         return broadcast(self.probs * one_minus_probs(self._base), self.batch_shape + self.event_shape)
 
+    @property
+    def mode(self):
+        """The one-hot vector of the most likely category (the first of ties)."""
+        return broadcast(ops.astype(ops.first_max(self._base.logits), self.dtype), self.batch_shape + self.event_shape)
+
     def enumerate_support(self, expand=True):
         """The K one-hot vectors on a new leading axis: (K,) + batch_shape + (K,)."""
         k = self.event_shape[0]

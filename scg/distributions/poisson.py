@@ -64,6 +64,11 @@ class Poisson(Distribution):
     def variance(self):
         return broadcast(self.rate, self.batch_shape)
 
+    @property
+    def mode(self):
+        """floor(rate) (the larger of two tied modes at an integer rate, as torch)."""
+        return broadcast(ops.floor(self.rate), self.batch_shape)
+
 
 @register_kl(Poisson, Poisson)
 def _kl_poisson_poisson(p, q):

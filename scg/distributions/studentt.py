@@ -84,3 +84,7 @@ class StudentT(Distribution):
         v = self.scale * self.scale * nu / ops.where(finite, nu - 2, 1)
         v = ops.where(finite, v, ops.astype(ops.where(nu > 1, np.inf, np.nan), self.dtype))
         return broadcast(v, self.batch_shape)
+
+    @property
+    def mode(self):
+        return broadcast(self.loc, self.batch_shape)

@@ -62,3 +62,20 @@ class Uniform(Distribution):
     def variance(self):
         width = self.high - self.low
         return broadcast(width * width / 12, self.batch_shape)
+
+    @property
+    def mode(self):
+        """NaN: every point of the support is equally likely (as torch)."""
+        return broadcast(self.low * np.nan, self.batch_shape)
+
+    @follows_value_dtype
+    def cdf(self, value):
+        """(x - low) / (high - low), clipped to [0, 1]. Defined at x = high too (= 1): the
+        check here is low <= x <= high."""
+        x, _ = self._cdf_value(value, constraints.interval(self.low.data, self.high.data))
+        return ops.clip((x - self.low) / (self.high - self.low), 0, 1)
+
+    @follows_value_dtype
+    def icdf(self, value):
+        """low + p (high - low)."""
+        return self.low + self._level(value) * (self.high - self.low)
