@@ -11,7 +11,7 @@ from . import constraints
 from ..tensor import Tensor
 from .distribution import (
     Distribution, broadcast, check, gather_last, is_count, outside_is_impossible, p_log_q, params,
-    probs_or_logits, sums_to_one, untyped,
+    probs_or_logits, untyped,
 )
 from .kl import register_kl, weighted_log_ratio
 
@@ -52,10 +52,13 @@ class Categorical(Distribution):
         if param.ndim < 1 or param.shape[-1] < 1:
             raise ValueError(f"{name}: parameter '{given}' needs a last axis of categories, got shape {param.shape}")
         if given == "probs":
-            check(name, "probs", param, (param.data >= 0) & (param.data <= 1), "in [0, 1]")
-            if not np.all(sums_to_one(param).data):
-                total = param.data.sum(-1, dtype=np.float64)
-                raise ValueError(f"{name}: parameter 'probs' must sum to one on the last axis; sums are {total}")
+            # As torch: probs are weights, normalised on the last axis (so [1, 2, 3] is [1/6, 1/3, 1/2],
+            # and gradients with respect to them are those of the normalised probabilities).
+            check(name, "probs", param, (param.data >= 0) & np.isfinite(param.data), "non-negative and finite")
+            total = ops.sum(param, axis=-1, keepdims=True)
+            if np.any(total.data == 0):
+                raise ValueError(f"{name}: parameter 'probs' sums to zero on the last axis (nothing to normalise)")
+            param = param / total
             self._log_probs = ops.log(param)
             self._probs = param
         else:
