@@ -269,3 +269,32 @@ def test_float32_values_give_float32_results_for_python_number_parameters():
         assert d.cdf(x).dtype == np.float32
     assert D.Laplace(0.0, 1.0).icdf(np.float32(0.3)).dtype == np.float32
     assert abs(float(D.Normal(0.0, 1.0).cdf(np.float32(0.5)).data) - st.norm.cdf(0.5)) <= 8 * EPS32
+
+
+# ---- the differences from torch.distributions that README lists -------------------------------
+
+
+def test_categorical_probs_are_normalised_and_differentiated_as_such():
+    d = D.Categorical(probs=[1.0, 2.0, 3.0])
+    np.testing.assert_allclose(d.probs.data, [1 / 6, 2 / 6, 3 / 6], rtol=1e-15)
+    # d/dp_j log(p_2 / sum p) = [j == 2] / p_2 - 1 / sum p: at p = (0.2, 0.3, 0.5), (-1, -1, 1)
+    # (torch's numbers; the unnormalised log p_2 would give (0, 0, 2))
+    p = scg.tensor(np.array([0.2, 0.3, 0.5]), requires_grad=True)
+    (g,) = scg.grad(D.Categorical(probs=p).log_prob(2), [p])
+    np.testing.assert_allclose(g.data, [-1.0, -1.0, 1.0], rtol=1e-12)
+    p = scg.tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    (g,) = scg.grad(D.OneHotCategorical(probs=p).log_prob(np.array([0.0, 0.0, 1.0])), [p])
+    np.testing.assert_allclose(g.data, [-1 / 6, -1 / 6, 1 / 3 - 1 / 6], rtol=1e-12)
+    np.testing.assert_allclose(D.Multinomial(2, probs=[1.0, 3.0]).log_prob([1.0, 1.0]).data, np.log(2 * 0.25 * 0.75))
+
+
+def test_relaxed_bernoulli_batch_shape_broadcasts_temperature_and_logits():
+    # torch says batch_shape (3,) here but draws (2, 3); scg's batch shape is the broadcast one
+    d = D.RelaxedBernoulli(np.full((2, 1), 0.5), logits=np.zeros(3))
+    assert d.batch_shape == (2, 3) and d.rsample().shape == (2, 3) and d.log_prob(np.full(3, 0.5)).shape == (2, 3)
+
+
+def test_python_number_parameters_draw_float64():
+    # numpy's default float (torch's default is float32): kept, and documented
+    assert D.Normal(0.0, 1.0).sample().dtype == np.float64
+    assert D.Normal(np.float32(0.0), np.float32(1.0)).sample().dtype == np.float32
