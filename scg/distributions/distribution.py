@@ -13,6 +13,7 @@ import numpy as np
 from .. import context, ops
 from ..autodiff import no_grad
 from . import constraints
+from .constraints import simplex_tolerance, sums_to_one  # (their home: the simplex constraint uses them)
 from ..random import resolve
 from ..tensor import Tensor
 
@@ -317,28 +318,6 @@ def untyped(**named):
         if d is not None and np.dtype(d).kind == "f":
             return None
     return named
-
-
-def sums_to_one(x, *dtypes):
-    """Boolean Tensor (recorded), shape x.shape[:-1]: whether each x[..., :] (a Tensor or an
-    array) sums to one, summed in float64, within ``simplex_tolerance`` for the coarsest
-    float dtype among x's and ``dtypes`` (the one simplex test of Categorical, Dirichlet and
-    the relaxation). Parameter checks read its ``.data``."""
-    x = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
-    k = x.shape[-1]
-    floats = [np.dtype(d) for d in (x.dtype,) + dtypes if np.dtype(d).kind == "f"] or [np.dtype(np.float64)]
-    tol = max(simplex_tolerance(k, d) for d in floats)
-    return ops.abs(ops.sum(ops.astype(x, np.float64), axis=-1) - 1) <= tol
-
-
-def simplex_tolerance(k, dtype):
-    """How far from one a sum of ``k`` probabilities of ``dtype`` may be (summed in float64).
-
-    Rounding each of k values normalised in ``dtype`` moves their sum by about
-    sqrt(k) eps when the errors are independent (k eps at worst, never seen in
-    practice); allow 16 sqrt(k) eps, and never less than torch's 1e-6. Float32 at
-    k = 10,000 allows 1.9e-4 (a sum of 1.9 used to pass: the bound grew as 1e-4 k)."""
-    return max(1e-6, 16 * np.sqrt(k) * float(np.finfo(dtype).eps))
 
 
 class LocationScale(Distribution):
