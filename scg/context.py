@@ -13,7 +13,7 @@ graph               the innermost stochastic Graph being built                No
 forced_estimator    ``choose(dist) -> estimator or None`` overriding models   None
 replay              ``{node name: value}`` fixed for stochastic nodes         None
 forced_subsamples   ``{plate name: indices}`` fixed for subsampled plates     None
-validate_args       distributions check their arguments by default            False
+validate_args       distributions check their values (log_prob) by default     True
 tracer              the recording of a traced step (:mod:`scg.trace`)         None
 generator           the library's ``numpy.random.Generator``                  unseeded
 ==================  ========================================================  ==============
@@ -44,7 +44,7 @@ _DEFAULTS = {
     "forced_estimator": None,
     "replay": None,
     "forced_subsamples": None,
-    "validate_args": False,
+    "validate_args": True,
     "tracer": None,
 }
 

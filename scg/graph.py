@@ -755,8 +755,16 @@ def parameters(dist, depth=3):
 
 def _check_support(what, dist, value):
     """``dist.log_prob(value)``, refused where a value has probability zero (outside the support)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        log_prob = dist.log_prob(value)
+    try:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            log_prob = dist.log_prob(value)
+    except ValueError as e:  # the distribution's own validation (on by default): the same refusal
+        if "outside the support" not in str(e) and "contains NaN" not in str(e):
+            raise
+        raise ValueError(
+            f"{what} is outside the support of {type(dist).__name__} "
+            f"({getattr(dist, 'support', 'its support')}): {e}"
+        ) from None
     if not np.isfinite(log_prob.data).all():
         where = np.argwhere(~np.isfinite(np.broadcast_to(log_prob.data, log_prob.shape)))[0]
         raise ValueError(

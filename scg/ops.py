@@ -200,7 +200,6 @@ polygamma_ = primitive(
 )
 digamma = primitive("digamma", sp.digamma, lambda g, ans, x: g * polygamma_(x, n=1))
 lgamma = primitive("lgamma", sp.gammaln, lambda g, ans, x: g * digamma(x))
-erf = primitive("erf", sp.erf, lambda g, ans, x: g * float(2 / np.sqrt(np.pi)) * exp(-x * x))  # d erf/dx = 2/sqrt(pi) e^(-x^2)
 
 
 def polygamma(n, x):
@@ -224,6 +223,23 @@ def _i1e_over_x(x):
 
 i0e = primitive("i0e", sp.i0e, lambda g, ans, x: g * (i1e(x) - np.sign(x.data) * ans))
 i1e = primitive("i1e", sp.i1e, lambda g, ans, x: g * (i0e(x) - _i1e_over_x(x) - np.sign(x.data) * ans))
+
+
+def _special(fn):
+    """A scipy.special ufunc whose result keeps the dtype of its (first) input."""
+    return lambda x, *rest: np.asarray(fn(x, *rest), dtype=np.result_type(x, *rest))
+
+
+# The error function, the standard normal CDF and their inverses (CDFs and quantiles of the
+# Gaussian families); each derivative is a Gaussian density at the input or at the output.
+_TWO_OVER_SQRT_PI = 2 / np.sqrt(np.pi)
+_SQRT_2PI = np.sqrt(2 * np.pi)
+erf = primitive("erf", _special(sp.erf), lambda g, ans, x: g * (_TWO_OVER_SQRT_PI * exp(-x * x)))
+erfinv = primitive("erfinv", _special(sp.erfinv), lambda g, ans, x: g * (exp(ans * ans) / _TWO_OVER_SQRT_PI))
+ndtr = primitive("ndtr", _special(sp.ndtr), lambda g, ans, x: g * (exp(-0.5 * x * x) / _SQRT_2PI))
+ndtri = primitive("ndtri", _special(sp.ndtri), lambda g, ans, x: g * (_SQRT_2PI * exp(0.5 * ans * ans)))
+ndtr.__doc__ = "Phi(x), the standard normal CDF (accurate in the lower tail, unlike (1 + erf(x/sqrt 2))/2)."
+ndtri.__doc__ = "Phi^-1(p), the standard normal quantile."
 
 
 def _where(x, y, cond):

@@ -6,6 +6,7 @@ log p(x) = x log p + (1 - x) log(1 - p); from logits that is x l - softplus(l).
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check, outside_is_impossible, p_log_q, params, probs_or_logits, untyped,
 )
@@ -17,7 +18,8 @@ class Bernoulli(Distribution):
     the support {0, 1} can be enumerated."""
 
     has_enumerate_support = True
-    support = "{0, 1}"
+    support = constraints.boolean
+    arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
 
     def __init__(self, probs=None, logits=None, validate_args=None):
         self._given = probs_or_logits("Bernoulli", probs, logits)
@@ -87,6 +89,12 @@ class Bernoulli(Distribution):
             return broadcast(ops.exp(log_p + log_q), self.batch_shape)
         p = self.probs
         return broadcast(p * (1 - p), self.batch_shape)
+
+    @property
+    def mode(self):
+        """1 where p > 1/2, 0 where p < 1/2, NaN at p = 1/2 (both equally likely), as torch."""
+        p = self.probs
+        return broadcast(ops.where(p == 0.5, np.nan, ops.astype(p > 0.5, self.dtype)), self.batch_shape)
 
     def enumerate_support(self, expand=True):
         """[0, 1] on a new leading axis: shape (2,) + batch_shape, or (2,) + (1,) * len(batch_shape)."""

@@ -12,10 +12,12 @@ differentiable in a and b to any order.
 """
 
 from .. import ops
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check_positive, follows_value_dtype, keep_inside_unit_interval, log_beta,
     outside_is_impossible, params, untyped,
 )
+from .dirichlet import dirichlet_mode
 from .exponential import Exponential, gamma_expected_log_density
 from .gamma import Gamma, rsample_log_standard_gamma
 from .kl import infinite, register_kl
@@ -26,7 +28,8 @@ class Beta(Distribution):
     """Beta with ``concentration1`` a > 0 and ``concentration0`` b > 0 (mean a/(a+b))."""
 
     has_rsample = True
-    support = "0 <= x <= 1"
+    support = constraints.unit_interval
+    arg_constraints = {"concentration1": constraints.positive, "concentration0": constraints.positive}
 
     def __init__(self, concentration1, concentration0, validate_args=None):
         (self.concentration1, self.concentration0), shape, dtype = params(
@@ -101,6 +104,13 @@ class Beta(Distribution):
         a, b = self.concentration1, self.concentration0
         total = a + b
         return broadcast(a * b / (total * total * (total + 1)), self.batch_shape)
+
+    @property
+    def mode(self):
+        """(a - 1) / (a + b - 2) for a, b >= 1 (NaN at a = b = 1); with an exponent below one
+        the density is unbounded at that end: 0 or 1 (1 when a, b < 1 and a >= b), as torch."""
+        a, b = (broadcast(t, self.batch_shape) for t in (self.concentration1, self.concentration0))
+        return ops.getitem(dirichlet_mode(ops.stack([a, b], axis=-1)), (Ellipsis, 0))
 
 
 @register_kl(Beta, Beta)

@@ -9,6 +9,7 @@ mean n p, variance n p (1 - p); entropy by summing over the (finite) support.
 import numpy as np
 
 from .. import ops
+from . import constraints
 from ..tensor import Tensor
 from .bernoulli import Bernoulli
 from .distribution import (
@@ -27,6 +28,8 @@ class Binomial(BaseParams, Distribution):
     sampling refuses total_count >= 2**63 (numpy's counts are int64), log_prob does not."""
 
     has_enumerate_support = True
+    arg_constraints = {"total_count": constraints.nonnegative_integer, "probs": constraints.unit_interval,
+                       "logits": constraints.real}
 
     def __init__(self, total_count=1, probs=None, logits=None, validate_args=None):
         self._base = Bernoulli(probs=probs, logits=logits, validate_args=validate_args)
@@ -40,7 +43,7 @@ class Binomial(BaseParams, Distribution):
         )
         check("Binomial", "total_count", self.total_count, is_count(self.total_count).data, "a non-negative integer")
         self._untyped = None if self._base._untyped is None else {"total_count": total_count, given: param}
-        self.support = "the integers 0..total_count"
+        self.support = constraints.integer_interval(0, self.total_count.data).described("the integers 0..total_count")
         super().__init__(shape, (), dtype, validate_args)
 
     def sample(self, sample_shape=(), rng=None):
@@ -72,7 +75,7 @@ class Binomial(BaseParams, Distribution):
         """-sum_k p(k) log p(k) over k = 0..max(total_count), shape batch_shape."""
         k_max = int(np.max(self.total_count.data, initial=0))
         k = np.arange(k_max + 1, dtype=self.dtype).reshape((-1,) + (1,) * len(self.batch_shape))
-        lp = self.log_prob(k)  # -inf where k > total_count
+        lp = self._lenient().log_prob(k)  # -inf where k > total_count
         return broadcast(-ops.sum(p_log_q(ops.exp(lp), lp), axis=0), self.batch_shape)
 
     @property
@@ -82,6 +85,12 @@ class Binomial(BaseParams, Distribution):
     @property
     def variance(self):
         return broadcast(self.total_count * self._base.variance, self.batch_shape)
+
+    @property
+    def mode(self):
+        """floor((n + 1) p), at most n (the larger of two tied modes, as torch)."""
+        n = self.total_count
+        return broadcast(ops.minimum(ops.floor((n + 1) * self.probs), n), self.batch_shape)
 
     def enumerate_support(self, expand=True):
         """0..total_count on a new leading axis: (n + 1,) + batch_shape (floats); needs

@@ -7,10 +7,11 @@ Logits are normalized with log_softmax, so ``.logits`` are log-probabilities;
 import numpy as np
 
 from .. import ops
+from . import constraints
 from ..tensor import Tensor
 from .distribution import (
     Distribution, broadcast, check, gather_last, is_count, outside_is_impossible, p_log_q, params,
-    probs_or_logits, sums_to_one, untyped,
+    probs_or_logits, untyped,
 )
 from .kl import register_kl, weighted_log_ratio
 
@@ -42,6 +43,7 @@ class Categorical(Distribution):
     the last axis) or unnormalized ``logits``. batch_shape = shape[:-1]; samples are int64."""
 
     has_enumerate_support = True
+    arg_constraints = {"probs": constraints.simplex, "logits": constraints.independent(constraints.real, 1)}
 
     def __init__(self, probs=None, logits=None, validate_args=None):
         given = probs_or_logits(type(self).__name__, probs, logits)
@@ -50,10 +52,13 @@ class Categorical(Distribution):
         if param.ndim < 1 or param.shape[-1] < 1:
             raise ValueError(f"{name}: parameter '{given}' needs a last axis of categories, got shape {param.shape}")
         if given == "probs":
-            check(name, "probs", param, (param.data >= 0) & (param.data <= 1), "in [0, 1]")
-            if not np.all(sums_to_one(param).data):
-                total = param.data.sum(-1, dtype=np.float64)
-                raise ValueError(f"{name}: parameter 'probs' must sum to one on the last axis; sums are {total}")
+            # As torch: probs are weights, normalised on the last axis (so [1, 2, 3] is [1/6, 1/3, 1/2],
+            # and gradients with respect to them are those of the normalised probabilities).
+            check(name, "probs", param, (param.data >= 0) & np.isfinite(param.data), "non-negative and finite")
+            total = ops.sum(param, axis=-1, keepdims=True)
+            if np.any(total.data == 0):
+                raise ValueError(f"{name}: parameter 'probs' sums to zero on the last axis (nothing to normalise)")
+            param = param / total
             self._log_probs = ops.log(param)
             self._probs = param
         else:
@@ -64,7 +69,7 @@ class Categorical(Distribution):
             self._log_probs = log_normalize(param)
             self._probs = None
         self.num_categories = param.shape[-1]
-        self.support = f"the integers 0..{self.num_categories - 1}"
+        self.support = constraints.integer_interval(0, self.num_categories - 1)
         self._untyped = untyped(**{given: probs if probs is not None else logits})
         super().__init__(shape[:-1], (), dtype, validate_args)
 
@@ -106,6 +111,14 @@ class Categorical(Distribution):
     @property
     def variance(self):
         return Tensor(np.full(self.batch_shape, np.nan, dtype=self.dtype))
+
+    @property
+    def mode(self):
+        """The most likely index (the first of ties), int64, shape batch_shape (recorded: the
+        probabilities may depend on a sample)."""
+        top = ops.first_max(self._log_probs)
+        index = ops.sum(ops.where(top, np.arange(self.num_categories), 0), axis=-1)
+        return broadcast(ops.astype(index, np.int64), self.batch_shape)
 
     def enumerate_support(self, expand=True):
         """0..K-1 on a new leading axis: shape (K,) + batch_shape (int64)."""

@@ -39,6 +39,24 @@ class Cauchy(LocationScale):
     def variance(self):
         return broadcast(self.scale * np.inf, self.batch_shape)
 
+    @property
+    def mode(self):
+        return broadcast(self.loc, self.batch_shape)
+
+    @follows_value_dtype
+    def cdf(self, value):
+        """1/2 + arctan(z) / pi, z = (x - loc) / scale; for z < 0 as arctan(-1/z) / pi, which
+        keeps the digits of a small lower tail (1/2 + arctan(z)/pi cancels)."""
+        x, _ = self._cdf_value(value)
+        z = (x - self.loc) / self.scale
+        below = z < 0
+        tail = ops.arctan(-1 / ops.where(below, z, -1.0)) / math.pi
+        return ops.where(below, tail, 0.5 + ops.arctan(ops.where(below, 0.0, z)) / math.pi)
+
+    @follows_value_dtype
+    def icdf(self, value):
+        """loc + scale tan(pi (p - 1/2))."""
+        return self.loc + self.scale * ops.tan(math.pi * (self._level(value) - 0.5))
 
 @register_kl(Cauchy, Cauchy)
 def _kl_cauchy_cauchy(p, q):

@@ -9,12 +9,15 @@ differentiable in df too). torch's Chi2 has no icdf, nor has this one.
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .distribution import broadcast, check_positive, params, untyped
 from .gamma import Gamma, gammainc
 
 
 class Chi2(Gamma):
     """Chi-squared with ``df > 0`` degrees of freedom (not necessarily an integer)."""
+
+    arg_constraints = {"df": constraints.positive}
 
     def __init__(self, df, validate_args=None):
         (df_,), _, dtype = params("Chi2", df=df)

@@ -26,6 +26,7 @@ probs 0 and 1 give a finite normaliser; logits are used as they are.
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check, follows_value_dtype, keep_inside_unit_interval, outside_is_impossible, params,
     probs_or_logits, untyped,
@@ -113,7 +114,8 @@ class ContinuousBernoulli(Distribution):
     """Continuous Bernoulli with ``probs`` in [0, 1] or ``logits`` (exactly one); x in [0, 1]."""
 
     has_rsample = True
-    support = "0 <= x <= 1"
+    support = constraints.unit_interval
+    arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
 
     def __init__(self, probs=None, logits=None, validate_args=None):
         self._given = probs_or_logits("ContinuousBernoulli", probs, logits)

@@ -13,6 +13,7 @@ normalises with a log-sum-exp), implicitly reparameterized and differentiable to
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check_positive, clamp_keeping_gradient, follows_value_dtype, log_beta,
     outside_is_impossible, params, sums_to_one, untyped,
@@ -20,6 +21,19 @@ from .distribution import (
 from .gamma import rsample_log_standard_gamma
 from .kl import register_kl
 from .stable import lgamma_shift
+
+
+def dirichlet_mode(a):
+    """The mode of Dirichlet(a), a (..., K): (a_k - 1)^+ / sum_j (a_j - 1)^+, the maximum
+    over the closed simplex (NaN when every a_k = 1, flat); when every a_k < 1 the density
+    is unbounded at each vertex: the vertex of the largest a_k (the first of ties), as torch."""
+    excess = ops.maximum(a - 1, 0)
+    total = ops.sum(excess, axis=-1, keepdims=True)
+    flat = total == 0  # (no 0/0: NaN there by choice, with finite gradients elsewhere)
+    interior = ops.where(flat, np.nan, excess / ops.where(flat, 1.0, total))
+    vertex = ops.astype(ops.first_max(a), a.dtype)
+    all_below = ops.all(a < 1, axis=-1, keepdims=True)
+    return ops.where(all_below, vertex, interior)
 
 
 class Dirichlet(Distribution):
@@ -33,7 +47,8 @@ class Dirichlet(Distribution):
     """
 
     has_rsample = True
-    support = "the simplex (x_k >= 0, sum_k x_k = 1, along the last axis)"
+    support = constraints.simplex
+    arg_constraints = {"concentration": constraints.independent(constraints.positive, 1)}
 
     def __init__(self, concentration, validate_args=None):
         (self.concentration,), shape, dtype = params("Dirichlet", concentration=concentration)
@@ -103,6 +118,10 @@ class Dirichlet(Distribution):
     def mean(self):
         a = self.concentration
         return broadcast(a / ops.sum(a, axis=-1, keepdims=True), self.batch_shape + self.event_shape)
+
+    @property
+    def mode(self):
+        return broadcast(dirichlet_mode(self.concentration), self.batch_shape + self.event_shape)
 
     @property
     def variance(self):

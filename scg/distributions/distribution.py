@@ -5,12 +5,15 @@ Shapes follow ``torch.distributions``: a draw with ``sample_shape`` has shape
 axes and returns ``sample_shape + batch_shape``.
 """
 
+import copy
 import functools
 
 import numpy as np
 
 from .. import context, ops
 from ..autodiff import no_grad
+from . import constraints
+from .constraints import simplex_tolerance, sums_to_one  # (their home: the simplex constraint uses them)
 from ..random import resolve
 from ..tensor import Tensor
 
@@ -21,7 +24,12 @@ class Distribution:
 
     has_rsample = False
     has_enumerate_support = False
-    support = "the real numbers"
+    #: where values live: a :mod:`~scg.distributions.constraints` object (a plain string, the
+    #: older form, is still accepted: messages only format it)
+    support = constraints.real
+    #: parameter name -> constraint, as torch's (descriptive: each family checks its own
+    #: parameters once, in its constructor, with messages naming them)
+    arg_constraints = {}
     _untyped = None  # the parameters as given, when none had a float dtype (see _follow)
 
     def __init__(self, batch_shape=(), event_shape=(), dtype=np.float64, validate_args=None):
@@ -70,6 +78,27 @@ class Distribution:
     def entropy(self):
         """H = -E[log p(x)], shape batch_shape."""
         raise NotImplementedError(f"{type(self).__name__} does not implement entropy")
+
+    def perplexity(self):
+        """exp(H), shape batch_shape (where the family has an entropy)."""
+        return ops.exp(self.entropy())
+
+    def cdf(self, value):
+        """F(value) = P(X <= value), shape sample_shape + batch_shape; differentiable in the
+        value and the parameters. Outside the support: 0 below it, 1 above (ValueError under
+        validation)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement cdf")
+
+    def icdf(self, value):
+        """The quantile F^-1(value) for probabilities ``value`` in [0, 1], shape sample_shape +
+        batch_shape; differentiable in the value and the parameters. Under validation a value
+        outside [0, 1] raises ValueError."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement icdf")
+
+    @property
+    def mode(self):
+        """The most likely value, shape batch_shape + event_shape (NaN where there is none, as torch)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement mode")
 
     @property
     def mean(self):
@@ -124,6 +153,16 @@ class Distribution:
     def _rng(self, rng):
         return resolve(rng)
 
+    def _lenient(self):
+        """This distribution with value validation off (a shallow copy sharing the parameters):
+        for the library's own sums over a grid that reaches outside some batch elements'
+        supports, where -inf is meant (Binomial's entropy)."""
+        if not self._validate:
+            return self
+        out = copy.copy(self)
+        out._validate = False
+        return out
+
     def _value(self, value):
         """``value`` as a Tensor in the distribution's dtype (floating values keep theirs);
         under validation, NaN raises ``ValueError``."""
@@ -137,7 +176,7 @@ class Distribution:
             )
         return value
 
-    def _support(self, value, inside):
+    def _support(self, value, inside, method="log_prob"):
         """``inside`` (a boolean Tensor computed from ``value`` by recorded operations, so a
         graph sees that it depends on a sampled value) broadcast against the batch shape;
         under validation a value outside the support raises ``ValueError``. Use it with
@@ -149,10 +188,28 @@ class Distribution:
             event = value.shape[value.ndim - len(self.event_shape):] if self.event_shape else ()
             bad = np.broadcast_to(value.data, shape + event)[~inside.data]
             raise ValueError(
-                f"{type(self).__name__}.log_prob: value {bad[0] if event else bad.flat[0]!r} is outside "
+                f"{type(self).__name__}.{method}: value {bad[0] if event else bad.flat[0]!r} is outside "
                 f"the support, {self.support}"
             )
         return inside
+
+    def _cdf_value(self, value, support=None):
+        """(``value`` as a Tensor, the boolean Tensor of where it is in ``support``, default
+        the family's) for ``cdf``: one vectorised test, refused under validation."""
+        x = self._value(value)
+        support = self.support if support is None else support
+        return x, self._support(x, support.check(x), method="cdf")
+
+    def _level(self, value):
+        """``value`` as a Tensor of probabilities for ``icdf``; under validation a value
+        outside [0, 1] raises ValueError (one vectorised test)."""
+        p = self._value(value)
+        if self._validate:
+            ok = (p.data >= 0) & (p.data <= 1)
+            if not ok.all():
+                bad = np.broadcast_to(p.data, ok.shape)[~ok].flat[0]
+                raise ValueError(f"{type(self).__name__}.icdf: value {bad!r} is not a probability in [0, 1]")
+        return p
 
     def to_event(self, reinterpreted_batch_ndims=None):
         """This distribution with its rightmost ``reinterpreted_batch_ndims`` batch axes
@@ -263,34 +320,13 @@ def untyped(**named):
     return named
 
 
-def sums_to_one(x, *dtypes):
-    """Boolean Tensor (recorded), shape x.shape[:-1]: whether each x[..., :] (a Tensor or an
-    array) sums to one, summed in float64, within ``simplex_tolerance`` for the coarsest
-    float dtype among x's and ``dtypes`` (the one simplex test of Categorical, Dirichlet and
-    the relaxation). Parameter checks read its ``.data``."""
-    x = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
-    k = x.shape[-1]
-    floats = [np.dtype(d) for d in (x.dtype,) + dtypes if np.dtype(d).kind == "f"] or [np.dtype(np.float64)]
-    tol = max(simplex_tolerance(k, d) for d in floats)
-    return ops.abs(ops.sum(ops.astype(x, np.float64), axis=-1) - 1) <= tol
-
-
-def simplex_tolerance(k, dtype):
-    """How far from one a sum of ``k`` probabilities of ``dtype`` may be (summed in float64).
-
-    Rounding each of k values normalised in ``dtype`` moves their sum by about
-    sqrt(k) eps when the errors are independent (k eps at worst, never seen in
-    practice); allow 16 sqrt(k) eps, and never less than torch's 1e-6. Float32 at
-    k = 10,000 allows 1.9e-4 (a sum of 1.9 used to pass: the bound grew as 1e-4 k)."""
-    return max(1e-6, 16 * np.sqrt(k) * float(np.finfo(dtype).eps))
-
-
 class LocationScale(Distribution):
     """Base of the location-scale families (Normal, Laplace, Cauchy): finite ``loc`` and
     positive finite ``scale``, broadcast together; ``rsample`` is ``loc + scale * eps`` with
     ``eps`` from the subclass's ``_standard(rng, shape)``."""
 
     has_rsample = True
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
 
     def __init__(self, loc, scale, validate_args=None):
         name = type(self).__name__

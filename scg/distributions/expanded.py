@@ -123,6 +123,10 @@ class ExpandedDistribution(Wrapper):
     def variance(self):
         return self.lay(self.base_dist.variance)
 
+    @property
+    def mode(self):
+        return self.lay(self.base_dist.mode)
+
     def enumerate_support(self, expand=True):
         values = self.base_dist.enumerate_support(expand=False)  # (K,) + (1,) * len(b) + E
         shape = values.shape[:1] + (1,) * len(self.batch_shape) + tuple(self.event_shape)

@@ -7,6 +7,7 @@ CDF: ``x = -log(1 - u) / b`` with ``u ~ Uniform[0, 1)``, so dx/db = -x/b.
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check_positive, follows_value_dtype, outside_is_impossible, params, untyped,
 )
@@ -18,7 +19,8 @@ class Exponential(Distribution):
     """Exponential with ``rate`` b > 0 (mean 1/b)."""
 
     has_rsample = True
-    support = "x >= 0"
+    support = constraints.nonnegative
+    arg_constraints = {"rate": constraints.positive}
 
     def __init__(self, rate, validate_args=None):
         (self.rate,), shape, dtype = params("Exponential", rate=rate)
@@ -47,6 +49,21 @@ class Exponential(Distribution):
     @property
     def variance(self):
         return broadcast(1 / (self.rate * self.rate), self.batch_shape)
+
+    @property
+    def mode(self):
+        return broadcast(0 * self.rate, self.batch_shape)
+
+    @follows_value_dtype
+    def cdf(self, value):
+        """1 - e^(-b x) for x >= 0 (as -expm1, exact for small b x), 0 below."""
+        x, inside = self._cdf_value(value)
+        return ops.where(inside, -ops.expm1(-self.rate * ops.where(inside, x, 0)), 0)
+
+    @follows_value_dtype
+    def icdf(self, value):
+        """-log(1 - p) / b."""
+        return -ops.log1p(-self._level(value)) / self.rate
 
 
 @register_kl(Exponential, Exponential)

@@ -35,6 +35,7 @@ import numpy as np
 import scipy.special as sp
 
 from .. import ops
+from . import constraints
 from ..autodiff import primitive
 from ..ops import unbroadcast
 from .distribution import (
@@ -141,11 +142,11 @@ def rsample_standard_gamma(alpha, shape, rng):
 
 def _gammainc_vjp_a(g, ans, a, x):
     # dP/da at (a, x) is -x p(x; a) (d log z / da at z = x), the implicit gradient's numerator.
-    a, x = (broadcast(t, ans.shape) for t in (a, x))
-    inside = (x.data > 0) & (x.data < np.inf)  # P is 0 at x = 0 and 1 at x = inf, whatever a
-    xs = ops.where(inside, x, 1.0)
+    a_, x_ = (broadcast(t, ans.shape) for t in (a, x))
+    inside = (x_.data > 0) & (x_.data < np.inf)  # P is 0 at x = 0 and 1 at x = inf, whatever a
+    xs = ops.where(inside, x_, 1.0)
     log_x = ops.log(xs)
-    d = -ops.exp(a * log_x - xs - ops.lgamma(a)) * log_gamma_sample_grad(a, log_x)
+    d = -ops.exp(a_ * log_x - xs - ops.lgamma(a_)) * log_gamma_sample_grad(a_, log_x)
     return unbroadcast(g * ops.where(inside, d, 0.0), a.shape)
 
 
@@ -155,11 +156,15 @@ def _gammainc_vjp_x(g, ans, a, x):
     return unbroadcast(g * ops.exp(ops.xlogy(a_ - 1, x_) - x_ - ops.lgamma(a_)), x.shape)
 
 
-gammainc = primitive("gammainc", sp.gammainc, _gammainc_vjp_a, _gammainc_vjp_x)
+def _keeping_dtype(fn):
+    return lambda a, x: np.asarray(fn(a, x), dtype=np.result_type(a, x))
+
+
+gammainc = primitive("gammainc", _keeping_dtype(sp.gammainc), _gammainc_vjp_a, _gammainc_vjp_x)
 gammainc.__doc__ = """P(a, x) = int_0^x t^(a-1) e^(-t) dt / Gamma(a), the CDF of Gamma(a, 1) at x >= 0,
 differentiable in both (in a through the implicit gradient above, to any order)."""
 
-gammaincc = primitive("gammaincc", sp.gammaincc, lambda g, ans, a, x: _gammainc_vjp_a(-g, ans, a, x),
+gammaincc = primitive("gammaincc", _keeping_dtype(sp.gammaincc), lambda g, ans, a, x: _gammainc_vjp_a(-g, ans, a, x),
                       lambda g, ans, a, x: _gammainc_vjp_x(-g, ans, a, x))
 gammaincc.__doc__ = """Q(a, x) = 1 - P(a, x), computed directly (no cancellation where P is near 1)."""
 
@@ -172,7 +177,8 @@ class Gamma(Distribution):
     """
 
     has_rsample = True
-    support = "x >= 0"
+    support = constraints.nonnegative
+    arg_constraints = {"concentration": constraints.positive, "rate": constraints.positive}
 
     def __init__(self, concentration, rate, validate_args=None):
         (self.concentration, self.rate), shape, dtype = params(
@@ -216,6 +222,17 @@ class Gamma(Distribution):
     @property
     def variance(self):
         return broadcast(self.concentration / (self.rate * self.rate), self.batch_shape)
+
+    @property
+    def mode(self):
+        """(a - 1) / b for a >= 1, else 0 (where the density is largest, or infinite)."""
+        return broadcast(ops.maximum(self.concentration - 1, 0) / self.rate, self.batch_shape)
+
+    @follows_value_dtype
+    def cdf(self, value):
+        """P(a, b x), the regularized lower incomplete gamma function, for x >= 0; 0 below."""
+        x, inside = self._cdf_value(value)
+        return ops.where(inside, gammainc(self.concentration, self.rate * ops.where(inside, x, 0)), 0)
 
 
 @register_kl(Gamma, Gamma)

@@ -9,6 +9,7 @@ entropy H_Bernoulli(p) / p.
 import numpy as np
 
 from .. import ops
+from . import constraints
 from ..tensor import Tensor
 from .bernoulli import Bernoulli
 from .distribution import (
@@ -22,7 +23,8 @@ class Geometric(BaseParams, Distribution):
     ``logits`` (exactly one). No pathwise sample; samples are floats, as in torch, drawn
     by inversion in float64 (so beyond 2**63 at tiny p; inf past float32's range)."""
 
-    support = "the non-negative integers"
+    support = constraints.nonnegative_integer
+    arg_constraints = {"probs": constraints.left_open_interval(0.0, 1.0), "logits": constraints.real}
 
     def __init__(self, probs=None, logits=None, validate_args=None):
         self._base = Bernoulli(probs=probs, logits=logits, validate_args=validate_args)
@@ -66,6 +68,11 @@ class Geometric(BaseParams, Distribution):
     def variance(self):
         p = self.probs
         return broadcast(self._q() / (p * p), self.batch_shape)
+
+    @property
+    def mode(self):
+        """0: no failure before the first success is always the most likely count."""
+        return broadcast(0 * self.probs, self.batch_shape)
 
     def _q(self):
         """1 - p; from logits as exp(log q), which 1 / p - 1 would round away for p near 1."""

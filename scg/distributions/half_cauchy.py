@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check_positive, follows_value_dtype, outside_is_impossible, params, untyped,
 )
@@ -22,7 +23,8 @@ class HalfCauchy(Distribution):
     """Half-Cauchy with ``scale > 0``: the absolute value of a Cauchy(0, scale)."""
 
     has_rsample = True
-    support = "y >= 0"
+    support = constraints.nonnegative.described("y >= 0")
+    arg_constraints = {"scale": constraints.positive}
 
     def __init__(self, scale, validate_args=None):
         (self.scale,), shape, dtype = params("HalfCauchy", scale=scale)

@@ -10,19 +10,22 @@ import math
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check_positive, follows_value_dtype, outside_is_impossible, params, untyped,
 )
 from .kl import register_kl
 
 HALF_LOG_PI_OVER_2 = 0.5 * math.log(math.pi / 2)
+SQRT_2 = math.sqrt(2.0)
 
 
 class HalfNormal(Distribution):
     """Half-normal with ``scale > 0``: the absolute value of a Normal(0, scale)."""
 
     has_rsample = True
-    support = "y >= 0"
+    support = constraints.nonnegative.described("y >= 0")
+    arg_constraints = {"scale": constraints.positive}
 
     def __init__(self, scale, validate_args=None):
         (self.scale,), shape, dtype = params("HalfNormal", scale=scale)
@@ -53,6 +56,20 @@ class HalfNormal(Distribution):
     def variance(self):
         return broadcast(self.scale * self.scale * (1 - 2 / math.pi), self.batch_shape)
 
+    @property
+    def mode(self):
+        return broadcast(0 * self.scale, self.batch_shape)
+
+    @follows_value_dtype
+    def cdf(self, value):
+        """erf(y / (scale sqrt 2)) for y >= 0, 0 below."""
+        x, inside = self._cdf_value(value)
+        return ops.where(inside, ops.erf(ops.where(inside, x, 0) / (self.scale * SQRT_2)), 0)
+
+    @follows_value_dtype
+    def icdf(self, value):
+        """scale sqrt(2) erfinv(p)."""
+        return self.scale * SQRT_2 * ops.erfinv(self._level(value))
 
 @register_kl(HalfNormal, HalfNormal)
 def _kl_halfnormal_halfnormal(p, q):

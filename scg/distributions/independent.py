@@ -11,6 +11,8 @@ import itertools
 import numpy as np
 
 from ..tensor import Tensor
+from . import constraints
+from .constraints import Constraint
 from .distribution import Distribution, Wrapper, broadcast, register_wrapper, sum_rightmost
 from .kl import kl_divergence, register_kl
 
@@ -44,6 +46,13 @@ class Independent(Wrapper):
             base_distribution._validate if validate_args is None else validate_args,
         )
 
+    @property
+    def support(self):
+        """The base's support on every element of the reinterpreted axes (a plain-string
+        support, the older form, is passed on as it is)."""
+        base = self.base_dist.support
+        return constraints.independent(base, self.reinterpreted_batch_ndims) if isinstance(base, Constraint) else base
+
     #: the most joint support points ``enumerate_support`` lays out (K^E for E elements of K values)
     enumerate_limit = 2 ** 16
 
@@ -66,6 +75,10 @@ class Independent(Wrapper):
     @property
     def variance(self):
         return self.base_dist.variance
+
+    @property
+    def mode(self):
+        return self.base_dist.mode
 
     def enumerate_support(self, expand=True):
         """Every joint value of the event on a new leading axis: (K^E,) + batch + event, for

@@ -13,6 +13,7 @@ As torch, there is no ``icdf``.
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check_positive, clamp_keeping_gradient, follows_value_dtype, outside_is_impossible,
     params, untyped,
@@ -24,7 +25,8 @@ class InverseGamma(Distribution):
     """Inverse gamma with shape ``concentration`` (a > 0) and ``rate`` (b > 0): 1/x ~ Gamma(a, b)."""
 
     has_rsample = True
-    support = "x > 0"
+    support = constraints.positive
+    arg_constraints = {"concentration": constraints.positive, "rate": constraints.positive}
 
     def __init__(self, concentration, rate, validate_args=None):
         (self.concentration, self.rate), shape, dtype = params(

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import ops
 from ..tensor import Tensor
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check_positive, follows_value_dtype, keep_inside_unit_interval, outside_is_impossible,
     params, untyped,
@@ -39,7 +40,8 @@ class Kumaraswamy(Distribution):
     """Kumaraswamy with ``concentration1`` a > 0 and ``concentration0`` b > 0 (broadcast together)."""
 
     has_rsample = True
-    support = "0 <= x <= 1"
+    support = constraints.unit_interval
+    arg_constraints = {"concentration1": constraints.positive, "concentration0": constraints.positive}
 
     def __init__(self, concentration1, concentration0, validate_args=None):
         (self.concentration1, self.concentration0), shape, dtype = params(

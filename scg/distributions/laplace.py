@@ -40,6 +40,27 @@ class Laplace(LocationScale):
     def variance(self):
         return broadcast(2 * self.scale * self.scale, self.batch_shape)
 
+    @property
+    def mode(self):
+        return broadcast(self.loc, self.batch_shape)
+
+    @follows_value_dtype
+    def cdf(self, value):
+        """e^z / 2 for z = (x - loc) / scale < 0, 1 - e^-z / 2 otherwise."""
+        x, _ = self._cdf_value(value)
+        z = (x - self.loc) / self.scale
+        below = z < 0
+        half_tail = 0.5 * ops.exp(ops.where(below, z, -z))  # -|z|, differentiable at 0 (from the right)
+        return ops.where(below, half_tail, 1 - half_tail)
+
+    @follows_value_dtype
+    def icdf(self, value):
+        """loc + scale log(2p) for p < 1/2, loc - scale log(2 (1 - p)) otherwise."""
+        p = self._level(value)
+        below = p < 0.5
+        t = ops.where(below, 2 * p, 2 * (1 - p))
+        return self.loc + self.scale * ops.where(below, ops.log(t), -ops.log(t))
+
 
 @register_kl(Laplace, Laplace)
 def _kl_laplace_laplace(p, q):

@@ -7,7 +7,8 @@ place). Entropy loc + 1/2 + log(scale sqrt(2 pi)); mean exp(loc + scale^2/2); va
 """
 
 from .. import ops
-from .distribution import broadcast, untyped
+from . import constraints
+from .distribution import broadcast, follows_value_dtype, untyped
 from .kl import kl_divergence, register_kl
 from .normal import Normal
 from .transformed_distribution import TransformedDistribution
@@ -18,7 +19,8 @@ class LogNormal(TransformedDistribution):
     """Log-normal: ``log y ~ Normal(loc, scale)`` with ``scale > 0`` (broadcast together)."""
 
     has_rsample = True
-    support = "y > 0"
+    support = constraints.positive.described("y > 0")
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
 
     def __init__(self, loc, scale, validate_args=None):
         base = Normal(loc, scale, validate_args=validate_args)
@@ -37,6 +39,22 @@ class LogNormal(TransformedDistribution):
     def variance(self):
         s2 = self.scale * self.scale
         return broadcast(ops.expm1(s2) * ops.exp(2 * self.loc + s2), self.batch_shape)
+
+    @property
+    def mode(self):
+        """exp(loc - scale^2)."""
+        return broadcast(ops.exp(self.loc - self.scale * self.scale), self.batch_shape)
+
+    @follows_value_dtype
+    def cdf(self, value):
+        """Phi((log y - loc) / scale) for y > 0, 0 below."""
+        y, inside = self._cdf_value(value)
+        return ops.where(inside, self.base_dist.cdf(ops.log(ops.where(inside, y, 1))), 0)
+
+    @follows_value_dtype
+    def icdf(self, value):
+        """exp(loc + scale Phi^-1(p))."""
+        return ops.exp(self.base_dist.icdf(self._level(value)))
 
 
 @register_kl(LogNormal, LogNormal)

@@ -15,6 +15,7 @@ determinant lemma):
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .distribution import broadcast, check, check_positive, untyped
 from .linalg import _mT, cholesky, diagonal, solve_triangular
 from .multivariate_normal import GaussianBase, event_params
@@ -24,6 +25,9 @@ class LowRankMultivariateNormal(GaussianBase):
     """Gaussian with mean ``loc`` (..., n) and covariance cov_factor cov_factor^T +
     diag(cov_diag); cov_diag > 0. event_shape = (n,); the batch shape broadcasts
     loc.shape[:-1], cov_factor.shape[:-2] and cov_diag.shape[:-1]."""
+
+    arg_constraints = {"loc": constraints.real_vector, "cov_factor": constraints.independent(constraints.real, 2),
+                       "cov_diag": constraints.independent(constraints.positive, 1)}
 
     def __init__(self, loc, cov_factor, cov_diag, validate_args=None):
         name = "LowRankMultivariateNormal"

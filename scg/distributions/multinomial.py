@@ -13,6 +13,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from .. import ops
+from . import constraints
 from ..tensor import Tensor
 from .binomial import Binomial
 from .categorical import Categorical, one_minus_probs
@@ -30,6 +31,9 @@ class Multinomial(BaseParams, Distribution):
     batch) draws with ``probs`` (on the simplex, last axis) or ``logits`` (exactly one).
     event_shape = (K,). No pathwise sample and, as in torch, no enumerate_support."""
 
+    arg_constraints = {"total_count": constraints.nonnegative_integer, "probs": constraints.simplex,
+                       "logits": constraints.independent(constraints.real, 1)}
+
     def __init__(self, total_count=1, probs=None, logits=None, validate_args=None):
         if isinstance(total_count, Tensor):
             total_count = total_count.data
@@ -44,7 +48,9 @@ class Multinomial(BaseParams, Distribution):
         self.total_count = int(n)
         self._base = Categorical(probs=probs, logits=logits, validate_args=validate_args)
         k = self._base.num_categories
-        self.support = f"vectors of {k} non-negative integers summing to {self.total_count}"
+        self.support = constraints.multinomial(self.total_count).described(
+            f"vectors of {k} non-negative integers summing to {self.total_count}"
+        )
         c = self._base._untyped
         self._untyped = None if c is None else dict(c, total_count=self.total_count)
         super().__init__(self._base.batch_shape, (k,), self._base.dtype, validate_args)

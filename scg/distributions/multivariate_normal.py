@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .distribution import Distribution, broadcast, check, follows_value_dtype, params, untyped
 from .kl import register_kl
 from .linalg import _mT, cholesky, diagonal, solve_triangular
@@ -59,6 +60,7 @@ class GaussianBase(Distribution):
     distance under Sigma^{-1}, shape (...)) and ``_half_log_det()`` (log det Sigma / 2)."""
 
     has_rsample = True
+    support = constraints.real_vector
 
     @follows_value_dtype
     def log_prob(self, value):
@@ -85,12 +87,19 @@ class GaussianBase(Distribution):
     def mean(self):
         return broadcast(self.loc, self.batch_shape + self.event_shape)
 
+    @property
+    def mode(self):
+        return self.mean
+
 
 class MultivariateNormal(GaussianBase):
     """Gaussian on R^n with mean ``loc`` (..., n) and exactly one of ``covariance_matrix``,
     ``precision_matrix`` (both symmetric positive definite) or ``scale_tril`` (lower
     triangular, positive diagonal), each (..., n, n). event_shape = (n,);
     batch_shape broadcasts loc's and the matrix's leading axes."""
+
+    arg_constraints = {"loc": constraints.real_vector, "covariance_matrix": constraints.positive_definite,
+                       "precision_matrix": constraints.positive_definite, "scale_tril": constraints.lower_cholesky}
 
     def __init__(self, loc, covariance_matrix=None, precision_matrix=None, scale_tril=None, validate_args=None):
         name = "MultivariateNormal"

@@ -15,6 +15,7 @@ import numpy as np
 from .. import ops
 from ..tensor import Tensor
 from .bernoulli import Bernoulli
+from . import constraints
 from .distribution import (
     BaseParams, Distribution, broadcast, check, follows_value_dtype, is_count, outside_is_impossible, p_log_q,
     params,
@@ -27,7 +28,8 @@ class NegativeBinomial(BaseParams, Distribution):
     [0, 1) or ``logits`` (< +inf), exactly one of them; all broadcast together. No pathwise
     sample (use a score-function estimator); the support is infinite (no enumeration)."""
 
-    support = "the non-negative integers"
+    support = constraints.nonnegative_integer.described("the non-negative integers")
+    arg_constraints = {"total_count": constraints.nonnegative, "probs": constraints.half_open_interval(0.0, 1.0), "logits": constraints.real}
 
     def __init__(self, total_count, probs=None, logits=None, validate_args=None):
         self._base = Bernoulli(probs=probs, logits=logits, validate_args=validate_args)

@@ -44,6 +44,21 @@ class Normal(LocationScale):
     def stddev(self):
         return broadcast(self.scale, self.batch_shape)
 
+    @property
+    def mode(self):
+        return broadcast(self.loc, self.batch_shape)
+
+    @follows_value_dtype
+    def cdf(self, value):
+        """Phi((x - loc) / scale), with ndtr (accurate far into the lower tail)."""
+        x, _ = self._cdf_value(value)
+        return ops.ndtr((x - self.loc) / self.scale)
+
+    @follows_value_dtype
+    def icdf(self, value):
+        """loc + scale Phi^-1(p)."""
+        return self.loc + self.scale * ops.ndtri(self._level(value))
+
 
 @register_kl(Normal, Normal)
 def _kl_normal_normal(p, q):

@@ -4,6 +4,7 @@ vectors of length K (event_shape (K,))."""
 import numpy as np
 
 from .. import ops
+from . import constraints
 from ..tensor import Tensor
 from .categorical import Categorical, one_minus_probs
 from .distribution import BaseParams, Distribution, broadcast, outside_is_impossible
@@ -14,11 +15,12 @@ class OneHotCategorical(BaseParams, Distribution):
     """One-hot vectors e_k with probability p_k; parameters as :class:`Categorical`."""
 
     has_enumerate_support = True
+    arg_constraints = {"probs": constraints.simplex, "logits": constraints.independent(constraints.real, 1)}
 
     def __init__(self, probs=None, logits=None, validate_args=None):
         self._base = Categorical(probs=probs, logits=logits, validate_args=validate_args)
         k = self._base.num_categories
-        self.support = f"one-hot vectors of length {k}"
+        self.support = constraints.one_hot.described(f"one-hot vectors of length {k}")
         super().__init__(self._base.batch_shape, (k,), self._base.dtype, validate_args)
 
     def sample(self, sample_shape=(), rng=None):
@@ -51,6 +53,11 @@ class OneHotCategorical(BaseParams, Distribution):
     @property
     def variance(self):
         return broadcast(self.probs * one_minus_probs(self._base), self.batch_shape + self.event_shape)
+
+    @property
+    def mode(self):
+        """The one-hot vector of the most likely category (the first of ties)."""
+        return broadcast(ops.astype(ops.first_max(self._base.logits), self.dtype), self.batch_shape + self.event_shape)
 
     def enumerate_support(self, expand=True):
         """The K one-hot vectors on a new leading axis: (K,) + batch_shape + (K,)."""

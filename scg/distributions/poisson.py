@@ -11,6 +11,7 @@ Like torch.distributions there is no closed-form entropy.
 import numpy as np
 
 from .. import ops
+from . import constraints
 from ..tensor import Tensor
 from .distribution import (
     Distribution, broadcast, check, follows_value_dtype, is_count, outside_is_impossible, params, untyped,
@@ -27,7 +28,8 @@ class Poisson(Distribution):
     """Counts with mean ``rate >= 0``. No pathwise sample (use a score-function
     estimator); samples are floats in the parameter's dtype, as in torch."""
 
-    support = "the non-negative integers"
+    support = constraints.nonnegative_integer
+    arg_constraints = {"rate": constraints.nonnegative}
 
     def __init__(self, rate, validate_args=None):
         (self.rate,), shape, dtype = params("Poisson", rate=rate)
@@ -63,6 +65,11 @@ class Poisson(Distribution):
     @property
     def variance(self):
         return broadcast(self.rate, self.batch_shape)
+
+    @property
+    def mode(self):
+        """floor(rate) (the larger of two tied modes at an integer rate, as torch)."""
+        return broadcast(ops.floor(self.rate), self.batch_shape)
 
 
 @register_kl(Poisson, Poisson)

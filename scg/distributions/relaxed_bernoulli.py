@@ -8,6 +8,7 @@ Density: p(y) = T a y^(-T-1) (1-y)^(-T-1) / (a y^(-T) + (1-y)^(-T))^2 with a = e
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .bernoulli import Bernoulli
 from .distribution import (
     BaseParams, Distribution, keep_inside_unit_interval, outside_is_impossible, register_relaxation,
@@ -20,7 +21,9 @@ class RelaxedBernoulli(BaseParams, Distribution):
     falls, samples approach 0/1 with P(near 1) = sigmoid(logit). Pathwise samples."""
 
     has_rsample = True
-    support = "the open interval (0, 1)"
+    support = constraints.open_interval(0, 1)
+    arg_constraints = {"temperature": constraints.positive, "probs": constraints.unit_interval,
+                       "logits": constraints.real}
 
     def __init__(self, temperature, probs=None, logits=None, validate_args=None):
         self._base = Bernoulli(probs=probs, logits=logits)

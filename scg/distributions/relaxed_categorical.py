@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .categorical import Categorical
 from .one_hot_categorical import OneHotCategorical
 from .distribution import (
@@ -24,7 +25,9 @@ class RelaxedOneHotCategorical(BaseParams, Distribution):
     Pathwise samples, every component strictly positive."""
 
     has_rsample = True
-    support = "the open simplex"
+    support = constraints.open_simplex
+    arg_constraints = {"temperature": constraints.positive, "probs": constraints.simplex,
+                       "logits": constraints.independent(constraints.real, 1)}
 
     def __init__(self, temperature, probs=None, logits=None, validate_args=None):
         self._base = Categorical(probs=probs, logits=logits)

@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check, check_positive, follows_value_dtype, log_beta, params, untyped,
 )
@@ -32,6 +33,7 @@ class StudentT(Distribution):
     """Student's t with ``df > 0``, location ``loc`` and ``scale > 0`` (broadcast together)."""
 
     has_rsample = True
+    arg_constraints = {"df": constraints.positive, "loc": constraints.real, "scale": constraints.positive}
 
     def __init__(self, df, loc=0.0, scale=1.0, validate_args=None):
         (self.df, self.loc, self.scale), shape, dtype = params("StudentT", df=df, loc=loc, scale=scale)
@@ -82,3 +84,7 @@ class StudentT(Distribution):
         v = self.scale * self.scale * nu / ops.where(finite, nu - 2, 1)
         v = ops.where(finite, v, ops.astype(ops.where(nu > 1, np.inf, np.nan), self.dtype))
         return broadcast(v, self.batch_shape)
+
+    @property
+    def mode(self):
+        return broadcast(self.loc, self.batch_shape)

@@ -8,6 +8,7 @@ Reparameterized by the inverse CDF: ``x = low + (high - low) u`` with
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check, clamp_keeping_gradient, follows_value_dtype, params, untyped,
 )
@@ -21,7 +22,7 @@ class Uniform(Distribution):
     """Uniform on ``[low, high)`` with ``low < high`` elementwise (broadcast together)."""
 
     has_rsample = True
-    support = "low <= x < high"
+    support = constraints.half_open_interval(0.0, 1.0).described("low <= x < high")  # per instance below
 
     def __init__(self, low, high, validate_args=None):
         (self.low, self.high), shape, dtype = params("Uniform", low=low, high=high)
@@ -35,6 +36,8 @@ class Uniform(Distribution):
                 f"Uniform: parameter 'low' must be less than parameter 'high' elementwise; "
                 f"got low {lo!r} >= high {hi!r}"
             )
+        self.support = constraints.half_open_interval(self.low.data, self.high.data).described("low <= x < high")
+        self.arg_constraints = {"low": constraints.less_than(self.high.data), "high": constraints.greater_than(self.low.data)}
         super().__init__(shape, (), dtype, validate_args)
 
     def rsample(self, sample_shape=(), rng=None):
@@ -64,6 +67,22 @@ class Uniform(Distribution):
         width = self.high - self.low
         return broadcast(width * width / 12, self.batch_shape)
 
+    @property
+    def mode(self):
+        """NaN: every point of the support is equally likely (as torch)."""
+        return broadcast(self.low * np.nan, self.batch_shape)
+
+    @follows_value_dtype
+    def cdf(self, value):
+        """(x - low) / (high - low), clipped to [0, 1]. Defined at x = high too (= 1): the
+        check here is low <= x <= high."""
+        x, _ = self._cdf_value(value, constraints.interval(self.low.data, self.high.data))
+        return ops.clip((x - self.low) / (self.high - self.low), 0, 1)
+
+    @follows_value_dtype
+    def icdf(self, value):
+        """low + p (high - low)."""
+        return self.low + self._level(value) * (self.high - self.low)
 
 def mean_log(low, high):
     """E[log x] for x ~ Uniform(low, high), 0 <= low < high: (h log h - l log l) / (h - l) - 1

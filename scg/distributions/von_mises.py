@@ -27,6 +27,7 @@ import numpy as np
 from .. import ops
 from ..autodiff import primitive
 from ..ops import unbroadcast
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check, check_positive, follows_value_dtype, outside_is_impossible, params, untyped,
 )
@@ -100,7 +101,8 @@ class VonMises(Distribution):
     """Von Mises with location ``loc`` (finite) and ``concentration`` k > 0 (broadcast together)."""
 
     has_rsample = True
-    support = "the real numbers (angles: the density has period 2 pi)"
+    support = constraints.real.described("the real numbers (angles: the density has period 2 pi)")
+    arg_constraints = {"loc": constraints.real, "concentration": constraints.positive}
 
     def __init__(self, loc, concentration, validate_args=None):
         (self.loc, self.concentration), shape, dtype = params("VonMises", loc=loc, concentration=concentration)

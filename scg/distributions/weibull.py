@@ -10,6 +10,7 @@ E ~ Exponential(1), so dx/dscale = x / scale and dx/dk = -x log(E) / k^2.
 import numpy as np
 
 from .. import ops
+from . import constraints
 from .distribution import (
     Distribution, broadcast, check_positive, clamp_keeping_gradient, follows_value_dtype, outside_is_impossible,
     params, untyped,
@@ -22,7 +23,8 @@ class Weibull(Distribution):
     """Weibull with ``scale > 0`` and shape ``concentration > 0`` (k = 1: Exponential(1 / scale))."""
 
     has_rsample = True
-    support = "x > 0"
+    support = constraints.positive
+    arg_constraints = {"scale": constraints.positive, "concentration": constraints.positive}
 
     def __init__(self, scale, concentration, validate_args=None):
         (self.scale, self.concentration), shape, dtype = params("Weibull", scale=scale, concentration=concentration)

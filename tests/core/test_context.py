@@ -20,15 +20,15 @@ def _empty_stack():
 
 def test_push_sets_and_pop_restores_and_the_owner_is_named():
     assert context.owner("anomaly") == "default" and context.state.anomaly is False
-    outer = context.push("outer", anomaly=True, validate_args=True)
+    outer = context.push("outer", anomaly=True, validate_args=False)
     inner = context.push("inner", anomaly=False)
     assert context.state.anomaly is False and context.owner("anomaly") == "inner"
-    assert context.state.validate_args is True and context.owner("validate_args") == "outer"
+    assert context.state.validate_args is False and context.owner("validate_args") == "outer"
     assert [f.owner for f in context.frames()] == ["outer", "inner"]
     context.pop(inner)
     assert context.state.anomaly is True and context.owner("anomaly") == "outer"
     context.pop(outer)
-    assert context.state.anomaly is False and context.state.validate_args is False
+    assert context.state.anomaly is False and context.state.validate_args is True  # the default
     assert context.owner("anomaly") == "default"
 
 
@@ -59,11 +59,11 @@ def test_set_default_under_a_frame_takes_effect_when_the_frame_is_popped():
         assert context.state.validate_args is True  # the frame still decides
     finally:
         context.pop(frame)
-    assert context.state.validate_args is False
-    context.set_default("validate_args", True)
+    try:
+        assert context.state.validate_args is False
+    finally:
+        context.set_default("validate_args", True)  # back to the default
     assert context.state.validate_args is True
-    context.set_default("validate_args", False)
-    assert context.state.validate_args is False
 
 
 def test_active_lists_the_values_on_the_stack_innermost_first():
@@ -182,18 +182,21 @@ def test_manual_seed_replaces_the_library_generator():
 
 def test_set_default_validate_args_is_the_validate_args_switch():
     # (tests/distributions covers the checks themselves; here: the switch and its scope)
-    D.Distribution.set_default_validate_args(True)
+    assert context.state.validate_args is True  # on by default, as torch
+    with pytest.raises(ValueError, match="outside the support"):
+        D.Exponential(1.0).log_prob(-1.0)
+    assert D.Exponential(1.0, validate_args=False).log_prob(-1.0).data == -np.inf
+    frame = context.push("test", validate_args=False)  # a block can turn it off
     try:
-        assert context.state.validate_args is True
-        with pytest.raises(ValueError, match="outside the support"):
-            D.Exponential(1.0).log_prob(-1.0)
-        assert D.Exponential(1.0, validate_args=False).log_prob(-1.0).data == -np.inf
-        frame = context.push("test", validate_args=False)  # a block can turn it off
-        try:
-            assert D.Exponential(1.0).log_prob(-1.0).data == -np.inf
-        finally:
-            context.pop(frame)
+        assert D.Exponential(1.0).log_prob(-1.0).data == -np.inf
     finally:
-        D.Distribution.set_default_validate_args(False)
-    assert context.state.validate_args is False
-    assert D.Exponential(1.0).log_prob(-1.0).data == -np.inf
+        context.pop(frame)
+    D.Distribution.set_default_validate_args(False)
+    try:
+        assert context.state.validate_args is False
+        assert D.Exponential(1.0).log_prob(-1.0).data == -np.inf
+    finally:
+        D.Distribution.set_default_validate_args(True)
+    assert context.state.validate_args is True
+    with pytest.raises(ValueError, match="outside the support"):
+        D.Exponential(1.0).log_prob(-1.0)

@@ -99,14 +99,16 @@ def test_lowrank_mvn_woodbury_cancellation():
 
 
 @pytest.mark.parametrize("make", [
-    lambda: D.MultivariateNormal(np.zeros(2), covariance_matrix=np.array([[1.0, 0.5], [0.5, 2.0]])),
-    lambda: D.LowRankMultivariateNormal(np.zeros(2), np.array([[1.0], [0.5]]), np.array([1.0, 2.0])),
+    lambda **kw: D.MultivariateNormal(np.zeros(2), covariance_matrix=np.array([[1.0, 0.5], [0.5, 2.0]]), **kw),
+    lambda **kw: D.LowRankMultivariateNormal(np.zeros(2), np.array([[1.0], [0.5]]), np.array([1.0, 2.0]), **kw),
 ])
 def test_gaussians_at_infinity(make):
     # was NaN (0 * inf in the triangular solve)
     lp = make().log_prob(np.array([[np.inf, 0.0], [0.0, -np.inf], [1.0, 0.0]])).data
     assert lp[0] == -np.inf and lp[1] == -np.inf and np.isfinite(lp[2])
-    assert np.isnan(make().log_prob(np.array([np.nan, 0.0])).data)
+    assert np.isnan(make(validate_args=False).log_prob(np.array([np.nan, 0.0])).data)
+    with pytest.raises(ValueError, match="value contains NaN"):
+        make().log_prob(np.array([np.nan, 0.0]))
 
 
 def test_one_hot_categorical_dominant_category():
