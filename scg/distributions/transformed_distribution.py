@@ -110,6 +110,40 @@ class TransformedDistribution(Distribution):
         lp = sum_rightmost(self.base_dist.log_prob(y), event_dim - len(self.base_dist.event_shape)) - ladj
         return outside_is_impossible(inside, lp)
 
+    def _monotone(self, method):
+        """The product of the transforms' signs (+1: increasing, -1: decreasing), for cdf and icdf,
+        which exist only when every transform is a monotone elementwise map of a scalar base."""
+        if self.event_shape or self.base_dist.event_shape:
+            raise NotImplementedError(f"TransformedDistribution.{method}: defined for scalar events only")
+        sign = 1
+        for t in self.transforms:
+            s = t.sign  # NotImplementedError names a transform that is not monotone
+            if s not in (1, -1):
+                raise NotImplementedError(
+                    f"TransformedDistribution.{method}: {type(t).__name__} is not monotone here (its sign is "
+                    f"mixed across the batch)")
+            sign *= s
+        return sign
+
+    def cdf(self, value):
+        """F(y) = F_base(x) for increasing transforms, 1 - F_base(x) for decreasing ones, x the
+        preimage of y."""
+        sign = self._monotone("cdf")
+        y = self._value(value)
+        for t in reversed(self.transforms):
+            y = t.inv(y)
+        base = self.base_dist.cdf(y)
+        return base if sign == 1 else 1 - base
+
+    def icdf(self, value):
+        """The transforms applied to the base's quantile at p (at 1 - p for a decreasing chain)."""
+        sign = self._monotone("icdf")
+        p = self._level(value)
+        x = self.base_dist.icdf(p if sign == 1 else 1 - p)
+        for t in self.transforms:
+            x = t(x)
+        return x
+
     def __repr__(self):
         return f"TransformedDistribution({self.base_dist!r}, {self.transforms!r})"
 

@@ -298,3 +298,33 @@ def test_python_number_parameters_draw_float64():
     # numpy's default float (torch's default is float32): kept, and documented
     assert D.Normal(0.0, 1.0).sample().dtype == np.float64
     assert D.Normal(np.float32(0.0), np.float32(1.0)).sample().dtype == np.float32
+
+
+def test_transformed_distribution_cdf_and_icdf_through_monotone_transforms():
+    x = np.array([0.5, 1.0, 3.0])
+    lognormal = D.TransformedDistribution(D.Normal(0.3, 1.2), [D.ExpTransform()])
+    ref = st.lognorm(1.2, scale=np.exp(0.3))
+    np.testing.assert_allclose(lognormal.cdf(x).data, ref.cdf(x), rtol=1e-13)
+    np.testing.assert_allclose(lognormal.icdf(np.array([0.1, 0.5, 0.9])).data, ref.ppf([0.1, 0.5, 0.9]), rtol=1e-13)
+    # y = 1 - 3 x with x ~ Exponential(2): decreasing, so F(y) = 1 - F_x((1 - y) / 3)
+    flipped = D.TransformedDistribution(D.Exponential(2.0), [D.AffineTransform(1.0, -3.0)])
+    y = np.array([-2.0, 0.0, 0.9])
+    np.testing.assert_allclose(flipped.cdf(y).data, 1 - st.expon(scale=0.5).cdf((1 - y) / 3), rtol=1e-13)
+    p = np.array([0.2, 0.7])
+    np.testing.assert_allclose(flipped.icdf(p).data, 1 - 3 * st.expon(scale=0.5).ppf(1 - p), rtol=1e-13)
+    # logit-normal: F(y) = Phi((logit y - mu) / sigma)
+    logit_normal = D.TransformedDistribution(D.Normal(-0.2, 0.7), [D.SigmoidTransform()])
+    u = np.array([0.1, 0.4, 0.95])
+    np.testing.assert_allclose(logit_normal.cdf(u).data, st.norm(-0.2, 0.7).cdf(np.log(u / (1 - u))), rtol=1e-12)
+
+
+def test_transformed_distribution_cdf_gradchecks_and_refuses_what_is_not_monotone():
+    def cdf(loc, scale, y):
+        return D.TransformedDistribution(D.Normal(loc, scale), [D.ExpTransform(), D.AffineTransform(0.5, 2.0)]).cdf(y)
+
+    assert scg.gradcheck(cdf, [np.array([0.1, -0.3]), np.array([0.8, 1.5]), np.array([1.7, 3.0])], order=2)
+    folded = D.TransformedDistribution(D.Normal(0.0, 1.0), [D.AbsTransform()])
+    with pytest.raises(NotImplementedError, match="AbsTransform"):
+        folded.cdf(1.0)
+    with pytest.raises(NotImplementedError, match="scalar events only"):
+        D.TransformedDistribution(D.Normal(np.zeros(3), 1.0).to_event(1), [D.SoftmaxTransform()]).icdf(0.5)
