@@ -178,15 +178,18 @@ class Distribution:
 
     def _support(self, value, inside, method="log_prob"):
         """``inside`` (a boolean Tensor computed from ``value`` by recorded operations, so a
-        graph sees that it depends on a sampled value) broadcast against the batch shape;
-        under validation a value outside the support raises ``ValueError``. Use it with
+        graph sees that it depends on a sampled value), as it is (it broadcasts against the
+        batch shape where it is used); under validation a value outside the support raises ``ValueError``. Use it with
         :func:`outside_is_impossible`, which puts -inf where it is False."""
         inside = inside if isinstance(inside, Tensor) else Tensor(np.asarray(inside, dtype=bool))
-        shape = np.broadcast_shapes(inside.shape, self.batch_shape)
-        inside = broadcast(inside, shape)
+        # Not broadcast to the batch shape as a Tensor: a fresh axis of the batch's size would be
+        # an unnamed axis to a graph, and would collide with a named one (a sample or enumeration
+        # axis) that the parameters carry. The ops that use ``inside`` broadcast it themselves.
         if self._validate and not inside.data.all():
+            shape = np.broadcast_shapes(inside.shape, self.batch_shape)
+            ok = np.broadcast_to(inside.data, shape)
             event = value.shape[value.ndim - len(self.event_shape):] if self.event_shape else ()
-            bad = np.broadcast_to(value.data, shape + event)[~inside.data]
+            bad = np.broadcast_to(value.data, shape + event)[~ok]
             raise ValueError(
                 f"{type(self).__name__}.{method}: value {bad[0] if event else bad.flat[0]!r} is outside "
                 f"the support, {self.support}"
