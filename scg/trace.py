@@ -587,6 +587,18 @@ class _Recording:
         self.steps.append(_Step("grad", None, (what,), {}, None, consts, name="grad", site=_site(), extra=leaf))
 
 
+def unreplayable(why):
+    """For code whose random draws a replay cannot repeat (rejection sampling: how many numbers
+    it draws depends on the numbers drawn): while a traced step is being recorded, refuse it
+    with ``why``, so the step runs eagerly (``fallback=True``) or the user is told. A no-op
+    outside a recording."""
+    rec = state.tracer
+    if rec is not None and rec.active:
+        raise TraceError(
+            f"{why} at {_site(user_only=True)}, so a replay could not draw the same way: run this step eagerly "
+            f"(scg.trace(fn, fallback=True) does so by itself), or draw outside the traced function")
+
+
 def python_state(fn):
     """Decorator: ``fn`` returns a number read from Python state that the step's effects
     change (a moving average's current value). Inside a traced step the number is a

@@ -30,8 +30,7 @@ class Chi2(Gamma):
         return self.concentration * 2
 
     def cdf(self, value):
-        x = self._value(value)
-        inside = self._support(x, x >= 0)
+        x, inside = self._cdf_value(value)
         return ops.where(inside, gammainc(self.concentration, ops.where(inside, x, 0) * 0.5), 0)
 
     @property

@@ -297,6 +297,31 @@ class _LowerCholesky(Constraint):
         return "lower-triangular matrices with a positive diagonal"
 
 
+class _CorrCholesky(Constraint):
+    """Cholesky factors of correlation matrices: lower triangular, positive diagonal, rows of
+    unit norm (to ``tol``: 1e-6 in float64, 1e-3 in float32). Recorded for Tensors."""
+
+    event_dim = 2
+
+    def check(self, value):
+        x = _value(value)
+        d = x.shape[-1]
+        upper = np.triu(np.ones((d, d), dtype=bool), 1)
+        tol = 1e-6 if x.dtype == np.float64 else 1e-3
+        if _is_tensor(x):
+            diag = ops.getitem(x, (Ellipsis, np.arange(d), np.arange(d)))
+            norms = ops.sum(x * x, axis=-1)
+            return (ops.all(ops.equal(ops.where(upper, x, 0.0), 0), axis=(-2, -1))
+                    & ops.all(ops.greater(diag, 0), axis=-1) & ops.all(ops.less_equal(ops.abs(norms - 1), tol), axis=-1))
+        diag = np.diagonal(x, axis1=-2, axis2=-1)
+        return (np.all(np.where(upper, x, 0) == 0, axis=(-2, -1)) & np.all(diag > 0, axis=-1)
+                & np.all(np.abs((x * x).sum(-1) - 1) <= tol, axis=-1))
+
+    def _default_text(self):
+        return ("lower-triangular matrices with positive diagonal and rows of unit norm (Cholesky factors of "
+                "correlation matrices)")
+
+
 class _PositiveDefinite(Constraint):
     """Symmetric positive-definite matrices (last two axes), symmetric to 64 eps of the
     largest entry. Parameters only: read as numbers, not recorded."""
@@ -359,6 +384,7 @@ open_simplex = _Simplex(open=True)
 one_hot = _OneHot()
 positive_definite = _PositiveDefinite()
 lower_cholesky = _LowerCholesky()
+corr_cholesky = _CorrCholesky()
 real_vector = _Independent(real, 1)
 
 

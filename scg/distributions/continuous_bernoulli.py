@@ -155,7 +155,8 @@ class ContinuousBernoulli(Distribution):
     @follows_value_dtype
     def cdf(self, value):
         """F(x) = expm1(l x) / expm1(l) (x at l = 0), clipped to [0, 1] outside the support."""
-        x = ops.clip(self._value(value), 0, 1)
+        x, _ = self._cdf_value(value)  # refused outside the support under validation
+        x = ops.clip(x, 0, 1)
         return _cdf(self.logits, x)
 
     @follows_value_dtype

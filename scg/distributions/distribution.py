@@ -163,15 +163,15 @@ class Distribution:
         out._validate = False
         return out
 
-    def _value(self, value):
+    def _value(self, value, method="log_prob"):
         """``value`` as a Tensor in the distribution's dtype (floating values keep theirs);
-        under validation, NaN raises ``ValueError``."""
+        under validation, NaN raises ``ValueError`` (naming ``method``)."""
         if not isinstance(value, Tensor) and not (isinstance(value, np.ndarray) and value.dtype.kind == "f"):
             value = np.asarray(value, dtype=self.dtype)  # scalars, lists, integer/bool arrays
         value = value if isinstance(value, Tensor) else Tensor(value)
         if self._validate and np.isnan(value.data).any():  # NaN is in no support
             raise ValueError(
-                f"{type(self).__name__}.log_prob: value contains NaN, which is outside the "
+                f"{type(self).__name__}.{method}: value contains NaN, which is outside the "
                 f"support, {self.support}"
             )
         return value
@@ -199,14 +199,14 @@ class Distribution:
     def _cdf_value(self, value, support=None):
         """(``value`` as a Tensor, the boolean Tensor of where it is in ``support``, default
         the family's) for ``cdf``: one vectorised test, refused under validation."""
-        x = self._value(value)
+        x = self._value(value, "cdf")
         support = self.support if support is None else support
         return x, self._support(x, support.check(x), method="cdf")
 
     def _level(self, value):
         """``value`` as a Tensor of probabilities for ``icdf``; under validation a value
         outside [0, 1] raises ValueError (one vectorised test)."""
-        p = self._value(value)
+        p = self._value(value, "icdf")
         if self._validate:
             ok = (p.data >= 0) & (p.data <= 1)
             if not ok.all():

@@ -55,7 +55,7 @@ class Gumbel(LocationScale):
         return ops.exp(-ops.exp(-z))
 
     def icdf(self, value):
-        return self.loc - self.scale * ops.log(-ops.log(self._value(value)))
+        return self.loc - self.scale * ops.log(-ops.log(self._level(value)))
 
     def entropy(self):
         return broadcast(ops.log(self.scale) + (EULER + 1), self.batch_shape)

@@ -44,12 +44,11 @@ class HalfCauchy(Distribution):
         return outside_is_impossible(inside, LOG_2_OVER_PI - ops.log(self.scale) - log1p_square(z))
 
     def cdf(self, value):
-        x = self._value(value)
-        inside = self._support(x, x >= 0)
+        x, inside = self._cdf_value(value)
         return ops.where(inside, (2 / math.pi) * ops.arctan(ops.where(inside, x, 0) / self.scale), 0)
 
     def icdf(self, value):
-        return self.scale * ops.tan((math.pi / 2) * self._value(value))
+        return self.scale * ops.tan((math.pi / 2) * self._level(value))
 
     def entropy(self):
         return broadcast(math.log(2 * math.pi) + ops.log(self.scale), self.batch_shape)

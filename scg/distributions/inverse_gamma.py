@@ -59,7 +59,7 @@ class InverseGamma(Distribution):
     @follows_value_dtype
     def cdf(self, value):
         """P(X <= value) = Q(a, b / value) = 1 - P(a, b / value); 0 for value <= 0."""
-        x = self._value(value)
+        x, _ = self._cdf_value(value)  # refused outside the support under validation
         pos = ops.greater(x, 0)
         safe_x = ops.where(pos, x, 1.0)
         q = gammaincc(self.concentration, self.rate / safe_x)

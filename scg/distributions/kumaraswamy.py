@@ -79,7 +79,8 @@ class Kumaraswamy(Distribution):
     @follows_value_dtype
     def cdf(self, value):
         """F(x) = 1 - (1 - x^a)^b, clipped to [0, 1] outside the support."""
-        x = ops.clip(self._value(value), 0, 1)
+        x, _ = self._cdf_value(value)  # refused outside the support under validation
+        x = ops.clip(x, 0, 1)
         a, b = self.concentration1, self.concentration0
         return -ops.expm1(b * log1m_pow(a, x))
 

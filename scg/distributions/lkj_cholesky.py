@@ -19,7 +19,8 @@ import numpy as np
 
 from .. import ops
 from ..tensor import Tensor
-from .distribution import Distribution, check_positive, follows_value_dtype, outside_is_impossible, params
+from . import constraints
+from .distribution import Distribution, check_positive, follows_value_dtype, outside_is_impossible, params, untyped
 
 LOG_PI = math.log(math.pi)
 
@@ -28,7 +29,8 @@ class LKJCholesky(Distribution):
     """LKJ distribution over Cholesky factors of ``dim`` x ``dim`` correlation matrices, with
     ``concentration`` eta > 0 (batch shape its shape; event shape (dim, dim))."""
 
-    support = "lower-triangular matrices with positive diagonal and rows of unit norm (Cholesky factors of correlation matrices)"
+    support = constraints.corr_cholesky
+    arg_constraints = {"concentration": constraints.positive}
 
     def __init__(self, dim, concentration=1.0, validate_args=None):
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 2:
@@ -37,20 +39,29 @@ class LKJCholesky(Distribution):
         check_positive("LKJCholesky", "concentration", self.concentration)
         self.dim = int(dim)
         super().__init__(shape, (self.dim, self.dim), dtype, validate_args)
+        self._untyped = untyped(concentration=concentration)
+
+    def _follow(self, other):
+        """As every family's (Python-number parameters take a float value's dtype), keeping ``dim``."""
+        dtype = getattr(other, "dtype", None)
+        if self._untyped is None or dtype is None or np.dtype(dtype).kind != "f" or dtype == self.dtype:
+            return self
+        return LKJCholesky(self.dim, np.asarray(self._untyped["concentration"], dtype=dtype), self._validate)
 
     def sample(self, sample_shape=(), rng=None):
         rng, d = self._rng(rng), self.dim
         shape = self._extended_shape(sample_shape)[:-2]
         eta = np.broadcast_to(self.concentration.data, shape).astype(np.float64)
-        L = np.zeros(shape + (d, d))
-        L[..., 0, 0] = 1.0
+        # Row by row, joined by concatenate and stack (not written into a zeros array), so that a
+        # traced step records how the rows come from the draws and replays them.
+        rows = [np.broadcast_to(np.eye(d)[0], shape + (d,))]
         for i in range(1, d):
             y = rng.beta(i / 2, eta + (d - i - 1) / 2)  # |u|^2
             direction = rng.standard_normal(shape + (i,))
-            direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
-            L[..., i, :i] = np.sqrt(y)[..., None] * direction
-            L[..., i, i] = np.sqrt(1 - y)
-        return Tensor(L.astype(self.dtype))
+            direction = direction / np.linalg.norm(direction, axis=-1, keepdims=True)
+            rows.append(np.concatenate([np.sqrt(y)[..., None] * direction, np.sqrt(1 - y)[..., None],
+                                        np.zeros(shape + (d - i - 1,))], axis=-1))
+        return Tensor(np.stack(rows, axis=-2).astype(self.dtype))
 
     def _log_normalizer(self):
         d, eta = self.dim, self.concentration
@@ -66,16 +77,10 @@ class LKJCholesky(Distribution):
         if L.shape[-2:] != (d, d):
             raise ValueError(f"LKJCholesky.log_prob: value must end in ({d}, {d}); got shape {L.shape}")
         diag = ops.getitem(L, (Ellipsis, np.arange(d), np.arange(d)))  # (..., d)
-        upper = np.triu(np.ones((d, d), dtype=bool), 1)
-        tol = 1e-6 if L.dtype == np.float64 else 1e-3  # rows are unit vectors up to rounding
-        norms = ops.sum(L * L, axis=-1)
-        inside = (ops.all(ops.equal(ops.where(upper, L, 0.0), 0), axis=(-2, -1))
-                  & ops.all(ops.greater(diag, 0), axis=-1)
-                  & ops.all(ops.less_equal(ops.abs(norms - 1), tol), axis=-1))
-        inside = self._support(L, inside)
+        inside = self._support(L, self.support.check(L))
         safe_diag = ops.where(ops.greater(diag, 0), diag, 1.0)
         log_diag = ops.getitem(ops.log(safe_diag), (Ellipsis, slice(1, None)))  # rows 1 .. d-1
-        exponents = np.array([d - i - 3.0 for i in range(1, d)])
+        exponents = np.array([d - i - 3.0 for i in range(1, d)], dtype=L.dtype)
         eta = ops.expand_dims(self.concentration, -1)
         lp = ops.sum((exponents + 2 * eta) * log_diag, axis=-1) - self._log_normalizer()
         return outside_is_impossible(inside, lp)

@@ -16,6 +16,7 @@ import numpy as np
 from .. import ops
 from ..autodiff import no_grad
 from ..tensor import Tensor
+from . import constraints
 from .distribution import Distribution, outside_is_impossible, sum_rightmost
 from .kl import kl_divergence, register_kl
 from .transforms import ComposeTransform, Transform
@@ -36,6 +37,36 @@ def _flatten(transforms):
                 f"Transforms; item {i} is {type(t).__name__}"
             )
     return flat
+
+
+def outside_is_nan(inside, value):
+    """``value`` with NaN where ``inside`` is False (a cdf outside the transforms' image,
+    without validation: which side of it the point lies on is not known in general)."""
+    return value if inside.data.all() else ops.where(inside, value, np.nan)
+
+
+class _Image(constraints.Constraint):
+    """The values the transforms can produce: y is in the last transform's codomain, its
+    preimage in the one before's, and so on (each transform's own test, recorded for Tensors).
+    Its text is the last codomain's."""
+
+    def __init__(self, transforms, event_dim):
+        self.transforms, self.event_dim = transforms, event_dim
+
+    def check(self, value):
+        y = value if isinstance(value, Tensor) else Tensor(np.asarray(value))
+        event_dim, inside = self.event_dim, None
+        for t in reversed(self.transforms):
+            ok = t._in_codomain(y)
+            ok = ops.broadcast_to(ok, y.shape) if ok.shape != y.shape else ok
+            ok = ops.all(ok, axis=tuple(range(-event_dim, 0))) if event_dim else ok
+            inside = ok if inside is None else inside & ok
+            y = t.inv(ops.where(t._in_codomain(y), y, t._codomain_point(y)))
+            event_dim += t.domain_event_dim - t.codomain_event_dim
+        return inside if isinstance(value, Tensor) else inside.data
+
+    def _default_text(self):
+        return str(self.transforms[-1].codomain)
 
 
 class TransformedDistribution(Distribution):
@@ -73,7 +104,7 @@ class TransformedDistribution(Distribution):
 
     @property
     def support(self):
-        return self.transforms[-1].codomain if self.transforms else self.base_dist.support
+        return _Image(self.transforms, len(self.event_shape)) if self.transforms else self.base_dist.support
 
     def rsample(self, sample_shape=(), rng=None):
         x = self.base_dist.rsample(sample_shape, rng=rng)
@@ -129,11 +160,11 @@ class TransformedDistribution(Distribution):
         """F(y) = F_base(x) for increasing transforms, 1 - F_base(x) for decreasing ones, x the
         preimage of y."""
         sign = self._monotone("cdf")
-        y = self._value(value)
-        for t in reversed(self.transforms):
-            y = t.inv(y)
+        y, inside = self._cdf_value(value)  # refused outside the image under validation
+        for t in reversed(self.transforms):  # outside it, evaluated at a safe point, then NaN
+            y = t.inv(ops.where(t._in_codomain(y), y, t._codomain_point(y)))
         base = self.base_dist.cdf(y)
-        return base if sign == 1 else 1 - base
+        return outside_is_nan(inside, base if sign == 1 else 1 - base)
 
     def icdf(self, value):
         """The transforms applied to the base's quantile at p (at 1 - p for a decreasing chain)."""

@@ -27,6 +27,7 @@ import numpy as np
 from .. import ops
 from ..autodiff import primitive
 from ..ops import unbroadcast
+from ..trace import unreplayable
 from . import constraints
 from .distribution import (
     Distribution, broadcast, check, check_positive, follows_value_dtype, outside_is_impossible, params, untyped,
@@ -77,6 +78,7 @@ of the concentration, differentiable by implicit reparameterization."""
 
 def sample_standard_angle(k, rng):
     """theta ~ VonMises(0, k) for every element of the float64 array ``k`` (Best & Fisher 1979)."""
+    unreplayable("VonMises draws by rejection (how many uniforms it draws depends on the draws)")
     s = np.sqrt(1 + 4 * k * k)
     tau = 1 + s
     # rho = (tau - sqrt(2 tau)) / (2k), rewritten: tau - 2 = 4k^2 / (s + 1) cancels no digits.

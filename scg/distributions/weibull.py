@@ -52,13 +52,12 @@ class Weibull(Distribution):
         return outside_is_impossible(finite, lp)
 
     def cdf(self, value):
-        x = self._value(value)
-        inside = self._support(x, x > 0)
+        x, inside = self._cdf_value(value)
         t = ops.where(inside, x, 1) / self.scale
         return ops.where(inside, -ops.expm1(-(t**self.concentration)), 0)
 
     def icdf(self, value):
-        return self.scale * (-ops.log1p(-self._value(value))) ** (1 / self.concentration)
+        return self.scale * (-ops.log1p(-self._level(value))) ** (1 / self.concentration)
 
     def entropy(self):
         k = self.concentration
