@@ -319,7 +319,9 @@ def add_training_options(p, *, epochs, batch_size, out, resume=True):
     p.add_argument("--lr", type=learning_rate, default=1e-3, help=f"Adam's step size, in (0, {MAX_LR:g}]")
     p.add_argument("--valid", type=nonnegative_int, default=5000,
                    help="training images held out for validation (0: train on every one, no validation bound)")
-    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N training images")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="use only the first N training images (and N/10 validation, N/5 test images, at least 100 "
+                        "and 200)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--no-trace", dest="trace", action="store_false",
                    help="run every training step eagerly (by default scg.trace records the step twice, then "

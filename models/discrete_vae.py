@@ -627,7 +627,7 @@ def applicable(args):
 # What compare reports per estimator: the row's key, the table's header, its format.
 COMPARE_METRICS = (("train_bound", "train bound", ".2f"), ("test_elbo", "test ELBO", ".2f"),
                    ("encoder_grad_variance", "encoder grad variance", ".3g"),
-                   ("encoder_grad_snr", "encoder grad SNR", ".3g"), ("seconds_per_epoch", "s / epoch", ".1f"))
+                   ("encoder_grad_snr", "encoder grad SNR", ".3g"), ("seconds_per_epoch", "s / epoch", ".3g"))
 
 
 def _mean_sd(values, fmt):
@@ -671,13 +671,22 @@ def compare_job(sub):
 
 
 def _finished(sub):
-    """The row of a job already finished in ``sub.out`` with the same settings, else None."""
+    """The row of a job already finished in ``sub.out`` with the same settings; None if there is
+    none (or an unreadable one: an unfinished job is rerun); CommandError if a finished job of
+    other settings is there (replaced only with --overwrite)."""
     path = Path(sub.out) / "row.json"
     try:
         row = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return row if row.get("job") == {k: getattr(sub, k) for k in JOB_KEYS} else None
+    wanted = {k: getattr(sub, k) for k in JOB_KEYS}
+    if row.get("job") == wanted:
+        return row
+    old = row.get("job") or {}
+    changed = [f"--{k.replace('_', '-')} {old.get(k)!r} there, {wanted[k]!r} now" for k in JOB_KEYS
+               if old.get(k) != wanted[k]]
+    raise cli.CommandError(f"{sub.out} holds a finished job of other settings ({'; '.join(changed)}); pass "
+                           f"--overwrite to replace it, or choose another --out")
 
 
 def summarise(names, rows):
@@ -763,7 +772,7 @@ def compare(args):
         for i, seed in enumerate(seeds):
             sub = argparse.Namespace(**{**vars(args), "estimator": name, "seed": seed,
                                         "out": str(out / name / f"seed{i}"), "overwrite": True})
-            done = None if args.overwrite else _finished(sub)
+            done = None if args.overwrite else _finished(sub)  # refuses a job of other settings
             if done is not None:
                 print(f"reusing {name} seed {i}: finished in {sub.out}", flush=True)
                 rows.append(done)

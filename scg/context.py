@@ -15,6 +15,7 @@ replay              ``{node name: value}`` fixed for stochastic nodes         No
 forced_subsamples   ``{plate name: indices}`` fixed for subsampled plates     None
 validate_args       distributions check their values (log_prob) by default     True
 tracer              the recording of a traced step (:mod:`scg.trace`)         None
+measuring           diagnostics build surrogates: baselines record nothing    False
 generator           the library's ``numpy.random.Generator``                  unseeded
 ==================  ========================================================  ==============
 
@@ -46,6 +47,7 @@ _DEFAULTS = {
     "forced_subsamples": None,
     "validate_args": True,
     "tracer": None,
+    "measuring": False,
 }
 
 

@@ -9,6 +9,7 @@ differentiate with respect to.
 import contextlib
 import itertools
 import math
+import pickle
 
 import numpy as np
 
@@ -75,7 +76,10 @@ def gradient_stats(build, params, n, objective="surrogate", progress=False, seed
     results, failures = run_jobs(_gradient_runs, jobs, executor or InProcess(), desc="gradient runs",
                                  progress=progress)
     if failures:  # the first chunk's error, as the runs would have raised it unchunked
-        raise next(iter(failures.values())).exception
+        first = next(iter(failures.values()))
+        if isinstance(first.exception, pickle.PicklingError) or "pickle" in str(first.exception).lower():
+            raise TypeError(f"gradient_stats: {first.error}") from first.exception
+        raise first.exception
     parts = [results[i] for i in range(chunks)]
     return GradientStats([np.concatenate([p[j] for p in parts]) for j in range(len(params))])
 
@@ -91,10 +95,13 @@ def _gradient_runs(build, params, objective, n, seed, progress):
     runs = []
     generator = np.random.default_rng(seed)
     start = generator.bit_generator.state
-    with context.switched("gradient_stats", generator=generator) if seed is not None else contextlib.nullcontext():
-        for _ in steps:
+    switches = dict(measuring=True) if seed is None else dict(measuring=True, generator=generator)
+    with context.switched("gradient_stats", **switches):  # stateful baselines record nothing
+        for i in steps:
             g = _build(build)
             loss = objective(g) if callable(objective) else getattr(g, objective)()
+            if seed is not None and i == 0:
+                _check_reached(loss, params)
             runs.append([r.data.copy() for r in grad(loss, params)])
     stacked = [np.stack([r[i] for r in runs]) for i in range(len(params))]
     if seed is not None and generator.bit_generator.state == start and any(np.any(a != a[:1]) for a in stacked):
@@ -106,6 +113,28 @@ def _gradient_runs(build, params, objective, n, seed, progress):
             "from the library's generator (no rng)"
         )
     return stacked
+
+
+def _check_reached(loss, params):
+    """Refuse parameters the loss does not depend on (their gradient would be a silent 0): in
+    another process, a ``build`` that reads a module-level parameter differentiates that
+    module's copy, not the ``params`` sent with the job."""
+    seen, stack, leaves = set(), [loss], set()
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        leaves.add(id(t))
+        stack.extend(t._parents)
+    missing = [i for i, p in enumerate(params) if id(p) not in leaves]
+    if missing:
+        raise ValueError(
+            f"gradient_stats: params {missing} do not reach the loss build() makes, so their gradient would be 0. "
+            f"Pass only parameters the graph uses; and for other processes send the parameters with build, "
+            f"e.g. build=functools.partial(make_graph, theta) with params=[theta], not a build() that reads a "
+            f"module-level theta (each worker would differentiate its own copy)"
+        )
 
 
 def _joint_values(dist, n):
@@ -245,13 +274,15 @@ def bias(build, params, max_outcomes=100_000):
     marginalized nodes are summed inside the surrogate as in training) beside the exact
     gradient of the expected cost (:func:`exact_gradient`), per parameter. Refused, naming
     the node, where a node cannot be replayed outcome by outcome (continuous, antithetic,
-    RELAX). Stateful baselines are read as they are (nothing is updated)."""
+    RELAX). Stateful baselines are read as they are, and record nothing: a check between a
+    training step's surrogate and its ``update()`` leaves that step's statistics alone."""
     params = list(params)
     expected = None
-    for g, log_p in outcomes(build, max_outcomes, keep_estimators=True):
-        w = float(np.exp(log_p.data))
-        gs = [w * r.data.astype(np.float64) for r in grad(g.surrogate(), params)]
-        expected = gs if expected is None else [a + b for a, b in zip(expected, gs)]
+    with context.switched("bias", measuring=True):  # stateful baselines record nothing
+        for g, log_p in outcomes(build, max_outcomes, keep_estimators=True):
+            w = float(np.exp(log_p.data))
+            gs = [w * r.data.astype(np.float64) for r in grad(g.surrogate(), params)]
+            expected = gs if expected is None else [a + b for a, b in zip(expected, gs)]
     exact = [r.data.astype(np.float64) for r in exact_gradient(build, params, max_outcomes)]
     return Bias(expected, exact)
 

@@ -25,6 +25,7 @@ on N cores do not oversubscribe them.
 import concurrent.futures as cf
 import contextlib
 import os
+import pickle
 import sys
 import traceback
 
@@ -52,9 +53,19 @@ def pinned(fn, *args):
         return fn(*args)
 
 
-def _one_thread_each():
-    """In a worker process: scg's elementwise passes on one thread, as N workers share the cores."""
+def _worker_start():
+    """In a worker process: scg's elementwise passes on one thread (N workers share the cores),
+    and on Linux the worker dies with the process that started it, so a study killed with
+    SIGKILL leaves no worker running its queued jobs into the folders a rerun will use."""
     os.environ["SCG_NUM_THREADS"] = "1"
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # not glibc: the worker outlives a killed parent, as before
+            pass
 
 
 @contextlib.contextmanager
@@ -88,7 +99,7 @@ def executor(workers=0, scheduler=None):
     import multiprocessing
 
     pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=_one_thread_each)
+                                  initializer=_worker_start)
     try:
         yield pool
     finally:
@@ -108,6 +119,9 @@ class JobFailed:
     def __init__(self, key, exception, trace):
         self.key, self.exception, self.trace = key, exception, trace
         self.error = f"{type(exception).__name__}: {exception}"
+        if isinstance(exception, pickle.PicklingError) or "pickle" in str(exception).lower():
+            self.error += (" (a job sent to another process must pickle: use a function defined at module level, "
+                           "or functools.partial of one, not a lambda or a nested function)")
 
     def __repr__(self):
         return f"JobFailed({self.key!r}, {self.error})"
@@ -137,7 +151,7 @@ def run_jobs(fn, jobs, pool, on_done=None, desc="jobs", progress=True):
         if error is not None:
             trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
             failures[key] = JobFailed(key, error, trace)
-            print(f"job {key} failed: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+            print(f"job {key} failed: {failures[key].error}", file=sys.stderr, flush=True)
         else:
             done[key] = future.result()
             if on_done is not None:

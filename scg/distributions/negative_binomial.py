@@ -18,7 +18,7 @@ from .bernoulli import Bernoulli
 from . import constraints
 from .distribution import (
     BaseParams, Distribution, broadcast, check, follows_value_dtype, is_count, outside_is_impossible, p_log_q,
-    params,
+    params, probs_or_logits,
 )
 from .stable import lgamma_shift
 
@@ -32,6 +32,7 @@ class NegativeBinomial(BaseParams, Distribution):
     arg_constraints = {"total_count": constraints.nonnegative, "probs": constraints.half_open_interval(0.0, 1.0), "logits": constraints.real}
 
     def __init__(self, total_count, probs=None, logits=None, validate_args=None):
+        probs_or_logits("NegativeBinomial", probs, logits)  # named here, not as the Bernoulli below
         self._base = Bernoulli(probs=probs, logits=logits, validate_args=validate_args)
         given = self._base._given
         p = self._base._param

@@ -7,7 +7,7 @@ import weakref
 
 import numpy as np
 
-from .. import ops
+from .. import context, ops
 from ..optim import steps_taken
 from ..tensor import Tensor
 from ..trace import effect, python_state
@@ -105,7 +105,10 @@ class RunningMean:
 
     @effect  # a traced step records the statistic again on every replay
     def record(self, key, x):
-        """Keep ``x`` as the statistic ``update()`` will fold in for ``key``."""
+        """Keep ``x`` as the statistic ``update()`` will fold in for ``key`` (nothing while
+        ``scg.diagnostics.bias`` or ``gradient_stats`` measure: a measurement moves no baseline)."""
+        if context.state.measuring:
+            return
         now = steps_taken()
         name = key[0] if isinstance(key, tuple) else key
         old = self.pending.get(key)

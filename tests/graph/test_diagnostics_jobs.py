@@ -211,3 +211,47 @@ def test_bad_executor_settings_are_refused():
         executors.run_jobs(_maybe_fail, [("a", (1,)), ("a", (2,))], executors.InProcess(), progress=False)
     with pytest.raises(ValueError, match="chunks must be between 1 and n=30"):
         _estimates(chunks=31)
+
+
+def test_measurements_leave_a_stateful_baseline_alone():
+    """bias() and gradient_stats() between a training step's surrogate and its update() must
+    not replace the statistic that step recorded."""
+    theta = scg.tensor(THETA.copy(), requires_grad=True)
+    average = scg.MovingAverageBaseline(0.9)
+
+    def build(replay=None):
+        g = scg.Graph(replay=replay) if replay else scg.Graph()
+        with g:
+            b = g.sample("b", D.Bernoulli(logits=theta), estimator=scg.ScoreFunction(average))
+            g.cost("c", 3.0 * ((b - TARGET) ** 2).sum())
+        return g
+
+    build({"b": np.array([1.0, 1.0])}).surrogate().backward()  # the step's cost: 3 (0.09 + 0.09)
+    scg.diagnostics.bias(build, [theta])
+    scg.diagnostics.gradient_stats(build, [theta], 5)
+    scg.diagnostics.gradient_stats(build, [theta], 4, seed=1)
+    average.update()
+    assert average.average.value("b") == pytest.approx(0.54)  # bias-corrected: the one statistic
+
+
+def _module_level_theta_build():
+    return coins(_MODULE_THETA)
+
+
+_MODULE_THETA = scg.tensor(THETA.copy(), requires_grad=True)
+
+
+def test_parameters_the_graph_does_not_reach_are_refused_in_chunks():
+    other = scg.tensor(THETA.copy(), requires_grad=True)  # what a worker's unpickled params would be
+    with pytest.raises(ValueError, match=r"params \[0\] do not reach the loss.*functools.partial"):
+        scg.diagnostics.gradient_stats(_module_level_theta_build, [other], 10, seed=0)
+    with executors.executor(2) as pool:  # the module-level parameter in another process: refused, not zeros
+        with pytest.raises(ValueError, match="do not reach the loss"):
+            scg.diagnostics.gradient_stats(_module_level_theta_build, [_MODULE_THETA], 10, seed=0, executor=pool)
+
+
+def test_a_lambda_sent_to_a_worker_is_refused_with_the_way_out():
+    theta = scg.tensor(THETA.copy(), requires_grad=True)
+    with executors.executor(2) as pool:
+        with pytest.raises(TypeError, match="must pickle: use a function defined at module level"):
+            scg.diagnostics.gradient_stats(lambda: coins(theta), [theta], 10, seed=0, executor=pool)

@@ -137,7 +137,11 @@ def test_finished_jobs_are_reused_only_with_the_same_settings(serial, tmp_path, 
         json.loads((serial / "compare.json").read_text())["seeds"]))
     changed = args_for(*[a if a != "200" else "300" for a in STUDY], "--out", str(out))  # --limit 300
     seed = json.loads((serial / "compare.json").read_text())["seeds"][0]
-    assert dv._finished(dv.argparse.Namespace(**{**vars(changed), "estimator": "rloo", "seed": seed,
+    with pytest.raises(dv.cli.CommandError, match="other settings"):
+        dv._finished(dv.argparse.Namespace(**{**vars(changed), "estimator": "rloo", "seed": seed,
+                                              "out": str(out / "rloo" / "seed0")}))
+    (out / "rloo" / "seed0" / "row.json").write_text("{ torn")  # a job killed mid-write: rerun, not refused
+    assert dv._finished(dv.argparse.Namespace(**{**vars(args), "estimator": "rloo", "seed": seed,
                                                  "out": str(out / "rloo" / "seed0")})) is None
 
 
@@ -198,3 +202,15 @@ def test_nvil_variants_run_only_when_named():
     assert (outside.n, outside.bound) == (None, False)  # ELBO costs: the analytic KL outside
     assert nvil.estimator.baseline.normalize == 0.9 and raw.estimator.baseline.normalize is None
     assert outside.estimator.baseline.normalize == 0.9
+
+
+def test_a_finished_job_of_other_settings_is_refused_not_replaced(serial, tmp_path):
+    import shutil
+
+    out = tmp_path / "other"
+    shutil.copytree(serial, out)
+    before = {p: p.read_text() for p in out.glob("*/seed*/row.json")}
+    with pytest.raises(dv.cli.CommandError, match=r"holds a finished job of other settings \(--lr 0.001 there, "
+                                                  r"0.002 now\); pass --overwrite"):
+        dv.compare(args_for(*STUDY, "--lr", "0.002", "--out", str(out)))
+    assert {p: p.read_text() for p in out.glob("*/seed*/row.json")} == before  # nothing replaced
