@@ -95,8 +95,9 @@ def _gradient_runs(build, params, objective, n, seed, progress):
     runs = []
     generator = np.random.default_rng(seed)
     start = generator.bit_generator.state
-    switches = dict(measuring=True) if seed is None else dict(measuring=True, generator=generator)
-    with context.switched("gradient_stats", **switches):  # stateful baselines record nothing
+    # Stateful baselines record as in training (a build that calls update() sees its baseline
+    # learn); bias(), an exact check, records nothing.
+    with context.switched("gradient_stats", generator=generator) if seed is not None else contextlib.nullcontext():
         for i in steps:
             g = _build(build)
             loss = objective(g) if callable(objective) else getattr(g, objective)()

@@ -46,7 +46,10 @@ def test_inverse_gamma_cdf_and_mode(dtype):
         np.testing.assert_allclose(d.mode.data, b / (a + 1), rtol=1e-15)
     else:
         assert (np.abs(cdf.data - expected) <= f32_tol(1.0, 30 * expected)).all()
-    np.testing.assert_array_equal(d.cdf(np.array([-1.0, 0.0])[:, None]).data, 0.0)
+    lenient = D.InverseGamma(a, b, validate_args=False)  # outside the support: 0 without validation
+    np.testing.assert_array_equal(lenient.cdf(np.array([-1.0, 0.0])[:, None]).data, 0.0)
+    with pytest.raises(ValueError, match="InverseGamma.cdf: value .* is outside the support"):
+        d.cdf(-1.0)
 
 
 def test_inverse_gamma_has_no_icdf_as_torch():
@@ -118,7 +121,10 @@ def test_kumaraswamy_cdf_icdf_against_mpmath(dtype):
         tiny = np.finfo(np.float32).tiny  # values below it underflow
         np.testing.assert_allclose(got_cdf.data, cdf, rtol=2e-4, atol=tiny)
         np.testing.assert_allclose(got_inv.data, inv, rtol=2e-4, atol=tiny)
-    np.testing.assert_array_equal(d.cdf(np.array([-1.0, 2.0])[:, None]).data, [[0.0] * 5, [1.0] * 5])
+    lenient = D.Kumaraswamy(a, b, validate_args=False)  # outside the support: clipped without validation
+    np.testing.assert_array_equal(lenient.cdf(np.array([-1.0, 2.0])[:, None]).data, [[0.0] * 5, [1.0] * 5])
+    with pytest.raises(ValueError, match="Kumaraswamy.cdf: value .* is outside the support"):
+        d.cdf(2.0)
     with pytest.raises(ValueError, match="probability"):
         D.Kumaraswamy(2.0, 3.0, validate_args=True).icdf(1.5)
 

@@ -571,7 +571,7 @@ def test_resuming_from_a_damaged_checkpoint_is_refused_and_it_stays(damage, vae_
 @pytest.mark.parametrize("key, value, what", [("hidden", "16", 'hidden = "16" is not an integer >= 1'),
                                               ("latent", 0, "latent = 0 is not an integer >= 1"),
                                               ("likelihood", "poisson", "is not one of bernoulli, gaussian"),
-                                              ("valid", 2.5, "valid = 2.5 is not an integer >= 1"),
+                                              ("valid", 2.5, "valid = 2.5 is not an integer >= 0"),
                                               ("limit", -3, "limit = -3 is not an integer >= 1 or null")])
 @pytest.mark.parametrize("command", [["evaluate", "--k", "2"], ["sample", "--n", "4"]])
 def test_evaluate_and_sample_refuse_a_hand_edited_setting_naming_it(command, key, value, what, vae_run, tmp_path,
