@@ -51,3 +51,4 @@ from .kumaraswamy import Kumaraswamy
 from .continuous_bernoulli import ContinuousBernoulli
 from .von_mises import VonMises
 from .lkj_cholesky import LKJCholesky
+from .wishart import Wishart
