@@ -16,7 +16,10 @@ mode (df - p - 1) Sigma where df > p + 1 (NaN otherwise, as torch).
 
 ``rsample`` by the Bartlett decomposition: W = (L A)(L A)^T with A lower triangular,
 A_ii = sqrt(c_i), c_i ~ Chi2(df - i) = 2 Gamma((df - i)/2, 1) (i = 0..p-1, implicitly
-reparameterized, so df gets a gradient), A_ij ~ N(0, 1) below the diagonal.
+reparameterized, so df gets a gradient), A_ij ~ N(0, 1) below the diagonal. Draws are never
+corrected: for df close to p - 1, Chi2(df - p + 1) puts visible mass below eps times the other
+terms (at df - p + 1 = 0.3, about 0.1% of draws in float64), and such a W is singular to working
+precision (log_prob -inf; ValueError under validation). torch resamples those with a warning.
 """
 
 import math
@@ -51,6 +54,11 @@ def is_positive_definite(x):
     (to 64 eps of its largest entry, as ``constraints.positive_definite``) and every pivot of its
     symmetric elimination (the squared diagonal of its Cholesky factor) is positive. Written
     with recorded operations so that a graph sees that it depends on a sampled value."""
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf and 0 / 0 are outside, not warnings
+        return _positive_pivots(x)
+
+
+def _positive_pivots(x):
     p = x.shape[-1]
     eps = float(np.finfo(x.dtype).eps)
     scale = ops.maximum(ops.max(ops.abs(x), axis=(-2, -1), keepdims=True), 1.0)
@@ -177,9 +185,9 @@ class Wishart(Distribution):
         if x.ndim < 2 or x.shape[-2:] != (p, p):
             raise ValueError(f"Wishart.log_prob: value must end in ({p}, {p}); got shape {x.shape}")
         inside = self._support(x, is_positive_definite(x))
-        x = 0.5 * (x + _mT(x))
         if not inside.data.all():  # factor the identity instead where the value is outside
             x = ops.where(ops.expand_dims(ops.expand_dims(inside, -1), -1), x, np.eye(p, dtype=x.dtype))
+        x = 0.5 * (x + _mT(x))
         lx = cholesky(x)
         log_det_x = 2 * ops.sum(ops.log(diagonal(lx)), axis=-1)
         a = solve_triangular(self._scale_tril, lx)  # L^{-1} L_X
