@@ -27,11 +27,18 @@ import numpy as np
 
 from .. import ops
 from . import constraints
+from .beta import Beta
 from .distribution import (
     Distribution, broadcast, check, follows_value_dtype, keep_inside_unit_interval, outside_is_impossible, params,
     probs_or_logits, untyped,
 )
-from .kl import register_kl
+from .exponential import Exponential
+from .gamma import Gamma
+from .gumbel import Gumbel
+from .kl import infinite, infinite_where, register_kl
+from .laplace import Laplace
+from .normal import Normal, kl_to_normal
+from .uniform import Uniform
 
 WINDOW = 0.02  # |l| below it: Taylor series for log C, mean and variance
 CDF_WINDOW = 1e-6  # |l| below it: Taylor series for the cdf and its inverse
@@ -186,3 +193,51 @@ def _kl_continuous_bernoulli(p, q):
     lp, lq = p.logits, q.logits
     return (_mean(lp) * (lp - lq) - ops.softplus(lp) + ops.softplus(lq)
             + log_normalizer(lp) - log_normalizer(lq))
+
+
+# Pairs with the families imported before this one (the rule in kl.py). With l = logit(q),
+# log q(x) = x l - softplus(l) + log C(l) is linear in x, so E_p[log q] needs only E_p[x]:
+# for p on [0, 1], KL(p || q) = -H(p) - E_p[x] l + softplus(l) - log C(l).
+
+
+def _expected_log_density(q, mean):
+    """E_p[log q(x)] for a p on [0, 1] with E_p[x] = ``mean``."""
+    l = q.logits
+    return mean * l - ops.softplus(l) + log_normalizer(l)
+
+
+@register_kl(Beta, ContinuousBernoulli)
+def _kl_beta_continuous_bernoulli(p, q):
+    return -p.entropy() - _expected_log_density(q, p.mean)
+
+
+@register_kl(Uniform, ContinuousBernoulli)
+def _kl_uniform_continuous_bernoulli(p, q):
+    # -log(h - l) - E_p[log q], finite when [low, high) lies inside [0, 1]
+    outside = (p.low < 0) | (p.high > 1)
+    kl = -ops.log(p.high - p.low) - _expected_log_density(q, (p.low + p.high) / 2)
+    return infinite_where(outside, kl)
+
+
+@register_kl(ContinuousBernoulli, Uniform)
+def _kl_continuous_bernoulli_uniform(p, q):
+    # -H(p) + log(h - l), finite when [0, 1] lies inside [low, high] (x = 1 has no mass)
+    return infinite_where((q.low > 0) | (q.high < 1), -p.entropy() + ops.log(q.high - q.low))
+
+
+@register_kl(ContinuousBernoulli, Exponential)
+def _kl_continuous_bernoulli_exponential(p, q):
+    # -H(p) - E_p[log r - r x]
+    return -p.entropy() - ops.log(q.rate) + q.rate * p.mean
+
+
+register_kl(ContinuousBernoulli, Normal)(kl_to_normal)
+
+
+@register_kl(Normal, ContinuousBernoulli)
+@register_kl(Laplace, ContinuousBernoulli)
+@register_kl(Gumbel, ContinuousBernoulli)
+@register_kl(Exponential, ContinuousBernoulli)
+@register_kl(Gamma, ContinuousBernoulli)
+def _kl_unbounded_continuous_bernoulli(p, q):
+    return infinite(p, q)  # p puts mass outside [0, 1]

@@ -10,8 +10,9 @@ resolution orders, so a pair registered for base classes serves their subclasses
 
 A pair of two different families lives in the module of the one imported later (which
 imports the other, so again no cycle): gamma < exponential < beta < uniform < normal <
-laplace, and bernoulli < binomial < poisson. Pairs whose KL is infinite because p's support
-is not inside q's are registered too (``infinite``), as torch does.
+laplace < gumbel < continuous_bernoulli, and bernoulli < binomial < poisson. Pairs whose KL
+is infinite because p's support is not inside q's are registered too (``infinite``), as
+torch does.
 """
 
 import numpy as np
