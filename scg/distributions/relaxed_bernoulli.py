@@ -49,6 +49,21 @@ class RelaxedBernoulli(BaseParams, Distribution):
         lp = ops.log(t) + l - (t + 1) * (log_y + log_1my) - 2 * (a + ops.softplus(b - a))
         return outside_is_impossible(inside, lp)
 
+    def cdf(self, value):
+        """y = sigmoid((l + g) / T) with g standard logistic, so F(y) = sigmoid(T logit(y) - l);
+        0 at y = 0 and 1 at y = 1."""
+        y, inside = self._cdf_value(value, constraints.unit_interval)
+        interior = (y > 0) & (y < 1)
+        safe = ops.where(interior, y, 0.5)
+        f = ops.sigmoid(self.temperature * (ops.log(safe) - ops.log1p(-safe)) - self.logits)
+        zero = f * 0  # 0 and 1 in f's dtype (a Python 0.0 in where would give float64)
+        return ops.where(interior, f, ops.where(y >= 1, zero + 1, zero))
+
+    def icdf(self, value):
+        """sigmoid((l + logit(p)) / T), the draw made from the uniform p."""
+        p = self._level(value)
+        return ops.sigmoid((self.logits + ops.log(p) - ops.log1p(-p)) / self.temperature)
+
 
 @register_relaxation(Bernoulli)
 def _relax_bernoulli(coin, temperature):

@@ -328,3 +328,24 @@ def test_transformed_distribution_cdf_gradchecks_and_refuses_what_is_not_monoton
         folded.cdf(1.0)
     with pytest.raises(NotImplementedError, match="scalar events only"):
         D.TransformedDistribution(D.Normal(np.zeros(3), 1.0).to_event(1), [D.SoftmaxTransform()]).icdf(0.5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_relaxed_bernoulli_cdf_and_icdf(dtype):
+    t, logits = np.array([0.3, 1.0, 2.5], dtype), np.array([-1.0, 0.2, 2.0], dtype)
+    d = D.RelaxedBernoulli(t, logits=logits)
+    y = np.array([[0.01], [0.3], [0.5], [0.97]], dtype)
+    # y = sigmoid((l + g) / T), g ~ Logistic(0, 1): P(Y <= y) = P(g <= T logit(y) - l)
+    ref = st.logistic.cdf(t.astype(float) * np.log(y / (1 - y)).astype(float) - logits.astype(float))
+    got = d.cdf(y)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got.data, ref, rtol=1e-12 if dtype == np.float64 else 1e-5, atol=1e-7)
+    p = np.array([[0.1], [0.5], [0.9]], dtype)
+    np.testing.assert_allclose(d.cdf(d.icdf(p)).data, np.broadcast_to(p, (3, 3)), rtol=1e-10 if dtype == np.float64 else 1e-5)
+    np.testing.assert_array_equal(d.cdf(np.array([0.0, 1.0])[:, None]).data, [[0.0] * 3, [1.0] * 3])
+    if dtype == np.float64:  # a Monte Carlo check of the cdf on the pathwise draws
+        draws = d.sample((20000,)).data
+        frac = (draws <= 0.3).mean(axis=0)
+        np.testing.assert_allclose(frac, d.cdf(0.3).data, atol=4 * 0.5 / np.sqrt(20000))
+        assert scg.gradcheck(lambda tt, ll, yy: D.RelaxedBernoulli(tt, logits=ll).cdf(yy),
+                             [t, logits, np.array([0.2, 0.5, 0.8])], order=2)
