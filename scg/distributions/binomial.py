@@ -35,12 +35,14 @@ class Binomial(BaseParams, Distribution):
         self._base = Bernoulli(probs=probs, logits=logits, validate_args=validate_args)
         given = self._base._given
         param = probs if probs is not None else logits
+        # total_count carries no gradient: it takes the probabilities' dtype. A Tensor keeps its
+        # history (stop_gradient is recorded), so a graph sees the named axes it carries.
         if isinstance(total_count, Tensor):
-            total_count = total_count.data
-        # total_count carries no gradient: it takes the probabilities' dtype.
-        (self.total_count, _), shape, dtype = params(
-            "Binomial", total_count=np.asarray(total_count, dtype=self._base.dtype), **{given: self._base._param}
-        )
+            counts = ops.stop_gradient(total_count if total_count.dtype == self._base.dtype
+                                       else ops.astype(total_count, self._base.dtype))
+        else:
+            counts = np.asarray(total_count, dtype=self._base.dtype)
+        (self.total_count, _), shape, dtype = params("Binomial", total_count=counts, **{given: self._base._param})
         check("Binomial", "total_count", self.total_count, is_count(self.total_count).data, "a non-negative integer")
         self._untyped = None if self._base._untyped is None else {"total_count": total_count, given: param}
         self.support = constraints.integer_interval(0, self.total_count.data).described("the integers 0..total_count")

@@ -51,7 +51,8 @@ class Gumbel(LocationScale):
         return ops.where(far, -np.inf, -(zs + ops.exp(-zs)) - ops.log(self.scale))
 
     def cdf(self, value):
-        z = (self._value(value) - self.loc) / self.scale
+        x, _ = self._cdf_value(value)  # NaN refused under validation, named as cdf
+        z = (x - self.loc) / self.scale
         return ops.exp(-ops.exp(-z))
 
     def icdf(self, value):

@@ -46,12 +46,14 @@ def outside_is_nan(inside, value):
 
 
 class _Image(constraints.Constraint):
-    """The values the transforms can produce: y is in the last transform's codomain, its
-    preimage in the one before's, and so on (each transform's own test, recorded for Tensors).
-    Its text is the last codomain's."""
+    """The values the transforms can produce from the base's support: y is in the last
+    transform's codomain, its preimage in the one before's, and so on, and the first preimage
+    in the base's support (each part's own test, recorded for Tensors). Its text is the last
+    codomain's when the base lives on the real line, else "the image of <base support> under
+    <transforms>"."""
 
-    def __init__(self, transforms, event_dim):
-        self.transforms, self.event_dim = transforms, event_dim
+    def __init__(self, transforms, event_dim, base_support):
+        self.transforms, self.event_dim, self.base_support = transforms, event_dim, base_support
 
     def check(self, value):
         y = value if isinstance(value, Tensor) else Tensor(np.asarray(value))
@@ -63,10 +65,14 @@ class _Image(constraints.Constraint):
             inside = ok if inside is None else inside & ok
             y = t.inv(ops.where(t._in_codomain(y), y, t._codomain_point(y)))
             event_dim += t.domain_event_dim - t.codomain_event_dim
+        if hasattr(self.base_support, "check"):
+            inside = inside & self.base_support.check(y)
         return inside if isinstance(value, Tensor) else inside.data
 
     def _default_text(self):
-        return str(self.transforms[-1].codomain)
+        if str(self.base_support) == str(constraints.real):
+            return str(self.transforms[-1].codomain)
+        return f"the image of {self.base_support} under {', '.join(type(t).__name__ for t in self.transforms)}"
 
 
 class TransformedDistribution(Distribution):
@@ -104,7 +110,9 @@ class TransformedDistribution(Distribution):
 
     @property
     def support(self):
-        return _Image(self.transforms, len(self.event_shape)) if self.transforms else self.base_dist.support
+        if not self.transforms:
+            return self.base_dist.support
+        return _Image(self.transforms, len(self.event_shape), self.base_dist.support)
 
     def rsample(self, sample_shape=(), rng=None):
         x = self.base_dist.rsample(sample_shape, rng=rng)
@@ -160,10 +168,13 @@ class TransformedDistribution(Distribution):
         """F(y) = F_base(x) for increasing transforms, 1 - F_base(x) for decreasing ones, x the
         preimage of y."""
         sign = self._monotone("cdf")
-        y, inside = self._cdf_value(value)  # refused outside the image under validation
-        for t in reversed(self.transforms):  # outside it, evaluated at a safe point, then NaN
+        y = self._value(value, "cdf")
+        inside = self.support.check(y)  # in every codomain, the first preimage in the base's support
+        for t in reversed(self.transforms):  # outside, evaluated at a safe point (then NaN)
             y = t.inv(ops.where(t._in_codomain(y), y, t._codomain_point(y)))
-        base = self.base_dist.cdf(y)
+        inside = self._support(value if isinstance(value, Tensor) else Tensor(np.asarray(value)), inside,
+                               method="cdf")  # refused here, naming this distribution and the value given
+        base = self.base_dist._lenient().cdf(y)
         return outside_is_nan(inside, base if sign == 1 else 1 - base)
 
     def icdf(self, value):
