@@ -434,9 +434,8 @@ def encoder_gradient_stats(model, x, estimator, n, runs=20, rng=None, bound=None
     ||E g|| / sqrt(V), one number (per-element ratios of 20 runs are too noisy to average),
     with ||E g||^2 estimated without bias by ||mean||^2 - V / runs (the squared norm of a
     mean of ``runs`` draws overstates it by V / runs: for low SNR the raw ratio is about
-    1/sqrt(runs) whatever the estimator); 0 when that is negative. Measure after
-    ``estimator.update()``: building surrogates records statistics, and the next training
-    step's build replaces them."""
+    1/sqrt(runs) whatever the estimator); 0 when that is negative. The measurement records
+    nothing into stateful baselines (scg.diagnostics.gradient_stats)."""
     stats = scg.diagnostics.gradient_stats(
         lambda: build_graph(model, x, estimator, n, rng=rng, bound=bound), model.encoder.parameters(), runs)
     total = stats.total_variance()

@@ -15,7 +15,7 @@ replay              ``{node name: value}`` fixed for stochastic nodes         No
 forced_subsamples   ``{plate name: indices}`` fixed for subsampled plates     None
 validate_args       distributions check their values (log_prob) by default     True
 tracer              the recording of a traced step (:mod:`scg.trace`)         None
-measuring           scg.diagnostics.bias: stateful baselines record nothing  False
+measuring           scg.diagnostics measures: baselines record nothing       False
 generator           the library's ``numpy.random.Generator``                  unseeded
 ==================  ========================================================  ==============
 

@@ -50,6 +50,8 @@ def gradient_stats(build, params, n, objective="surrogate", progress=False, seed
     """Mean, variance and signal-to-noise ratio of the gradient estimate of
     ``g.surrogate()`` over ``n`` independent builds. ``objective`` names another
     method of the graph (``"dice"``) or is a function ``graph -> scalar Tensor``.
+    Stateful baselines are read as they are and record nothing (a measurement between a
+    training step's surrogate and its ``update()`` leaves that step's statistic alone).
 
     With ``seed`` (an int) or an ``executor`` (a ``concurrent.futures.Executor``, see
     :mod:`scg.executors`), the runs are cut into ``chunks`` jobs (default ``min(n, 8)``), job i
@@ -95,9 +97,10 @@ def _gradient_runs(build, params, objective, n, seed, progress):
     runs = []
     generator = np.random.default_rng(seed)
     start = generator.bit_generator.state
-    # Stateful baselines record as in training (a build that calls update() sees its baseline
-    # learn); bias(), an exact check, records nothing.
-    with context.switched("gradient_stats", generator=generator) if seed is not None else contextlib.nullcontext():
+    # A measurement records nothing into stateful baselines: called between a training step's
+    # surrogate and its update(), it must not replace the statistic that step recorded.
+    switches = dict(measuring=True) if seed is None else dict(measuring=True, generator=generator)
+    with context.switched("gradient_stats", **switches):
         for i in steps:
             g = _build(build)
             loss = objective(g) if callable(objective) else getattr(g, objective)()

@@ -106,7 +106,7 @@ class RunningMean:
     @effect  # a traced step records the statistic again on every replay
     def record(self, key, x):
         """Keep ``x`` as the statistic ``update()`` will fold in for ``key`` (nothing while
-        ``scg.diagnostics.bias`` measures: an exact check moves no baseline)."""
+        ``scg.diagnostics`` measures: a measurement moves no baseline)."""
         if context.state.measuring:
             return
         now = steps_taken()

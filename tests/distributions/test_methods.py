@@ -349,3 +349,15 @@ def test_relaxed_bernoulli_cdf_and_icdf(dtype):
         np.testing.assert_allclose(frac, d.cdf(0.3).data, atol=4 * 0.5 / np.sqrt(20000))
         assert scg.gradcheck(lambda tt, ll, yy: D.RelaxedBernoulli(tt, logits=ll).cdf(yy),
                              [t, logits, np.array([0.2, 0.5, 0.8])], order=2)
+
+
+def test_cdf_refusals_name_the_distribution_the_method_and_the_value_given():
+    shifted = D.TransformedDistribution(D.Uniform(0.0, 1.0), [D.AffineTransform(2.0, 3.0)])  # support [2, 5)
+    with pytest.raises(ValueError, match=r"TransformedDistribution.cdf: value .*7.0.* is outside the support, the image"):
+        shifted.cdf(scg.tensor(7.0))
+    assert shifted.support.check(np.array([1.0, 3.0, 6.0])).tolist() == [False, True, False]
+    lenient = D.TransformedDistribution(D.Uniform(0.0, 1.0), [D.AffineTransform(2.0, 3.0)], validate_args=False)
+    got = lenient.cdf(np.array([3.5, 7.0])).data
+    assert got[0] == pytest.approx(0.5) and np.isnan(got[1])
+    with pytest.raises(ValueError, match=r"Gumbel.cdf: value contains NaN"):
+        D.Gumbel(0.0, 1.0).cdf(scg.tensor(np.nan))

@@ -213,9 +213,9 @@ def test_bad_executor_settings_are_refused():
         _estimates(chunks=31)
 
 
-def test_the_bias_check_leaves_a_stateful_baseline_alone():
-    """bias() between a training step's surrogate and its update() must not replace the
-    statistic that step recorded."""
+def test_measurements_leave_a_stateful_baseline_alone():
+    """bias() and gradient_stats() between a training step's surrogate and its update() must
+    not replace the statistic that step recorded."""
     theta = scg.tensor(THETA.copy(), requires_grad=True)
     average = scg.MovingAverageBaseline(0.9)
 
@@ -228,6 +228,8 @@ def test_the_bias_check_leaves_a_stateful_baseline_alone():
 
     build({"b": np.array([1.0, 1.0])}).surrogate().backward()  # the step's cost: 3 (0.09 + 0.09)
     scg.diagnostics.bias(build, [theta])
+    scg.diagnostics.gradient_stats(build, [theta], 5)
+    scg.diagnostics.gradient_stats(build, [theta], 4, seed=1)
     average.update()
     assert average.average.value("b") == pytest.approx(0.54)  # bias-corrected: the one statistic
 

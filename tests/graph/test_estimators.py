@@ -99,6 +99,12 @@ def test_baselines_reduce_variance():
     logit = scg.tensor(L0, requires_grad=True)
     plain = gradient_stats(bernoulli_graph(logit, scg.ScoreFunction(), offset=10.0), [logit], 3000)
     ma = scg.ScoreFunction(scg.MovingAverageBaseline(0.9))
+    warm = bernoulli_graph(logit, ma, offset=10.0)
+    for _ in range(100):  # as training does: each step's statistic applied by update()
+        warm().surrogate()
+    ma.update()
+    assert ma.baseline.average.value("b") > 9  # near E[f] ~ 10.3, not the 0 it starts at
+    # measured with the baseline fixed (gradient_stats records nothing into it)
     avg = gradient_stats(bernoulli_graph(logit, ma, offset=10.0), [logit], 3000)
     loo = gradient_stats(bernoulli_graph(logit, scg.ScoreFunction(scg.LeaveOneOutBaseline()), n=4,
                                          offset=10.0), [logit], 3000)

@@ -60,3 +60,16 @@ def test_a_parameter_drawn_n_times(name):
     assert drawn.shape == (3,) and a.grad is not None and np.isfinite(a.grad.data).all()
     # the cost is the mean over the three draws of -log p(value | draw)
     np.testing.assert_allclose(g.objective().item(), np.mean(-logpdf(drawn, value)), rtol=1e-12)
+
+
+def test_a_binomial_total_count_on_a_named_axis():
+    theta0 = np.array([0.2, -0.5, 0.7])
+    theta = scg.tensor(theta0, requires_grad=True)
+    g = scg.Graph()
+    with g:
+        k = g.sample("k", D.Categorical(logits=theta), estimator=scg.Enumerate())
+        g.observe("x", D.Binomial(scg.tensor([4.0, 5.0, 6.0])[k], probs=0.3), 2.0)
+    (grad,) = scg.grad(g.surrogate(), [theta])
+    pi, c = softmax(theta0), -st.binom(np.array([4, 5, 6]), 0.3).logpmf(2)
+    np.testing.assert_allclose(g.objective().item(), pi @ c, rtol=1e-12)
+    np.testing.assert_allclose(grad.data, pi * (c - pi @ c), rtol=1e-10)

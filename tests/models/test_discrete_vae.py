@@ -128,11 +128,15 @@ def test_training_calls_update_so_the_moving_average_baseline_moves(tmp_path, mo
     # the baseline is the mean -log p(x|z) per image: hundreds of nats, not the 0 it starts at
     assert 50 < average.value("z") < 1000
 
-    # building surrogates alone (as the variance measurement does) records but never moves it
+    # the variance measurement records nothing (it may run between a step and its update());
+    # a surrogate built as in training records, and update() applies it
     model = dv.DiscreteVAE(3, 4, 16, rng=np.random.default_rng(0))
     est = dv.make_estimator("score-ma", model)
     x = (np.random.default_rng(1).random((8, 784)) < 0.3).astype(np.float32)
     dv.encoder_gradient_stats(model, x, est, None, runs=3, rng=np.random.default_rng(2))
+    est.update()
+    assert est.baseline.average.value("z") == 0.0
+    dv.build_graph(model, x, est, rng=np.random.default_rng(3)).surrogate()
     assert est.baseline.average.value("z") == 0.0
     est.update()
     assert est.baseline.average.value("z") > 0
