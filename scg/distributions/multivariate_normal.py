@@ -55,6 +55,38 @@ def factor(cls_name, name, m):
         raise ValueError(f"{cls_name}: parameter '{name}' must be positive definite") from None
 
 
+def one_matrix(cls_name, covariance_matrix, precision_matrix, scale_tril):
+    """``(name, matrix)`` of the one matrix parameter given (MultivariateNormal, Wishart);
+    ValueError unless exactly one is."""
+    given = {k: v for k, v in (("covariance_matrix", covariance_matrix), ("precision_matrix", precision_matrix),
+                               ("scale_tril", scale_tril)) if v is not None}
+    if len(given) != 1:
+        raise ValueError(
+            f"{cls_name}: give exactly one of 'covariance_matrix', 'precision_matrix' and 'scale_tril' "
+            f"(got {', '.join(given) or 'none'})"
+        )
+    (key, matrix), = given.items()
+    return key, matrix
+
+
+def scale_tril_of(cls_name, key, m, dtype):
+    """L with Sigma = L L^T from the square matrix parameter ``m`` named ``key``: checked as
+    given (scale_tril), factored (covariance_matrix), or, for a precision matrix P, L = U^{-T}
+    from P = U U^T, the Cholesky factor of J P J (J reverses the order)."""
+    if key == "scale_tril":
+        if np.any(np.triu(m.data, 1) != 0):
+            raise ValueError(f"{cls_name}: parameter 'scale_tril' must be lower triangular")
+        diag = diagonal(m)
+        check(cls_name, "scale_tril", diag, diag.data > 0, "positive on its diagonal")
+        return m
+    if key == "covariance_matrix":
+        return factor(cls_name, key, m)
+    flip = (Ellipsis, slice(None, None, -1), slice(None, None, -1))
+    lf = factor(cls_name, key, ops.getitem(m, flip))
+    eye = np.broadcast_to(np.eye(m.shape[-1], dtype=dtype), m.shape)
+    return solve_triangular(ops.getitem(_mT(lf), flip), eye)
+
+
 class GaussianBase(Distribution):
     """What every Gaussian on R^n shares, given ``_mahalanobis(x - loc)`` (the squared
     distance under Sigma^{-1}, shape (...)) and ``_half_log_det()`` (log det Sigma / 2)."""
@@ -103,14 +135,7 @@ class MultivariateNormal(GaussianBase):
 
     def __init__(self, loc, covariance_matrix=None, precision_matrix=None, scale_tril=None, validate_args=None):
         name = "MultivariateNormal"
-        given = {k: v for k, v in (("covariance_matrix", covariance_matrix), ("precision_matrix", precision_matrix),
-                                   ("scale_tril", scale_tril)) if v is not None}
-        if len(given) != 1:
-            raise ValueError(
-                f"{name}: give exactly one of 'covariance_matrix', 'precision_matrix' and 'scale_tril' "
-                f"(got {', '.join(given) or 'none'})"
-            )
-        (key, matrix), = given.items()
+        key, matrix = one_matrix(name, covariance_matrix, precision_matrix, scale_tril)
         (self.loc, m), dtype = event_params(name, loc=loc, **{key: matrix})
         if self.loc.ndim < 1:
             raise ValueError(f"{name}: parameter 'loc' must have at least one axis (the event); got shape ()")
@@ -118,19 +143,7 @@ class MultivariateNormal(GaussianBase):
         check_square(name, key, m, n)
         check(name, "loc", self.loc, np.isfinite(self.loc.data), "finite")
         check(name, key, m, np.isfinite(m.data), "finite")
-        if key == "scale_tril":
-            if np.any(np.triu(m.data, 1) != 0):
-                raise ValueError(f"{name}: parameter 'scale_tril' must be lower triangular")
-            diag = diagonal(m)
-            check(name, "scale_tril", diag, diag.data > 0, "positive on its diagonal")
-            self._scale_tril = m
-        elif key == "covariance_matrix":
-            self._scale_tril = factor(name, key, m)
-        else:
-            flip = (Ellipsis, slice(None, None, -1), slice(None, None, -1))
-            lf = factor(name, key, ops.getitem(m, flip))
-            eye = np.broadcast_to(np.eye(n, dtype=dtype), m.shape)
-            self._scale_tril = solve_triangular(ops.getitem(_mT(lf), flip), eye)
+        self._scale_tril = scale_tril_of(name, key, m, dtype)
         self._given = (key, m)
         self._untyped = untyped(loc=loc, **{key: matrix})
         try:

@@ -31,7 +31,7 @@ from . import constraints
 from .distribution import Distribution, broadcast, check, follows_value_dtype, outside_is_impossible, untyped
 from .gamma import rsample_standard_gamma
 from .linalg import _mT, cholesky, diagonal, solve_triangular
-from .multivariate_normal import check_square, event_params, factor
+from .multivariate_normal import check_square, event_params, one_matrix, scale_tril_of
 
 LOG_2 = math.log(2.0)
 LOG_PI = math.log(math.pi)
@@ -91,33 +91,14 @@ class Wishart(Distribution):
 
     def __init__(self, df, covariance_matrix=None, precision_matrix=None, scale_tril=None, validate_args=None):
         name = "Wishart"
-        given = {k: v for k, v in (("covariance_matrix", covariance_matrix), ("precision_matrix", precision_matrix),
-                                   ("scale_tril", scale_tril)) if v is not None}
-        if len(given) != 1:
-            raise ValueError(
-                f"{name}: give exactly one of 'covariance_matrix', 'precision_matrix' and 'scale_tril' "
-                f"(got {', '.join(given) or 'none'})"
-            )
-        (key, matrix), = given.items()
+        key, matrix = one_matrix(name, covariance_matrix, precision_matrix, scale_tril)
         (self.df, m), dtype = event_params(name, df=df, **{key: matrix})
         check_square(name, key, m)
         p = m.shape[-1]
         check(name, key, m, np.isfinite(m.data), "finite")
         check(name, "df", self.df, np.isfinite(self.df.data), "finite")
         check(name, "df", self.df, self.df.data > p - 1, f"greater than p - 1 = {p - 1}")
-        if key == "scale_tril":
-            if np.any(np.triu(m.data, 1) != 0):
-                raise ValueError(f"{name}: parameter 'scale_tril' must be lower triangular")
-            diag = diagonal(m)
-            check(name, "scale_tril", diag, diag.data > 0, "positive on its diagonal")
-            self._scale_tril = m
-        elif key == "covariance_matrix":
-            self._scale_tril = factor(name, key, m)
-        else:  # P = U U^T from the Cholesky factor of J P J (J reverses the order): L = U^{-T}
-            flip = (Ellipsis, slice(None, None, -1), slice(None, None, -1))
-            lf = factor(name, key, ops.getitem(m, flip))
-            eye = np.broadcast_to(np.eye(p, dtype=dtype), m.shape)
-            self._scale_tril = solve_triangular(ops.getitem(_mT(lf), flip), eye)
+        self._scale_tril = scale_tril_of(name, key, m, dtype)
         self._given = (key, m)
         self._untyped = untyped(df=df, **{key: matrix})
         try:
