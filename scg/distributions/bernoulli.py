@@ -13,6 +13,18 @@ from .distribution import (
 from .kl import register_kl, weighted_log_ratio
 
 
+def coin_params(cls_name, probs, logits):
+    """What a family parameterized like a coin reads (Bernoulli, ContinuousBernoulli):
+    ``(which was given, its Tensor, batch shape, dtype, the untyped parameters)``; ValueError
+    unless exactly one of probs and logits is given, or for probs outside [0, 1]."""
+    given = probs_or_logits(cls_name, probs, logits)
+    value = probs if probs is not None else logits
+    (param,), shape, dtype = params(cls_name, **{given: value})
+    if given == "probs":
+        check(cls_name, "probs", param, (param.data >= 0) & (param.data <= 1), "in [0, 1]")
+    return given, param, shape, dtype, untyped(**{given: value})
+
+
 class Bernoulli(Distribution):
     """A coin with ``probs`` in [0, 1] or ``logits`` (exactly one). No pathwise sample;
     the support {0, 1} can be enumerated."""
@@ -22,11 +34,7 @@ class Bernoulli(Distribution):
     arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
 
     def __init__(self, probs=None, logits=None, validate_args=None):
-        self._given = probs_or_logits("Bernoulli", probs, logits)
-        (param,), shape, dtype = params("Bernoulli", **{self._given: probs if probs is not None else logits})
-        if self._given == "probs":
-            check("Bernoulli", "probs", param, (param.data >= 0) & (param.data <= 1), "in [0, 1]")
-        self._untyped = untyped(**{self._given: probs if probs is not None else logits})
+        self._given, param, shape, dtype, self._untyped = coin_params("Bernoulli", probs, logits)
         super().__init__(shape, (), dtype, validate_args)
         self._param = param
 

@@ -27,11 +27,9 @@ import numpy as np
 
 from .. import ops
 from . import constraints
+from .bernoulli import coin_params
 from .beta import Beta
-from .distribution import (
-    Distribution, broadcast, check, follows_value_dtype, keep_inside_unit_interval, outside_is_impossible, params,
-    probs_or_logits, untyped,
-)
+from .distribution import Distribution, broadcast, follows_value_dtype, keep_inside_unit_interval, outside_is_impossible
 from .exponential import Exponential
 from .gamma import Gamma
 from .gumbel import Gumbel
@@ -125,12 +123,7 @@ class ContinuousBernoulli(Distribution):
     arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
 
     def __init__(self, probs=None, logits=None, validate_args=None):
-        self._given = probs_or_logits("ContinuousBernoulli", probs, logits)
-        given = probs if probs is not None else logits
-        (param,), shape, dtype = params("ContinuousBernoulli", **{self._given: given})
-        if self._given == "probs":
-            check("ContinuousBernoulli", "probs", param, (param.data >= 0) & (param.data <= 1), "in [0, 1]")
-        self._untyped = untyped(**{self._given: given})
+        self._given, param, shape, dtype, self._untyped = coin_params("ContinuousBernoulli", probs, logits)
         super().__init__(shape, (), dtype, validate_args)
         self._param = param
 
