@@ -11,6 +11,7 @@ runs, is Python's.)
 """
 
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -19,10 +20,15 @@ INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 
 
 def interrupted_while_starting(signum, frame):
-    """The SIGINT handler until ``run_command`` replaces it: one line, exit 130."""
+    """The SIGINT handler until ``run_command`` replaces it: one line, exit 130.
+
+    It ends the process at once (``os._exit``) rather than raising SystemExit: the signal can
+    land inside an extension module's import (numpy's C core importing ``datetime``), which
+    turns any exception raised there into an ImportError with a traceback. Nothing has been
+    written yet, so there is nothing to clean up."""
     sys.stderr.write("error: interrupted while starting; nothing was done\n")
     sys.stderr.flush()
-    raise SystemExit(INTERRUPTED)
+    os._exit(INTERRUPTED)
 
 
 def guard_startup():
