@@ -259,17 +259,30 @@ class _Site:
 _SKIP = ("/numpy/", "/scg/trace.py", "/scg/autodiff.py", "/scg/tensor.py")
 
 
+_FILE_KIND = {}  # a code object's file name -> "" (skipped), "scg" or "user": a site is asked for per recorded call
+
+
+def _file_kind(name):
+    f = name.replace("\\", "/")
+    kind = "" if any(k in f for k in _SKIP) else "scg" if "/scg/" in f else "user"
+    _FILE_KIND[name] = kind
+    return kind
+
+
 def _site(user_only=False):
     """The innermost frame outside numpy and the recorder (a line of scg's, say) and the
     innermost outside scg (the user's line), outermost first, as a :class:`_Site`."""
     frame = sys._getframe(1)
     inner = user = None
     while frame is not None:
-        f = frame.f_code.co_filename.replace("\\", "/")
-        if not any(k in f for k in _SKIP):
+        kind = _FILE_KIND.get(frame.f_code.co_filename)
+        if kind is None:
+            kind = _file_kind(frame.f_code.co_filename)
+        if kind:
+            f = frame.f_code.co_filename.replace("\\", "/")
             if inner is None:
                 inner = (f, frame.f_lineno)
-            if "/scg/" not in f:
+            if kind == "user":
                 user = (f, frame.f_lineno)
                 break
         frame = frame.f_back
@@ -322,6 +335,7 @@ class _Recording:
 
     def __init__(self):
         self.values = []  # slot -> plain ndarray
+        self.latest = {}  # id(plain ndarray) -> its latest slot (values holds the arrays, so ids stay valid)
         self.steps = []
         self.inputs = []  # slots of the arguments, in order
         self.active = True
@@ -349,6 +363,7 @@ class _Recording:
 
     def new_slot(self, plain):
         self.values.append(plain)
+        self.latest[id(plain)] = len(self.values) - 1
         return len(self.values) - 1
 
     def wrap(self, plain, slot):
@@ -425,10 +440,9 @@ class _Recording:
             return None, result
         if isinstance(result, TracedArray):
             result = result.view(np.ndarray)
-        for s in range(len(self.values) - 1, -1, -1):  # an in-place call returns its output array
-            if self.values[s] is result:
-                return s, self.wrap(result, s)
-        s = self.new_slot(result)
+        s = self.latest.get(id(result))  # an in-place call returns its output array
+        if s is None:
+            s = self.new_slot(result)
         return s, self.wrap(result, s)
 
     # the kinds of step
