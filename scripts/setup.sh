@@ -2,8 +2,10 @@
 # Set up a fresh Debian/Ubuntu machine for scg:
 #   * system packages through apt-get (as root or with sudo): Graphviz's `dot`, Debian's
 #     Fashion-MNIST files, and python3-venv when this Python cannot make a virtual environment;
-#   * the project with its dev extra, installed editable (`pip install -e '.[dev]'`) into a
-#     virtual environment: the active one if there is one, else the project's own `.venv`.
+#   * the project, installed editable (`pip install -e .`) into a virtual environment: the
+#     active one if there is one, else the project's own `.venv`. With `--dev`, its dev extra as
+#     well (`pip install -e '.[dev]'`: pytest, hypothesis, Jupyter's kernel, Dask's distributed),
+#     which the tests need and the main job does not (it halves the install on a fresh machine).
 # Afterwards `.venv/bin/python`, `.venv/bin/scg-vae` and `.venv/bin/scg-dvae` run scg from a
 # fresh terminal without activating anything (with an active environment `.venv` links to it).
 # pip never installs outside a virtual environment, so a Python that refuses that
@@ -11,6 +13,14 @@
 # PYTHON=python3.12 bash scripts/setup.sh chooses the Python that makes `.venv`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+TARGET=.
+case "${1:-}" in
+    "") ;;
+    --dev) TARGET=".[dev]" ;;
+    -h|--help) echo "usage: bash scripts/setup.sh [--dev]   (--dev: also the test tools, pip install -e '.[dev]')"; exit 0 ;;
+    *) echo "error: unknown option '$1' (usage: bash scripts/setup.sh [--dev])" >&2; exit 2 ;;
+esac
 
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
@@ -76,5 +86,5 @@ else
 fi
 
 "$VENV_PYTHON" -m pip install -q --upgrade pip
-"$VENV_PYTHON" -m pip install -q -e '.[dev]'
+"$VENV_PYTHON" -m pip install -q -e "$TARGET"
 echo "scg is installed in $("$VENV_PYTHON" -c 'import sys; print(sys.prefix)'): run it as .venv/bin/python, .venv/bin/scg-vae"

@@ -82,7 +82,7 @@ def test_ci_runs_exactly_the_readme_test_command():
 def test_readme_commands_run_through_the_project_environment():
     for command in (MAIN_JOB, TEST_COMMAND):
         first, *rest = command.split(" && ")
-        assert first == "bash scripts/setup.sh"
+        assert first == ("bash scripts/setup.sh --dev" if command == TEST_COMMAND else "bash scripts/setup.sh")
         assert rest and all(part.startswith(".venv/bin/") for part in rest), command
 
 
@@ -176,18 +176,18 @@ def stub_project(tmp_path, python3_venv_installed, active_env=None):
     return project, env
 
 
-def run_setup(tmp_path, project, env):
-    """Run setup.sh; the commands the stand-ins saw, with tmp_path cut off."""
+def run_setup(tmp_path, project, env, *args):
+    """Run setup.sh with ``args``; the commands the stand-ins saw, with tmp_path cut off."""
     log = Path(env["STUB_LOG"])
     log.write_text("")
-    r = subprocess.run(["bash", project / "scripts" / "setup.sh"], env=env, capture_output=True, text=True,
+    r = subprocess.run(["bash", project / "scripts" / "setup.sh", *args], env=env, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     return [ln.replace(str(tmp_path), "") for ln in log.read_text().splitlines()]
 
 
 PIP_INTO_DOT_VENV = [".venv/bin/python -m pip install -q --upgrade pip",
-                     ".venv/bin/python -m pip install -q -e .[dev]"]
+                     ".venv/bin/python -m pip install -q -e ."]
 
 
 def test_setup_installs_python3_venv_when_python_cannot_make_a_venv(tmp_path):
@@ -216,3 +216,13 @@ def test_setup_installs_into_an_active_venv_and_links_dot_venv_to_it(tmp_path):
     assert (project / ".venv").is_symlink() and (project / ".venv").resolve() == active.resolve()
     assert not any(" -m venv " in ln or ln.startswith("apt-get") for ln in log), log
     assert [ln for ln in log if " -m pip install" in ln] == [ln.replace(".venv", "/elsewhere", 1) for ln in PIP_INTO_DOT_VENV]
+
+
+def test_setup_installs_the_dev_extra_only_with_dev_and_refuses_an_unknown_option(tmp_path):
+    project, env = stub_project(tmp_path, python3_venv_installed=True)
+    log = run_setup(tmp_path, project, env, "--dev")
+    assert [ln for ln in log if " -m pip install" in ln] == [PIP_INTO_DOT_VENV[0], ".venv/bin/python -m pip install -q -e .[dev]"]
+    Path(env["STUB_LOG"]).write_text("")
+    r = subprocess.run(["bash", project / "scripts" / "setup.sh", "--devv"], env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown option '--devv'" in r.stderr
+    assert Path(env["STUB_LOG"]).read_text() == ""  # refused before running anything
