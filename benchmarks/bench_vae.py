@@ -180,7 +180,41 @@ def floor_factory(batch_size=128):
     return step
 
 
-FACTORIES = {"scg": scg_factory, "scg_traced": scg_traced_factory, "numpy": numpy_factory, "torch": torch_factory, "floor": floor_factory}
+def torch_floor_factory(batch_size=128):
+    """The same 11 matmuls in PyTorch (its BLAS, its threads) into preallocated outputs: what
+    PyTorch's step pays for GEMMs, beside numpy's ``floor``, so that the gap between the
+    frameworks splits into GEMM time and everything else."""
+    import torch
+
+    B = batch_size
+    W1, _, W2, _, W3, _, W4, _ = (torch.from_numpy(a) for a in init())
+    x = torch.from_numpy(batch(B))
+    h1, enc, z, h3, lg = (torch.zeros((B, n)) for n in (H, 2 * L, L, H, X))
+    d_enc, d_h1, d_z, d_h3 = (torch.ones((B, n)) for n in (2 * L, H, L, H))
+    gW = [torch.zeros_like(w) for w in (W1, W2, W3, W4)]
+    z.fill_(0.1)
+
+    def step():
+        torch.matmul(x, W1, out=h1)
+        torch.matmul(h1, W2, out=enc)
+        torch.matmul(z, W3, out=h3)
+        torch.matmul(h3, W4, out=lg)
+        torch.matmul(h3.T, lg, out=gW[3])
+        torch.matmul(lg, W4.T, out=d_h3)
+        torch.matmul(z.T, d_h3, out=gW[2])
+        torch.matmul(d_h3, W3.T, out=d_z)
+        torch.matmul(h1.T, d_enc, out=gW[1])
+        torch.matmul(d_enc, W2.T, out=d_h1)
+        torch.matmul(x.T, d_h1, out=gW[0])
+        return 0.0
+
+    return step
+
+
+FACTORIES = {"scg": scg_factory, "scg_traced": scg_traced_factory, "numpy": numpy_factory, "torch": torch_factory,
+             "floor": floor_factory}
+# Rows only printed with --torch-floor (they need PyTorch).
+TORCH_FLOOR = {"torch_floor": torch_floor_factory}
 
 
 # OpenBLAS's idle threads spin for 2^28 cycles (~0.1 s) after a GEMM, on the core the
@@ -192,20 +226,24 @@ THREAD_ROWS = ("scg_traced_blas_sleep", "scg_traced_blas1", "scg_traced_scg1")
 
 
 def main():
-    harness.serve({**FACTORIES, **{name: scg_traced_factory for name in THREAD_ROWS}})
+    harness.serve({**FACTORIES, **TORCH_FLOOR, **{name: scg_traced_factory for name in THREAD_ROWS}})
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, nargs="+", default=[32, 128, 512], help="batch sizes")
     ap.add_argument("--threads", action="store_true",
                     help="add the traced step under three thread settings: OpenBLAS's idle threads sleeping at "
                          "once (OPENBLAS_THREAD_TIMEOUT=4), BLAS on one thread, scg's passes on one thread")
+    ap.add_argument("--torch-floor", action="store_true",
+                    help="add PyTorch's own GEMM floor (the same 11 matmuls through torch.matmul)")
     harness.add_options(ap)
     args = ap.parse_args()
     factories = dict(FACTORIES)
+    if args.torch_floor:
+        factories.update(TORCH_FLOOR)
     if args.threads:
         factories.update({name: scg_traced_factory for name in THREAD_ROWS})
     for B in args.batch:
         times = harness.report(__file__, factories, args, f"VAE {X}-{H}-{L} step, batch {B}, float32, Adam",
-                               config={"batch_size": B}, extra=("floor",))
+                               config={"batch_size": B}, extra=("floor", "torch_floor"))
         steps = -(-TRAIN // B)
         print(f"seconds per epoch ({steps} steps): "
               + ", ".join(f"{n} {t * steps:.1f}" for n, t in times.items() if n != "floor"))

@@ -147,7 +147,7 @@ def report(script, factories, args, title, config=None, extra=()):
     """Print the timing (and memory) table for every available implementation; returns
     ``{name: median s/step}``. ``extra`` names reference rows ("floor") that are timed but
     get no memory figure."""
-    names = [n for n in factories if n != "torch" or have_torch()]
+    names = [n for n in factories if not n.startswith("torch") or have_torch()]
     seconds, rounds = (0.2, 2) if args.quick else (args.seconds, args.rounds)
     print(f"\n== {title} ==")
     print(f"({rounds} rounds of >= {seconds:g} s per implementation, one process alive at a time, "
@@ -167,6 +167,12 @@ def report(script, factories, args, title, config=None, extra=()):
             if n.startswith("scg"):
                 ratios = [a / b for a, b in zip(each[n], each[ref])]
                 print(f"{n} / {label}: {np.median(ratios):.2f} (per round {min(ratios):.2f}-{max(ratios):.2f})")
+    if "torch_floor" in times and "floor" in times:
+        # what each framework spends beyond its own GEMMs (medians of per-round differences)
+        for n, floor in [("torch", "torch_floor")] + [(n, "floor") for n in names if n.startswith("scg")]:
+            if n in times:
+                beyond = np.median([a - b for a, b in zip(each[n], each[floor])])
+                print(f"{n} beyond its GEMMs ({floor}): {beyond * 1e3:.2f} ms/step")
     if args.check:
         print("each alone (200 steps after 20 warm-up, one process):")
         for n in names:
