@@ -9,15 +9,16 @@ checked within 4 standard errors; variance orderings use fixed seeds and stated 
 """
 
 import itertools
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
 
 import scg
 import scg.distributions as D
-from scg.diagnostics import gradient_stats
 
 from brute import FixedUniform
+from replicas import REP, copies, replica_stats
 
 
 def sigmoid(x):
@@ -48,13 +49,14 @@ def exact_gradient_np(logits=LOGITS):
 
 
 def joint_graph(logits, estimator, n=None, rng=None, offset=0.0):
-    """The problem as an scg graph (``offset``: added to each datapoint's cost)."""
+    """The problem as an scg graph (``offset``: added to each datapoint's cost). With logits of
+    shape (R, 2, 3): R independent replicas of it in an outer plate (see replicas.py)."""
 
     def build():
         estimator.update()  # stateful baselines: the previous build's statistics, as after a step
         g = scg.Graph(rng=rng)
         with g:
-            with g.plate("data", 2):
+            with g.plate(REP, logits.shape[0]) if logits.ndim == 3 else nullcontext(), g.plate("data", 2):
                 z = g.sample("z", D.Independent(D.Bernoulli(logits=logits), 1), estimator=estimator, n=n)
                 g.cost("f", (z @ W - T) ** 2 + 0.7 * z[..., 0] * z[..., 2] + offset)
         return g
@@ -124,15 +126,15 @@ def test_disarm_has_lower_variance_than_arm_and_the_moving_average_score_functio
     # to them. Same budget: two cost evaluations per estimate for every estimator (n=2).
     # (Without the offsets the moving average wins on this problem, ~1.9 vs ~2.7: with a
     # single cost level a constant baseline is close to optimal.)
-    logits = scg.tensor(LOGITS, requires_grad=True)
     offsets = np.array([-3.0, 3.0])
     runs = 2000
+    logits = scg.tensor(copies(LOGITS, runs // 2), requires_grad=True)  # 2 graphs of replicas
     var, samples = {}, {}
     for name, est, off in [("disarm", scg.DisARM(), offsets), ("disarm-no-offset", scg.DisARM(), 0.0),
                            ("arm", scg.ARM(), offsets),
                            ("score-ma", scg.ScoreFunction(scg.MovingAverageBaseline(0.9)), offsets)]:
         scg.manual_seed(21)  # the same uniforms for DisARM and ARM: a paired comparison
-        stats = gradient_stats(joint_graph(logits, est, n=2, offset=off), [logits], runs)
+        stats = replica_stats(joint_graph(logits, est, n=2, offset=off), [logits])
         assert np.all(np.abs(stats.mean[0] - exact_gradient_np()) <= 4 * stats.stderr[0]), name
         var[name], samples[name] = stats.total_variance(), stats.samples[0]
     np.testing.assert_allclose(samples["disarm"], samples["disarm-no-offset"], rtol=0, atol=1e-12)
@@ -195,9 +197,9 @@ def make_control(seed, scale=1.0):
 
 def test_relax_is_unbiased_for_a_fixed_random_control():
     scg.manual_seed(31)
-    logits = scg.tensor(LOGITS, requires_grad=True)
+    logits = scg.tensor(copies(LOGITS, 1500), requires_grad=True)  # 2 graphs x 1500 replicas
     est = scg.RELAX(make_control(5, scale=2.0))  # far from f: the control terms matter
-    stats = gradient_stats(joint_graph(logits, est), [logits], 3000)
+    stats = replica_stats(joint_graph(logits, est), [logits])
     exact = exact_gradient_np()
     assert np.all(np.abs(stats.mean[0] - exact) <= 4 * stats.stderr[0]), (stats.mean[0], exact, stats.stderr[0])
 
@@ -206,8 +208,9 @@ def test_relax_variance_falls_as_its_control_trains():
     logits = scg.tensor(LOGITS, requires_grad=True)
     control = make_control(7)
     est = scg.RELAX(control)
+    replicated = scg.tensor(copies(LOGITS, 300), requires_grad=True)  # 2 graphs x 300 replicas
     scg.manual_seed(32)
-    before = gradient_stats(joint_graph(logits, est), [logits], 600).total_variance()
+    before = replica_stats(joint_graph(replicated, est), [replicated]).total_variance()
     opt = scg.optim.Adam(control.parameters(), lr=0.01)
     scg.manual_seed(33)
     for _ in range(300):  # only the control learns; the logits stay fixed
@@ -216,7 +219,7 @@ def test_relax_variance_falls_as_its_control_trains():
         g.surrogate().backward()
         opt.step()
     scg.manual_seed(32)
-    after = gradient_stats(joint_graph(logits, est), [logits], 600)
+    after = replica_stats(joint_graph(replicated, est), [replicated])
     assert np.all(np.abs(after.mean[0] - exact_gradient_np()) <= 4 * after.stderr[0])
     # relative standard error of each variance estimate ~ 10% at 600 runs; ask for a halving
     assert after.total_variance() < 0.5 * before, (after.total_variance(), before)

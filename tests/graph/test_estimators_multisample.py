@@ -13,13 +13,15 @@ The reference side of every check is plain numpy, written from the formulas:
 """
 
 import itertools
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
 
 import scg
 import scg.distributions as D
-from scg.diagnostics import gradient_stats
+
+from replicas import REP, copies, replica_stats
 
 LOG_2PI = np.log(2 * np.pi)
 
@@ -106,12 +108,13 @@ A0 = np.array([1.2, -0.5])
 PEN = 0.3  # a per-sample cost besides the bound (plain score-function credit)
 
 
-def vimco_model(phi, a, estimator, replay=None, rng=None, x=X, penalty=True):
+def vimco_model(phi, a, estimator, replay=None, rng=None, x=X, penalty=True, replicas=None):
     """h_k ~ Bernoulli(sigmoid(phi)) (k = 1..K, DIM latents), p(h) = Bernoulli(1/2),
     p(x|h) = N(a.h + C, 1); cost -L with log_w_k = log p(x, h_k) - log q(h_k), plus PEN * sum(h_k)
-    per sample (averaged over the K samples)."""
+    per sample (averaged over the K samples). With ``replicas=R`` (phi and a of shape (R, DIM)):
+    R independent copies of the model in a plate (see replicas.py)."""
     g = scg.Graph(replay=replay, rng=rng)
-    with g:
+    with g, (g.plate(REP, replicas) if replicas else nullcontext()):
         q = D.Bernoulli(logits=phi)
         h = g.sample("h", q, n=K, estimator=estimator)
         log_p = (h * np.log(0.5) + (1 - h) * np.log(0.5)).sum(-1) + D.Normal((h * a).sum(-1) + C, 1.0).log_prob(x)
@@ -184,10 +187,11 @@ def test_vimco_baseline_is_the_leave_one_out_bound():
 
 
 def test_vimco_monte_carlo_mean_within_four_standard_errors():
-    phi, a = scg.tensor(PHI0.copy(), requires_grad=True), scg.tensor(A0.copy(), requires_grad=True)
+    r = 1500  # 2 graphs x 1500 independent replicas (replicas.py) = 3000 estimates
+    phi, a = scg.tensor(copies(PHI0, r), requires_grad=True), scg.tensor(copies(A0, r), requires_grad=True)
     exact = exact_vimco_gradient(PHI0, A0)
     rng = np.random.default_rng(7)
-    stats = gradient_stats(lambda: vimco_model(phi, a, scg.VIMCO(), rng=rng), [phi, a], 3000)
+    stats = replica_stats(lambda: vimco_model(phi, a, scg.VIMCO(), rng=rng, replicas=r), [phi, a])
     for mean, se, ex in zip(stats.mean, stats.stderr, exact):
         assert np.all(np.abs(mean - ex) < 4 * se), (mean, ex, se)
 
@@ -196,11 +200,12 @@ def test_vimco_variance_below_plain_score_function():
     """Same problem, same seeds: VIMCO's encoder-gradient variance is well below that of the
     score function without a baseline (measured 0.28 against 25.5 over 2000 runs; asserted:
     below a tenth, a margin of about 9x)."""
-    phi, a = scg.tensor(PHI0.copy(), requires_grad=True), scg.tensor(A0.copy(), requires_grad=True)
+    r = 1000  # 2 graphs x 1000 independent replicas (replicas.py) = 2000 estimates
+    phi, a = scg.tensor(copies(PHI0, r), requires_grad=True), scg.tensor(copies(A0, r), requires_grad=True)
     var = {}
     for name, est in [("vimco", scg.VIMCO), ("sf", scg.ScoreFunction)]:
         rng = np.random.default_rng(11)
-        stats = gradient_stats(lambda: vimco_model(phi, a, est(), rng=rng, x=3.0), [phi], 2000)
+        stats = replica_stats(lambda: vimco_model(phi, a, est(), rng=rng, x=3.0, replicas=r), [phi])
         var[name] = stats.total_variance()
     assert var["vimco"] < 0.1 * var["sf"], var
 
@@ -317,17 +322,20 @@ def test_dreg_encoder_gradient_is_unbiased_and_decoder_gradient_is_standard():
     z = m0 + s0 * np.random.default_rng(123).standard_normal((k, 200_000))
     ref = np.stack(closed_form(z, m0, s0, th0, x)["reparam"][:2])  # (2, N)
     ref_mean, ref_se = ref.mean(1), ref.std(1, ddof=1) / np.sqrt(ref.shape[1])
-    m, log_s, theta = (scg.tensor(v, requires_grad=True) for v in (m0, ls0, th0))
+    reps = 1500  # 2 graphs x 1500 independent replicas in a plate (replicas.py) = 3000 estimates
+    m, log_s = (scg.tensor(copies(v, reps), requires_grad=True) for v in (m0, ls0))
+    theta = scg.tensor(th0, requires_grad=True)
     rng = np.random.default_rng(5)
     runs = []
-    for _ in range(3000):
-        g = gauss_model(m, log_s, theta, x, k, scg.DReG(), rng)
-        runs.append(np.array(grads(g.surrogate(), [m, log_s])))
-    runs = np.array(runs)
+    for _ in range(2):
+        g = gauss_model(m, log_s, theta, x, k, scg.DReG(), rng, plate=(reps,))
+        runs.append(np.stack(grads(g.surrogate(), [m, log_s]), axis=1))  # (R, 2): replica r's
+    runs = np.concatenate(runs)
     mean, se = runs.mean(0), runs.std(0, ddof=1) / np.sqrt(len(runs))
     assert np.all(np.abs(mean - ref_mean) < 4 * np.sqrt(se**2 + ref_se**2)), (mean, ref_mean, se, ref_se)
     assert np.all(np.abs(ref_mean) > 10 * ref_se)  # the target is not zero
     # Decoder parameter: DReG and the standard estimator agree sample by sample (same draws).
+    m, log_s, theta = (scg.tensor(v, requires_grad=True) for v in (m0, ls0, th0))
     for seed in range(5):
         d = gauss_model(m, log_s, theta, x, k, scg.DReG(), np.random.default_rng(seed))
         r = gauss_model(m, log_s, theta, x, k, scg.Reparam(), np.random.default_rng(seed))

@@ -1,12 +1,16 @@
 """The graph builder and the surrogate compiler, on continuous models with known
 gradients. Statistical checks use fixed seeds and 4 standard errors of the mean."""
 
+from contextlib import nullcontext
+
 import numpy as np
 import pytest
 
 import scg
 import scg.distributions as D
 from scg.diagnostics import gradient_stats
+
+from replicas import REP, copies, replica_stats
 
 
 class NonReparamNormal(D.Normal):
@@ -27,15 +31,21 @@ def assert_close_stat(stats, exact, z=4.0):
 
 
 def quadratic_graph(mu, sigma, estimator, n=None):
+    """With mu, sigma of shape (R,): R independent replicas in a plate (see replicas.py)."""
     def build():
         estimator.update()  # the previous build's baseline statistics, as after a step
         g = scg.Graph()
         with g:
-            z = g.sample("z", D.Normal(mu, sigma), estimator=estimator, n=n)
-            g.cost("f", z * z)
+            with g.plate(REP, mu.shape[0]) if mu.ndim else nullcontext():
+                z = g.sample("z", D.Normal(mu, sigma), estimator=estimator, n=n)
+                g.cost("f", z * z)
         return g
 
     return build
+
+
+def replicated(r, *values):
+    return [scg.tensor(copies(v, r), requires_grad=True) for v in values]
 
 
 @pytest.mark.parametrize(
@@ -51,9 +61,8 @@ def quadratic_graph(mu, sigma, estimator, n=None):
 def test_gradient_of_expected_square(make_estimator, n):
     # E_{z ~ N(mu, sigma)}[z^2] = mu^2 + sigma^2: gradients 2 mu and 2 sigma.
     scg.manual_seed(1)
-    mu = scg.tensor(1.0, requires_grad=True)
-    sigma = scg.tensor(0.5, requires_grad=True)
-    stats = gradient_stats(quadratic_graph(mu, sigma, make_estimator(), n), [mu, sigma], 3000)
+    mu, sigma = replicated(1500, 1.0, 0.5)  # 2 graphs x 1500 replicas = 3000 estimates
+    stats = replica_stats(quadratic_graph(mu, sigma, make_estimator(), n), [mu, sigma])
     assert_close_stat(stats, [2.0, 1.0])
 
 
@@ -70,9 +79,10 @@ def test_learned_baseline_is_trained_and_unbiased():
         g.surrogate().backward()
         opt.step()
     assert abs(b.item() - 1.25) < 0.15
-    stats = gradient_stats(quadratic_graph(mu, sigma, est), [mu, sigma], 3000)
+    mu, sigma = replicated(1500, 1.0, 0.5)  # 2 graphs x 1500 replicas = 3000 estimates
+    stats = replica_stats(quadratic_graph(mu, sigma, est), [mu, sigma])
     assert_close_stat(stats, [2.0, 1.0])
-    plain = gradient_stats(quadratic_graph(mu, sigma, scg.ScoreFunction()), [mu, sigma], 3000)
+    plain = replica_stats(quadratic_graph(mu, sigma, scg.ScoreFunction()), [mu, sigma])
     assert stats.variance[0] < plain.variance[0]
 
 
@@ -106,10 +116,11 @@ def two_stage(theta):
     def build():
         g = scg.Graph()
         with g:
-            z1 = g.sample("z1", NonReparamNormal(x, 1.0))
-            z2 = g.sample("z2", NonReparamNormal(z1 + theta, 1.0))
-            g.cost("c1", 5.0 * (z1 - 2.0) ** 2)
-            g.cost("c2", (z2 - 1.0) ** 2)
+            with g.plate(REP, theta.shape[0]) if theta.ndim else nullcontext():
+                z1 = g.sample("z1", NonReparamNormal(x + 0 * theta.data, 1.0))
+                z2 = g.sample("z2", NonReparamNormal(z1 + theta, 1.0))
+                g.cost("c1", 5.0 * (z1 - 2.0) ** 2)
+                g.cost("c2", (z2 - 1.0) ** 2)
         return g
 
     return build
@@ -119,9 +130,12 @@ def test_rao_blackwellization_same_mean_lower_variance():
     scg.manual_seed(3)
     theta = scg.tensor(0.7, requires_grad=True)
     exact = 2 * (0.2 + 0.7 - 1)
-    rb = gradient_stats(two_stage(theta), [theta], 4000)
+    # without Rao-Blackwellization every score term is weighted by the total cost of the
+    # graph, so replicas in a plate would credit each other's costs: one graph per run
     plain = gradient_stats(two_stage(theta), [theta], 4000,
                            objective=lambda g: g.surrogate(rao_blackwellize=False))
+    (thetas,) = replicated(2000, 0.7)  # 2 graphs x 2000 replicas = 4000 estimates
+    rb = replica_stats(two_stage(thetas), [thetas])
     assert_close_stat(rb, [exact])
     assert_close_stat(plain, [exact])
     # The stage-one cost no longer rides on z2's score term: a large reduction.
@@ -141,30 +155,32 @@ def test_score_term_of_stage_two_excludes_stage_one_cost():
 
 def test_plate_gives_each_datapoint_its_own_cost():
     scg.manual_seed(5)
-    theta = scg.tensor(np.array([0.1, -0.4, 0.8]), requires_grad=True)
+    theta0 = np.array([0.1, -0.4, 0.8])
 
-    def build(use_plate):
+    def build(use_plate, theta):
         def b():
             g = scg.Graph()
             with g:
-                if use_plate:
-                    with g.plate("data", 3):
+                with g.plate(REP, theta.shape[0]) if theta.ndim == 2 else nullcontext():
+                    if use_plate:
+                        with g.plate("data", 3):
+                            z = g.sample("z", NonReparamNormal(theta, 1.0))
+                            g.cost("f", z * z)
+                    else:
                         z = g.sample("z", NonReparamNormal(theta, 1.0))
                         g.cost("f", z * z)
-                else:
-                    z = g.sample("z", NonReparamNormal(theta, 1.0))
-                    g.cost("f", z * z)
             return g
 
         return b
 
-    exact = 2 * theta.data
-    plated = gradient_stats(build(True), [theta], 3000)
-    flat = gradient_stats(build(False), [theta], 3000)
+    exact = 2 * theta0
+    (thetas,) = replicated(1500, theta0)  # (R, 3): 2 graphs x 1500 replicas = 3000 estimates
+    plated = replica_stats(build(True, thetas), [thetas])
+    flat = replica_stats(build(False, thetas), [thetas])
     assert_close_stat(plated, [exact])
     assert_close_stat(flat, [exact])
     assert np.all(plated.variance[0] < 0.8 * flat.variance[0])
-    g = build(True)()
+    g = build(True, scg.tensor(theta0.copy(), requires_grad=True))()
     z = g.nodes["z"].value.data
     np.testing.assert_allclose(g.downstream_costs()["z"], z**2)
 
@@ -173,16 +189,19 @@ def test_dice_second_derivative_of_gaussian_expectation():
     # E_{z ~ N(theta, 1)}[z^2] = theta^2 + 1: second derivative 2 (via score function).
     scg.manual_seed(6)
     second = []
-    for _ in range(4000):
-        theta = scg.tensor(0.5, requires_grad=True)
+    for _ in range(2):  # 2 graphs x 2000 independent replicas (replicas.py) = 4000 estimates
+        (theta,) = replicated(2000, 0.5)
         g = scg.Graph()
         with g:
-            z = g.sample("z", NonReparamNormal(theta, 1.0))
-            g.cost("f", z * z)
-        (d1,) = scg.grad(g.dice(), [theta], create_graph=True)
-        (d2,) = scg.grad(d1, [theta])
-        second.append(d2.item())
-    second = np.array(second)
+            with g.plate(REP, 2000):
+                z = g.sample("z", NonReparamNormal(theta, 1.0))
+                g.cost("f", z * z)
+        (d1,) = scg.grad(g.dice(), [theta], create_graph=True)  # (R,): replica r's gradient
+        # replica r's gradient depends on its own theta_r only: the gradient of the sum is
+        # every replica's own second derivative
+        (d2,) = scg.grad(d1.sum(), [theta])
+        second.append(d2.data)
+    second = np.concatenate(second)
     assert abs(second.mean() - 2.0) <= 4 * second.std(ddof=1) / np.sqrt(len(second))
 
 
