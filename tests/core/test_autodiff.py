@@ -40,9 +40,9 @@ def test_repeated_integer_indices_accumulate():
 def test_long_chain_has_no_recursion_limit():
     x = scg.tensor(0.5, requires_grad=True)
     y = x
-    for _ in range(100_000):
+    for _ in range(20_000):  # 20x Python's default recursion limit: a recursive backward fails
         y = y * 1.0 + 0.0
-    assert y._parents  # 200,000 recorded operations
+    assert y._parents  # 40,000 recorded operations
     (g,) = scg.grad(y, [x])
     assert g.item() == 1.0
     y = x
