@@ -97,17 +97,18 @@ FULL_DATA = {"SCG_DATA": ""}  # env of a run that must see the system's whole fa
 
 @pytest.fixture(scope="module")
 def vae_run(small_data, tmp_path_factory):
+    """A finished one-epoch run, trained in this process (the tests read its files)."""
     out = tmp_path_factory.mktemp("vae-run") / "run"
-    r = run("vae", "train", "--epochs", "1", *TINY, "--out", out)
-    assert r.returncode == 0, r.stderr[-2000:]
+    vae.main(["train", "--epochs", "1", *TINY, "--out", str(out)])
+    assert cli.checkpoint_epoch(out / "checkpoint.npz") == 1
     return out
 
 
 @pytest.fixture(scope="module")
 def discrete_run(small_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("dvae-run") / "run"
-    r = run("discrete_vae", "train", "--epochs", "1", *TINY_DISCRETE, "--out", out)
-    assert r.returncode == 0, r.stderr[-2000:]
+    discrete_vae.main(["train", "--epochs", "1", *TINY_DISCRETE, "--out", str(out)])
+    assert cli.checkpoint_epoch(out / "checkpoint.npz") == 1
     return out
 
 
@@ -175,18 +176,86 @@ def wait_for(predicate, seconds=60):
     return False
 
 
+# Runs ``scg-vae`` (as the console script does: the start-up guard, then ``models.vae.main``)
+# until it reaches the point named by sys.argv[1] for the sys.argv[2]-th time, where it creates
+# the file sys.argv[3] and waits there to be killed. Points: "step" (a training minibatch is
+# drawn), "metrics" (an epoch's checkpoint is written, its metrics not yet), "checkpoint" (half
+# of a checkpoint's bytes are in its temporary file), "validation" (an epoch's validation bound).
+STOP_AT = """
+import os, sys, time
+from models import entry
+entry.guard_startup()
+import numpy as np
+from models import training, vae
+point, nth, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+seen = []
+
+def stop():
+    seen.append(1)
+    if len(seen) == nth:
+        open(marker, "w").close()
+        time.sleep(600)
+
+def hook(real, before=stop):
+    def hooked(*args, **kwargs):
+        before(*args, **kwargs)
+        return real(*args, **kwargs)
+    return hooked
+
+training_now = []
+if point == "step":  # binarize also draws the held-out sets before training: count only in train_epoch
+    real_epoch = training.train_epoch
+    def train_epoch(*args, **kwargs):
+        training_now.append(1)
+        try:
+            return real_epoch(*args, **kwargs)
+        finally:
+            training_now.clear()
+    training.train_epoch = train_epoch
+    training.binarize = hook(training.binarize, lambda *a, **k: training_now and stop())
+elif point == "metrics":
+    training.write_metrics = hook(training.write_metrics, lambda *a, **k: stop())
+elif point == "checkpoint":
+    real_savez = np.savez
+    def savez(file, **arrays):
+        seen.append(1)
+        if len(seen) == nth:
+            real_savez(file, **arrays)
+            file.truncate(file.tell() // 2)
+            file.flush()
+            os.fsync(file.fileno())
+            open(marker, "w").close()
+            time.sleep(600)
+        return real_savez(file, **arrays)
+    np.savez = savez
+elif point == "validation":
+    vae.dataset_bound = hook(vae.dataset_bound, lambda *a, **k: stop())
+sys.argv = ["scg-vae", *sys.argv[4:]]
+vae.main()
+"""
+
+
+def stopped_at(point, nth, marker, *argv):
+    """A Popen of ``scg-vae *argv`` that waits, alive, at ``point`` (see STOP_AT) once it
+    has created ``marker``."""
+    return subprocess.Popen([sys.executable, "-c", STOP_AT, point, str(nth), str(marker), *map(str, argv)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
 def test_a_second_run_into_the_same_folder_is_refused_and_a_dead_runs_lock_is_taken_over(tmp_path):
     out = tmp_path / "run"
-    first = subprocess.Popen(command("vae", "train", "--epochs", "1000", *TINY, "--out", out), cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # the first run waits in its first training step (holding the lock) instead of training on
+    first = stopped_at("step", 1, tmp_path / "training", "train", "--epochs", "1000", *TINY, "--out", out)
     try:
         lock = out / cli.LOCK
         assert wait_for(lambda: lock.exists() and lock.read_text().strip() == str(first.pid))
         r = run("vae", "train", "--epochs", "1", *TINY, "--out", out, "--overwrite")
         assert_refused(r, f"in use by another run (pid {first.pid})")
+        assert first.poll() is None  # the refused run did not end the first one
     finally:
         first.kill()
         first.wait()
+        first.stderr.close()
     assert lock.read_text().strip() == str(first.pid)  # a stale lock from a dead process...
     r = run("vae", "train", "--epochs", "1", *TINY, "--out", out, "--overwrite")
     assert r.returncode == 0, r.stderr[-2000:]  # ...is taken over
@@ -382,65 +451,6 @@ def test_sigterm_leaves_one_line_the_last_checkpoint_and_no_temporary_files(tmp_
     assert cli.checkpoint_epoch(out / "checkpoint.npz") >= 1
 
 
-# Runs ``scg-vae`` (as the console script does: the start-up guard, then ``models.vae.main``)
-# until it reaches the point named by sys.argv[1] for the sys.argv[2]-th time, where it creates
-# the file sys.argv[3] and waits there to be killed. Points: "step" (a training minibatch is
-# drawn), "metrics" (an epoch's checkpoint is written, its metrics not yet), "checkpoint" (half
-# of a checkpoint's bytes are in its temporary file), "validation" (an epoch's validation bound).
-STOP_AT = """
-import os, sys, time
-from models import entry
-entry.guard_startup()
-import numpy as np
-from models import training, vae
-point, nth, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-seen = []
-
-def stop():
-    seen.append(1)
-    if len(seen) == nth:
-        open(marker, "w").close()
-        time.sleep(600)
-
-def hook(real, before=stop):
-    def hooked(*args, **kwargs):
-        before(*args, **kwargs)
-        return real(*args, **kwargs)
-    return hooked
-
-training_now = []
-if point == "step":  # binarize also draws the held-out sets before training: count only in train_epoch
-    real_epoch = training.train_epoch
-    def train_epoch(*args, **kwargs):
-        training_now.append(1)
-        try:
-            return real_epoch(*args, **kwargs)
-        finally:
-            training_now.clear()
-    training.train_epoch = train_epoch
-    training.binarize = hook(training.binarize, lambda *a, **k: training_now and stop())
-elif point == "metrics":
-    training.write_metrics = hook(training.write_metrics, lambda *a, **k: stop())
-elif point == "checkpoint":
-    real_savez = np.savez
-    def savez(file, **arrays):
-        seen.append(1)
-        if len(seen) == nth:
-            real_savez(file, **arrays)
-            file.truncate(file.tell() // 2)
-            file.flush()
-            os.fsync(file.fileno())
-            open(marker, "w").close()
-            time.sleep(600)
-        return real_savez(file, **arrays)
-    np.savez = savez
-elif point == "validation":
-    vae.dataset_bound = hook(vae.dataset_bound, lambda *a, **k: stop())
-sys.argv = ["scg-vae", *sys.argv[4:]]
-vae.main()
-"""
-
-
 def test_kill_9_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_path):
     """kill -9 from outside while a run trains (before its first checkpoint), between an
     epoch's checkpoint and its metrics, halfway through writing a checkpoint, and while it
@@ -463,9 +473,7 @@ def test_kill_9_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_pa
     for point, nth, epoch_after in kills:
         resume = ["--resume"] if (out / "checkpoint.npz").exists() else []
         marker = tmp_path / f"at-{point}"
-        p = subprocess.Popen([sys.executable, "-c", STOP_AT, point, str(nth), str(marker), "train", *epochs, *TINY,
-                              "--out", str(out), *resume], cwd=ROOT, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+        p = stopped_at(point, nth, marker, "train", *epochs, *TINY, "--out", out, *resume)
         try:
             assert wait_for(lambda: marker.exists() or p.poll() is not None), point
             assert p.poll() is None and marker.exists(), (point, p.stderr.read()[-2000:])
