@@ -5,6 +5,7 @@ processes and on a Dask cluster; scg.executors keeps failed jobs apart; scg.diag
 sums p(o) * grad surrogate(o) over every outcome and is checked against gradients written
 out by hand here, including a baseline that is biased by construction."""
 
+import contextlib
 import functools
 import itertools
 
@@ -137,21 +138,28 @@ def test_nodes_that_cannot_be_replayed_are_refused_by_name(make, fragment):
 # ---- gradient_stats in seeded chunks, on any executor ------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def pool():
+    """``executors.executor(2)``, shared by this module's tests: starting its two worker
+    processes costs more than every job they run here."""
+    with executors.executor(2) as two_processes:
+        yield two_processes
+
+
 def _estimates(executor=None, seed=5, chunks=None):
     theta = scg.tensor(THETA.copy(), requires_grad=True)
     build = functools.partial(coins, theta)  # picklable: theta travels with it, once
     return scg.diagnostics.gradient_stats(build, [theta], 30, seed=seed, executor=executor, chunks=chunks)
 
 
-def test_seeded_chunks_are_the_same_in_process_in_processes_and_on_dask():
+def test_seeded_chunks_are_the_same_in_process_in_processes_and_on_dask(pool):
     reference = _estimates()
     assert reference.samples[0].shape == (30, 2) and np.unique(reference.samples[0], axis=0).shape[0] > 1
-    with executors.executor(2) as pool:
-        np.testing.assert_array_equal(_estimates(pool).samples[0], reference.samples[0])
+    np.testing.assert_array_equal(_estimates(pool).samples[0], reference.samples[0])
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with executors.executor(scheduler=cluster.scheduler_address) as pool:
-            np.testing.assert_array_equal(_estimates(pool).samples[0], reference.samples[0])
+        with executors.executor(scheduler=cluster.scheduler_address) as dask:
+            np.testing.assert_array_equal(_estimates(dask).samples[0], reference.samples[0])
     assert not np.array_equal(_estimates(seed=6).samples[0], reference.samples[0])
 
 
@@ -187,9 +195,9 @@ def _maybe_fail(x):
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_run_jobs_keeps_the_others_when_one_fails(workers, capsys):
+def test_run_jobs_keeps_the_others_when_one_fails(workers, request, capsys):
     seen = []
-    with executors.executor(workers) as pool:
+    with contextlib.nullcontext(request.getfixturevalue("pool")) if workers else executors.executor(0) as pool:
         results, failures = executors.run_jobs(_maybe_fail, [(("job", i), (i,)) for i in range(4)], pool,
                                                on_done=lambda k, r: seen.append(k), progress=False)
     assert results == {("job", 0): 0, ("job", 1): 1, ("job", 3): 9}
@@ -241,17 +249,17 @@ def _module_level_theta_build():
 _MODULE_THETA = scg.tensor(THETA.copy(), requires_grad=True)
 
 
-def test_parameters_the_graph_does_not_reach_are_refused_in_chunks():
+def test_parameters_the_graph_does_not_reach_are_refused_in_chunks(pool):
     other = scg.tensor(THETA.copy(), requires_grad=True)  # what a worker's unpickled params would be
     with pytest.raises(ValueError, match=r"params \[0\] do not reach the loss.*functools.partial"):
         scg.diagnostics.gradient_stats(_module_level_theta_build, [other], 10, seed=0)
-    with executors.executor(2) as pool:  # the module-level parameter in another process: refused, not zeros
-        with pytest.raises(ValueError, match="do not reach the loss"):
-            scg.diagnostics.gradient_stats(_module_level_theta_build, [_MODULE_THETA], 10, seed=0, executor=pool)
+    # the module-level parameter in another process: refused, not zeros
+    with pytest.raises(ValueError, match="do not reach the loss"):
+        scg.diagnostics.gradient_stats(_module_level_theta_build, [_MODULE_THETA], 10, seed=0, executor=pool)
 
 
-def test_a_lambda_sent_to_a_worker_is_refused_with_the_way_out():
+def test_a_lambda_sent_to_a_worker_is_refused_with_the_way_out(pool):
     theta = scg.tensor(THETA.copy(), requires_grad=True)
-    with executors.executor(2) as pool:
-        with pytest.raises(TypeError, match="must pickle: use a function defined at module level"):
-            scg.diagnostics.gradient_stats(lambda: coins(theta), [theta], 10, seed=0, executor=pool)
+    with pytest.raises(TypeError, match="must pickle: use a function defined at module level"):
+        scg.diagnostics.gradient_stats(lambda: coins(theta), [theta], 10, seed=0, executor=pool)
+    assert _estimates(pool).n == 30  # and the workers are still there for the next jobs

@@ -70,19 +70,45 @@ def temp_files(out):
     return sorted(p.name for p in Path(out).iterdir() if p.name.startswith("."))
 
 
+def write_idx(path, array):
+    import gzip
+
+    header = bytes([0, 0, 8, array.ndim]) + np.array(array.shape, ">i4").tobytes()
+    path.write_bytes(gzip.compress(header + array.tobytes(), compresslevel=1))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def small_data(tmp_path_factory):
+    """SCG_DATA (searched before the system copy) at the first 5,500 training and 500 test
+    images of the system's fashion-mnist, for this module's runs and its subprocesses: every
+    run here uses --limit 300 (300 training, 100 validation, 200 test images, the validation
+    ones drawn from 5,000 held out), and loading 70,000 images cost each run a second. A test
+    about the size of the real set passes SCG_DATA="" (see FULL_DATA)."""
+    d = tmp_path_factory.mktemp("small-data")
+    for key, f in data.FILES.items():
+        write_idx(d / f, data.read_idx(SYSTEM / f)[:5500 if key.startswith("train") else 500])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SCG_DATA", str(d))
+        yield d
+
+
+FULL_DATA = {"SCG_DATA": ""}  # env of a run that must see the system's whole fashion-mnist
+
+
 @pytest.fixture(scope="module")
-def vae_run(tmp_path_factory):
+def vae_run(small_data, tmp_path_factory):
+    """A finished one-epoch run, trained in this process (the tests read its files)."""
     out = tmp_path_factory.mktemp("vae-run") / "run"
-    r = run("vae", "train", "--epochs", "1", *TINY, "--out", out)
-    assert r.returncode == 0, r.stderr[-2000:]
+    vae.main(["train", "--epochs", "1", *TINY, "--out", str(out)])
+    assert cli.checkpoint_epoch(out / "checkpoint.npz") == 1
     return out
 
 
 @pytest.fixture(scope="module")
-def discrete_run(tmp_path_factory):
+def discrete_run(small_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("dvae-run") / "run"
-    r = run("discrete_vae", "train", "--epochs", "1", *TINY_DISCRETE, "--out", out)
-    assert r.returncode == 0, r.stderr[-2000:]
+    discrete_vae.main(["train", "--epochs", "1", *TINY_DISCRETE, "--out", str(out)])
+    assert cli.checkpoint_epoch(out / "checkpoint.npz") == 1
     return out
 
 
@@ -150,18 +176,86 @@ def wait_for(predicate, seconds=60):
     return False
 
 
+# Runs ``scg-vae`` (as the console script does: the start-up guard, then ``models.vae.main``)
+# until it reaches the point named by sys.argv[1] for the sys.argv[2]-th time, where it creates
+# the file sys.argv[3] and waits there to be killed. Points: "step" (a training minibatch is
+# drawn), "metrics" (an epoch's checkpoint is written, its metrics not yet), "checkpoint" (half
+# of a checkpoint's bytes are in its temporary file), "validation" (an epoch's validation bound).
+STOP_AT = """
+import os, sys, time
+from models import entry
+entry.guard_startup()
+import numpy as np
+from models import training, vae
+point, nth, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+seen = []
+
+def stop():
+    seen.append(1)
+    if len(seen) == nth:
+        open(marker, "w").close()
+        time.sleep(600)
+
+def hook(real, before=stop):
+    def hooked(*args, **kwargs):
+        before(*args, **kwargs)
+        return real(*args, **kwargs)
+    return hooked
+
+training_now = []
+if point == "step":  # binarize also draws the held-out sets before training: count only in train_epoch
+    real_epoch = training.train_epoch
+    def train_epoch(*args, **kwargs):
+        training_now.append(1)
+        try:
+            return real_epoch(*args, **kwargs)
+        finally:
+            training_now.clear()
+    training.train_epoch = train_epoch
+    training.binarize = hook(training.binarize, lambda *a, **k: training_now and stop())
+elif point == "metrics":
+    training.write_metrics = hook(training.write_metrics, lambda *a, **k: stop())
+elif point == "checkpoint":
+    real_savez = np.savez
+    def savez(file, **arrays):
+        seen.append(1)
+        if len(seen) == nth:
+            real_savez(file, **arrays)
+            file.truncate(file.tell() // 2)
+            file.flush()
+            os.fsync(file.fileno())
+            open(marker, "w").close()
+            time.sleep(600)
+        return real_savez(file, **arrays)
+    np.savez = savez
+elif point == "validation":
+    vae.dataset_bound = hook(vae.dataset_bound, lambda *a, **k: stop())
+sys.argv = ["scg-vae", *sys.argv[4:]]
+vae.main()
+"""
+
+
+def stopped_at(point, nth, marker, *argv):
+    """A Popen of ``scg-vae *argv`` that waits, alive, at ``point`` (see STOP_AT) once it
+    has created ``marker``."""
+    return subprocess.Popen([sys.executable, "-c", STOP_AT, point, str(nth), str(marker), *map(str, argv)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
 def test_a_second_run_into_the_same_folder_is_refused_and_a_dead_runs_lock_is_taken_over(tmp_path):
     out = tmp_path / "run"
-    first = subprocess.Popen(command("vae", "train", "--epochs", "1000", *TINY, "--out", out), cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # the first run waits in its first training step (holding the lock) instead of training on
+    first = stopped_at("step", 1, tmp_path / "training", "train", "--epochs", "1000", *TINY, "--out", out)
     try:
         lock = out / cli.LOCK
         assert wait_for(lambda: lock.exists() and lock.read_text().strip() == str(first.pid))
         r = run("vae", "train", "--epochs", "1", *TINY, "--out", out, "--overwrite")
         assert_refused(r, f"in use by another run (pid {first.pid})")
+        assert first.poll() is None  # the refused run did not end the first one
     finally:
         first.kill()
         first.wait()
+        first.stderr.close()
     assert lock.read_text().strip() == str(first.pid)  # a stale lock from a dead process...
     r = run("vae", "train", "--epochs", "1", *TINY, "--out", out, "--overwrite")
     assert r.returncode == 0, r.stderr[-2000:]  # ...is taken over
@@ -280,7 +374,7 @@ def test_a_memory_error_in_a_step_gets_one_line(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("module, extra", [("vae", TINY), ("discrete_vae", TINY_DISCRETE)])
 def test_valid_holding_out_every_training_image_is_refused(module, extra, tmp_path):
-    r = run(module, "train", "--epochs", "1", *extra, "--valid", "60000", "--out", tmp_path / "run")
+    r = run(module, "train", "--epochs", "1", *extra, "--valid", "60000", "--out", tmp_path / "run", env=FULL_DATA)
     assert_refused(r, "--valid 60000 holds out every training image (the training set has 60000)")
 
 
@@ -358,27 +452,50 @@ def test_sigterm_leaves_one_line_the_last_checkpoint_and_no_temporary_files(tmp_
 
 
 def test_kill_9_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_path):
-    epochs = ["--epochs", "8"]
+    """kill -9 from outside while a run trains (before its first checkpoint), between an
+    epoch's checkpoint and its metrics, halfway through writing a checkpoint, and while it
+    computes a validation bound; each time the run is started again (with --resume once there
+    is a checkpoint) and it ends as the run that was never interrupted."""
+    epochs = ["--epochs", "3"]
     reference, out = tmp_path / "reference", tmp_path / "run"
-    assert run("vae", "train", *epochs, *TINY, "--out", reference).returncode == 0
+    vae.main(["train", *epochs, *TINY, "--out", str(reference)])  # in this process: only its numbers are used
     out.mkdir()
     # What a kill -9 during a checkpoint write left behind, by this version and by older ones.
     (out / f".checkpoint.npz.{dead_pid()}.tmp-k1ll3d00.npz").write_bytes(b"partial")
     (out / ".checkpoint.npz.a1b2c3d4.npz").write_bytes(b"partial")
     (out / f".metrics.jsonl.{dead_pid()}.tmp-k1ll3d00.jsonl").write_bytes(b"partial")
     rng = random.Random(11)
-    for _ in range(4):
+    # (point, its how-manieth occurrence in that launch, the checkpoint's epoch after the kill)
+    kills = [("step", rng.randint(1, 3), None),  # epoch 1, step 1-3 of 3: no checkpoint yet
+             ("metrics", 1, 1),  # epoch 1's checkpoint is written, its metrics are not
+             ("checkpoint", 1, 1),  # epoch 2's checkpoint half-written: epoch 1's stays
+             ("validation", 2, 2)]  # epoch 3: a validation bound (a launch validates once per epoch)
+    for point, nth, epoch_after in kills:
         resume = ["--resume"] if (out / "checkpoint.npz").exists() else []
-        p = subprocess.Popen(command("vae", "train", *epochs, *TINY, "--out", out, *resume), cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.5, 4.0))  # an 8-epoch tiny run takes ~4.5 s, ~1.5 s of it starting up
-        p.kill()
-        p.wait()
-    resume = ["--resume"] if (out / "checkpoint.npz").exists() else []
-    r = run("vae", "train", *epochs, *TINY, "--out", out, *resume)
+        marker = tmp_path / f"at-{point}"
+        p = stopped_at(point, nth, marker, "train", *epochs, *TINY, "--out", out, *resume)
+        try:
+            assert wait_for(lambda: marker.exists() or p.poll() is not None), point
+            assert p.poll() is None and marker.exists(), (point, p.stderr.read()[-2000:])
+            p.kill()
+        finally:
+            p.kill()
+            p.wait()
+            p.stderr.close()
+        assert p.returncode == -signal.SIGKILL
+        if epoch_after is None:
+            assert not (out / "checkpoint.npz").exists()
+        else:
+            assert cli.checkpoint_epoch(out / "checkpoint.npz") == epoch_after, point
+        if point == "metrics":
+            assert not (out / "metrics.jsonl").exists()
+        if point == "checkpoint":
+            assert any(name.startswith(".checkpoint.npz.") for name in temp_files(out))
+        assert (out / cli.LOCK).exists()  # the killed run's lock, for the next one to take over
+    r = run("vae", "train", *epochs, *TINY, "--out", out, "--resume")
     assert r.returncode == 0, r.stderr[-2000:]
     assert temp_files(out) == []  # no temporary file and no lock left
-    assert [h["epoch"] for h in history(out)] == list(range(1, 9))
+    assert [h["epoch"] for h in history(out)] == list(range(1, 4))
     for key in ("train_bound", "valid_bound"):
         assert [h[key] for h in history(out)] == [h[key] for h in history(reference)]
     with np.load(reference / "checkpoint.npz") as a, np.load(out / "checkpoint.npz") as b:

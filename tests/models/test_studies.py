@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models import data
 from models import discrete_vae as dv
 from models import training
 
@@ -41,8 +42,27 @@ def table(out):
     return without_times(json.loads((Path(out) / "compare.json").read_text()))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def small_data(tmp_path_factory):
+    """SCG_DATA (searched before the system copy) at the first 1,000 training and 500 test
+    images of the system's fashion-mnist, for this module's studies, their worker processes
+    and Dask workers (started from this process's environment): every study here reads at
+    most 300 training and 200 test images, and loading all 70,000 cost each job a second."""
+    import gzip
+
+    d = tmp_path_factory.mktemp("small-data")
+    system = Path(data.SYSTEM_DIRS["fashion-mnist"])
+    for key, f in data.FILES.items():
+        x = data.read_idx(system / f)[:1000 if key.startswith("train") else 500]
+        header = bytes([0, 0, 8, x.ndim]) + np.array(x.shape, ">i4").tobytes()
+        (d / f).write_bytes(gzip.compress(header + x.tobytes(), compresslevel=1))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SCG_DATA", str(d))
+        yield d
+
+
 @pytest.fixture(scope="module")
-def serial(tmp_path_factory):
+def serial(small_data, tmp_path_factory):
     """The study run one job after another in this process: the reference."""
     out = tmp_path_factory.mktemp("serial")
     dv.compare(args_for(*STUDY, "--out", str(out)))
@@ -174,11 +194,13 @@ def test_unknown_or_unsuitable_estimators_are_refused_by_name(tmp_path):
         dv.compare(args_for(*STUDY[:-6], "--estimators", "enumerate", "--out", str(tmp_path / "u")))
 
 
-def test_valid_0_trains_on_every_training_image(tmp_path):
-    images = training.prepare("fashion-mnist", valid=0)
-    assert len(images.train) == 60_000 and len(images.valid) == 0
-    held = training.prepare("fashion-mnist", valid=5000)
-    assert len(held.train) == 55_000
+def test_valid_0_trains_on_every_training_image(tmp_path, monkeypatch):
+    with monkeypatch.context() as m:
+        m.delenv("SCG_DATA")  # the whole data set (the run below reads the small copy)
+        images = training.prepare("fashion-mnist", valid=0)
+        assert len(images.train) == 60_000 and len(images.valid) == 0
+        held = training.prepare("fashion-mnist", valid=5000)
+        assert len(held.train) == 55_000
     out = tmp_path / "v0"
     r = subprocess.run([sys.executable, "-m", "models.discrete_vae", "train", "--model", "bernoulli", "--estimator",
                         "disarm", "--latents", "6", "--hidden", "8", "--limit", "200", "--valid", "0", "--epochs", "1",
