@@ -231,17 +231,27 @@ def test_bound_value_and_decoder_gradient_are_the_standard_ones(estimator, k):
 @pytest.mark.parametrize("estimator, k", [("stl", 1), ("dreg", 4)])
 def test_encoder_gradient_is_unbiased(estimator, k):
     """The mean encoder gradient (projected on a fixed random direction) agrees with the
-    standard reparameterized one within 4 standard errors of the difference of the means."""
+    standard reparameterized one within 4 standard errors of the difference of the means.
+
+    10,000 estimates per side, made as 100 graphs of the batch tiled 100 times: the objective
+    sums the costs over the data plate, z is drawn afresh for every row and the bound's weights
+    are normalised per row over the sample axis, so one graph's gradient / 100 is the mean of
+    100 independent single-batch estimates; the standard errors come from the spread of the
+    100 per-graph means. (1,500 single-batch graphs per side took ~10x the time and were
+    weaker: DReG without its path correction, i.e. STL at k = 4, stood at 4.5 SE there and at
+    13 SE here; a score term without stop_gradient on z, at k = 4, at 3.4 SE (missed) and 7.9.)"""
     model, x = small_problem(1)
     enc = model.encoder.parameters()
     direction = [np.random.default_rng(9).standard_normal(p.shape) for p in enc]
+    copies = 100
+    tiled = np.tile(x, (copies, 1))
 
-    def projections(est, seed, runs=1500):
+    def projections(est, seed, runs=100):
         rng = np.random.default_rng(seed)
         out = []
         for _ in range(runs):
-            gs = scg.grad(vae.build_graph(model, x, k=k, kl="mc", rng=rng, estimator=est).surrogate(), enc)
-            out.append(sum(float((g.data * d).sum()) for g, d in zip(gs, direction)))
+            gs = scg.grad(vae.build_graph(model, tiled, k=k, kl="mc", rng=rng, estimator=est).surrogate(), enc)
+            out.append(sum(float((g.data * d).sum()) for g, d in zip(gs, direction)) / copies)
         return np.array(out)
 
     a, b = projections("reparam", 10), projections(estimator, 11)
