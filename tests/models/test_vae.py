@@ -11,10 +11,30 @@ import numpy as np
 import pytest
 
 import scg
-from models import vae
+from models import data, vae
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _data_files_read_once():
+    """The runs made in this process read the data set's IDX files once per module, not once
+    each (un-gzipping them is ~0.4 s a run); every run still prepares its images from them
+    (split, limit, scaling, binarization). Read-only arrays: a run cannot alter the next's."""
+    read, cache = data.load, {}
+
+    def load(name="fashion-mnist", data_dir=None, allow_download=True):
+        key = (name, None if data_dir is None else str(data_dir), allow_download)
+        if key not in cache:
+            cache[key] = read(name, data_dir, allow_download)
+            for array in cache[key].values():
+                array.flags.writeable = False
+        return dict(cache[key])
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(data, "load", load)
+        yield
 
 
 def run(*args, check=True):
@@ -193,7 +213,7 @@ def test_default_run_is_reparam_with_analytic_kl(tmp_path, capsys):
     assert (config["estimator"], config["kl"]) == ("reparam", "analytic")
     code, stderr = main_refused(capsys, "train", *TINY, "--epochs", "2", "--estimator", "stl", "--out", tmp_path,
                                 "--resume")
-    assert code != 0 and "different settings" in stderr and "estimator" in stderr
+    assert code not in (0, None) and "different settings" in stderr and "estimator" in stderr
 
 
 @pytest.mark.parametrize(
@@ -325,4 +345,4 @@ def test_a_checkpoint_from_before_the_estimator_option_resumes_as_reparam(tmp_pa
     assert "resuming after epoch 1" in main(capsys, "train", "--epochs", "2", *common, "--out", out, "--resume")
     code, stderr = main_refused(capsys, "train", "--epochs", "3", *common, "--estimator", "dreg", "--k", "2",
                                 "--out", out, "--resume")
-    assert code != 0 and "different settings" in stderr
+    assert code not in (0, None) and "different settings" in stderr
