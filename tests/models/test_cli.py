@@ -77,19 +77,11 @@ def write_idx(path, array):
     path.write_bytes(gzip.compress(header + array.tobytes(), compresslevel=1))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def small_data(tmp_path_factory):
-    """SCG_DATA (searched before the system copy) at the first 5,500 training and 500 test
-    images of the system's fashion-mnist, for this module's runs and its subprocesses: every
-    run here uses --limit 300 (300 training, 100 validation, 200 test images, the validation
-    ones drawn from 5,000 held out), and loading 70,000 images cost each run a second. A test
-    about the size of the real set passes SCG_DATA="" (see FULL_DATA)."""
-    d = tmp_path_factory.mktemp("small-data")
-    for key, f in data.FILES.items():
-        write_idx(d / f, data.read_idx(SYSTEM / f)[:5500 if key.startswith("train") else 500])
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SCG_DATA", str(d))
-        yield d
+# The first 5,500 training and 500 test images (conftest.py's small_data): every run here uses
+# --limit 300 (300 training, 100 validation, 200 test images, the validation ones drawn from
+# 5,000 held out). A test about the size of the real set passes SCG_DATA="" (FULL_DATA).
+SMALL_DATA = (5500, 500)
+pytestmark = pytest.mark.usefixtures("small_data")
 
 
 FULL_DATA = {"SCG_DATA": ""}  # env of a run that must see the system's whole fashion-mnist

@@ -2,7 +2,6 @@
 real data and logs its gradient variance; unsuitable ones are refused; compare writes its
 table; baselines move because update() is called; enumeration and the bounds are exact."""
 
-import argparse
 import itertools
 import json
 import subprocess
@@ -14,7 +13,6 @@ import pytest
 
 import scg
 import scg.distributions as D
-from models import data
 from models import discrete_vae as dv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,24 +22,7 @@ APPLICABLE = {"categorical": ("score-ma", "nvil", "rloo", "vimco", "enumerate", 
               "bernoulli": ("score-ma", "nvil", "rloo", "vimco", "disarm", "arm", "relax", "gumbel")}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _data_files_read_once():
-    """The runs made in this process read the data set's IDX files once per module, not once
-    each (un-gzipping them is ~0.4 s a run); every run still prepares its images from them
-    (split, limit, scaling, binarization). Read-only arrays: a run cannot alter the next's."""
-    read, cache = data.load, {}
-
-    def load(name="fashion-mnist", data_dir=None, allow_download=True):
-        key = (name, None if data_dir is None else str(data_dir), allow_download)
-        if key not in cache:
-            cache[key] = read(name, data_dir, allow_download)
-            for array in cache[key].values():
-                array.flags.writeable = False
-        return dict(cache[key])
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(data, "load", load)
-        yield
+pytestmark = pytest.mark.usefixtures("data_files_read_once")  # see conftest.py
 
 
 @pytest.fixture(autouse=True)

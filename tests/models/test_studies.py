@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import data
 from models import discrete_vae as dv
 from models import training
 
@@ -42,23 +41,11 @@ def table(out):
     return without_times(json.loads((Path(out) / "compare.json").read_text()))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def small_data(tmp_path_factory):
-    """SCG_DATA (searched before the system copy) at the first 1,000 training and 500 test
-    images of the system's fashion-mnist, for this module's studies, their worker processes
-    and Dask workers (started from this process's environment): every study here reads at
-    most 300 training and 200 test images, and loading all 70,000 cost each job a second."""
-    import gzip
-
-    d = tmp_path_factory.mktemp("small-data")
-    system = Path(data.SYSTEM_DIRS["fashion-mnist"])
-    for key, f in data.FILES.items():
-        x = data.read_idx(system / f)[:1000 if key.startswith("train") else 500]
-        header = bytes([0, 0, 8, x.ndim]) + np.array(x.shape, ">i4").tobytes()
-        (d / f).write_bytes(gzip.compress(header + x.tobytes(), compresslevel=1))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SCG_DATA", str(d))
-        yield d
+# The first 1,000 training and 500 test images (conftest.py's small_data), for this module's
+# studies, their worker processes and Dask workers (started from this process's environment):
+# every study here reads at most 300 training and 200 test images.
+SMALL_DATA = (1000, 500)
+pytestmark = pytest.mark.usefixtures("small_data")
 
 
 @pytest.fixture(scope="module")
