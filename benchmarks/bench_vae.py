@@ -152,63 +152,47 @@ def torch_factory(batch_size=128):
     return step
 
 
-def floor_factory(batch_size=128):
+def _eleven_matmuls(matmul, asarray, batch_size):
     """The step's 11 matmuls (4 forward; 4 weight gradients; 3 input gradients) into
-    preallocated outputs: the GEMM time every implementation pays."""
+    preallocated outputs, with ``matmul(a, b, out=)`` and arrays made by ``asarray`` (numpy's
+    or PyTorch's): the GEMM time a framework's step pays."""
     B = batch_size
-    W1, _, W2, _, W3, _, W4, _ = init()
-    x = batch(B)
-    h1, enc, z, h3, lg = (np.zeros((B, n), np.float32) for n in (H, 2 * L, L, H, X))
-    d_enc, d_h1, d_z, d_h3 = (np.ones((B, n), np.float32) for n in (2 * L, H, L, H))
-    gW = [np.zeros_like(w) for w in (W1, W2, W3, W4)]
+    W1, _, W2, _, W3, _, W4, _ = (asarray(a) for a in init())
+    x = asarray(batch(B))
+    h1, enc, z, h3, lg = (asarray(np.zeros((B, n), np.float32)) for n in (H, 2 * L, L, H, X))
+    d_enc, d_h1, d_z, d_h3 = (asarray(np.ones((B, n), np.float32)) for n in (2 * L, H, L, H))
+    gW = [asarray(np.zeros(w.shape, np.float32)) for w in (W1, W2, W3, W4)]
     z[...] = 0.1
 
     def step():
-        np.matmul(x, W1, out=h1)
-        np.matmul(h1, W2, out=enc)
-        np.matmul(z, W3, out=h3)
-        np.matmul(h3, W4, out=lg)
-        np.matmul(h3.T, lg, out=gW[3])
-        np.matmul(lg, W4.T, out=d_h3)
-        np.matmul(z.T, d_h3, out=gW[2])
-        np.matmul(d_h3, W3.T, out=d_z)
-        np.matmul(h1.T, d_enc, out=gW[1])
-        np.matmul(d_enc, W2.T, out=d_h1)
-        np.matmul(x.T, d_h1, out=gW[0])
+        matmul(x, W1, out=h1)
+        matmul(h1, W2, out=enc)
+        matmul(z, W3, out=h3)
+        matmul(h3, W4, out=lg)
+        matmul(h3.T, lg, out=gW[3])
+        matmul(lg, W4.T, out=d_h3)
+        matmul(z.T, d_h3, out=gW[2])
+        matmul(d_h3, W3.T, out=d_z)
+        matmul(h1.T, d_enc, out=gW[1])
+        matmul(d_enc, W2.T, out=d_h1)
+        matmul(x.T, d_h1, out=gW[0])
         return 0.0
 
     return step
+
+
+def floor_factory(batch_size=128):
+    """numpy's GEMM floor: no framework on numpy can do the step faster than its GEMMs."""
+    return _eleven_matmuls(np.matmul, np.asarray, batch_size)
 
 
 def torch_floor_factory(batch_size=128):
-    """The same 11 matmuls in PyTorch (its BLAS, its threads) into preallocated outputs: what
-    PyTorch's step pays for GEMMs, beside numpy's ``floor``, so that the gap between the
-    frameworks splits into GEMM time and everything else."""
+    """The same 11 matmuls in PyTorch (its BLAS, its threads): what PyTorch's step pays for
+    GEMMs, beside numpy's ``floor``, so that the gap between the frameworks splits into GEMM
+    time and everything else."""
     import torch
 
-    B = batch_size
-    W1, _, W2, _, W3, _, W4, _ = (torch.from_numpy(a) for a in init())
-    x = torch.from_numpy(batch(B))
-    h1, enc, z, h3, lg = (torch.zeros((B, n)) for n in (H, 2 * L, L, H, X))
-    d_enc, d_h1, d_z, d_h3 = (torch.ones((B, n)) for n in (2 * L, H, L, H))
-    gW = [torch.zeros_like(w) for w in (W1, W2, W3, W4)]
-    z.fill_(0.1)
-
-    def step():
-        torch.matmul(x, W1, out=h1)
-        torch.matmul(h1, W2, out=enc)
-        torch.matmul(z, W3, out=h3)
-        torch.matmul(h3, W4, out=lg)
-        torch.matmul(h3.T, lg, out=gW[3])
-        torch.matmul(lg, W4.T, out=d_h3)
-        torch.matmul(z.T, d_h3, out=gW[2])
-        torch.matmul(d_h3, W3.T, out=d_z)
-        torch.matmul(h1.T, d_enc, out=gW[1])
-        torch.matmul(d_enc, W2.T, out=d_h1)
-        torch.matmul(x.T, d_h1, out=gW[0])
-        return 0.0
-
-    return step
+    return _eleven_matmuls(torch.matmul, torch.from_numpy, batch_size)
 
 
 FACTORIES = {"scg": scg_factory, "scg_traced": scg_traced_factory, "numpy": numpy_factory, "torch": torch_factory,

@@ -148,16 +148,19 @@ sigmoid = primitive("sigmoid", _sigmoid, lambda g, ans, x: g * ans * (1 - ans))
 
 
 def _log1p_unit(e):
-    """log(1 + e) for e in [0, 1], in place, within 4 ulps. numpy's log1p is
-    scalar code (~40 ns per element here, most of a VAE step's softplus), while log is
-    vectorized: log1p(e) = log(u) * e / (u - 1) with u = 1 + e rounded (Goldberg 1991,
-    "What every computer scientist should know about floating-point arithmetic",
-    Theorem 4); where u rounds to 1, log1p(e) = e to working precision."""
+    """log(1 + e) for e in [0, 1], in place, within 4 ulps (3.4 measured against float64).
+    numpy's log1p is scalar code (~40 ns per element here, most of a VAE step's softplus),
+    while log is vectorized: with u = 1 + e rounded, d = u - 1 is exact (u in [1, 2]) and
+    e - d is what the rounding dropped, so log1p(e) = log(u) + log(1 + (e - d) / u)
+    = log(u) + (e - d) / u to working precision (the square of (e - d) / u < 2^-24 is far
+    below it); where u rounds to 1 that is 0 + e, as it should be. Six passes, no mask
+    (the quotient form log(u) e / d needed a masked divide where d = 0, and was ~25% slower)."""
     u = e + 1
     d = u - 1
-    np.log(u, out=u)
-    u *= e
-    np.divide(u, d, out=e, where=d != 0)
+    np.subtract(e, d, out=d)
+    d /= u
+    np.log(u, out=e)
+    e += d
     return e
 
 
