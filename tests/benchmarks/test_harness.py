@@ -57,12 +57,12 @@ def _events(log):
 def test_identical_implementations_report_within_15_percent(bench):
     script, _ = bench
     for attempt in range(3):  # retries: a noisy neighbour (or hypervisor) can spoil a single run
-        med, each, _ = harness.time_steps(script, ["a", "b"], seconds=0.25, rounds=5, warmup=0.05)
+        med, each, _ = harness.time_steps(script, ["a", "b"], seconds=0.25, rounds=7, warmup=0.05)
         ratio = med["a"] / med["b"]
         if 1 / 1.15 <= ratio <= 1.15:
             break
     assert 1 / 1.15 <= ratio <= 1.15, (med, each)
-    assert len(each["a"]) == len(each["b"]) == 5
+    assert len(each["a"]) == len(each["b"]) == 7
 
 
 def test_one_worker_alive_at_a_time_and_order_rotates(bench):

@@ -2,6 +2,7 @@
 few hundred images, and the data files read once per module by in-process runs."""
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ def data_files_read_once():
     read, cache = data.load, {}
 
     def load(name="fashion-mnist", data_dir=None, allow_download=True):
-        key = (name, None if data_dir is None else str(data_dir), allow_download)
+        key = (name, None if data_dir is None else str(data_dir), allow_download, os.environ.get("SCG_DATA"))
         if key not in cache:
             cache[key] = read(name, data_dir, allow_download)
             for array in cache[key].values():
