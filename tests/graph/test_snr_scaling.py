@@ -6,18 +6,19 @@ posterior, one datapoint; SNR = |mean| / sd of each parameter's gradient over th
 import numpy as np
 import scg
 import scg.distributions as D
+from replicas import REP, copies, replica_stats
 
 X = 1.5  # p(z) = N(0, 1), p(x|z) = N(z, 1): posterior N(0.75, sqrt(0.5)); q = N(0.6, 0.8)
-RUNS = 1000
+RUNS = 1000  # as 2 graphs of 500 independent replicas (replicas.py; test_replicas.py checks DReG)
 
 
 def snr(k, estimator):
-    mu = scg.tensor(np.array([0.6]), requires_grad=True)
-    log_sigma = scg.tensor(np.array([np.log(0.8)]), requires_grad=True)
+    mu = scg.tensor(copies([0.6], RUNS // 2), requires_grad=True)
+    log_sigma = scg.tensor(copies([np.log(0.8)], RUNS // 2), requires_grad=True)
 
     def build():
         g = scg.Graph()
-        with g:
+        with g, g.plate(REP, RUNS // 2):
             q = D.Normal(mu, scg.exp(log_sigma))
             z = g.sample("z", q, n=k, estimator=estimator())
             log_w = (D.Normal(0.0, 1.0).log_prob(z) + D.Normal(z, 1.0).log_prob(X) - q.log_prob(z)).sum(-1)
@@ -28,7 +29,7 @@ def snr(k, estimator):
         return g
 
     scg.manual_seed(k)
-    stats = scg.diagnostics.gradient_stats(build, [mu, log_sigma], RUNS)
+    stats = replica_stats(build, [mu, log_sigma])
     return np.array([s[0] for s in stats.snr])
 
 
