@@ -7,39 +7,11 @@ counts): building is most of the cost and is not what is timed."""
 
 import os
 import sys
-import time
 
-import numpy as np
 import pytest
 
-import scg
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
-from bench_graph import build  # noqa: E402
-
-
-def compile_times(shape, size, repeats):
-    """Median seconds of g.surrogate() and g.dice() on one graph of ``size`` nodes."""
-    g = build(shape, size, scg.tensor(0.5, requires_grad=True))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        g.surrogate()
-        t1 = time.perf_counter()
-        g.dice()
-        t2 = time.perf_counter()
-        times.append((t1 - t0, t2 - t1))
-    return np.median(np.array(times), axis=0)
-
-
-def ratios(small, large, repeats=3):
-    """{(shape, "surrogate"|"dice"): (compile(large) / compile(small), small s, large s)}."""
-    out = {}
-    for shape in ("chain", "tree"):
-        a, b = compile_times(shape, small, repeats), compile_times(shape, large, repeats)
-        out[(shape, "surrogate")] = (b[0] / a[0], a[0], b[0])
-        out[(shape, "dice")] = (b[1] / a[1], a[1], b[1])
-    return out
+from bench_graph import ratios  # noqa: E402
 
 
 @pytest.mark.slow
