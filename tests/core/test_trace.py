@@ -755,7 +755,7 @@ def test_recording_is_linear_in_the_length_of_the_step():
     step (measured on a loaded 2-core machine), the quadratic one it replaced (a scan of every
     value per recorded call) 34x; 20 leaves room for noise, and one retry for a burst of work."""
     for attempt in range(2):
-        ratio = _recording_seconds(4000) / _recording_seconds(500)
+        ratio = min(_recording_seconds(4000) for _ in range(2)) / min(_recording_seconds(500) for _ in range(2))
         if ratio < 20:
             break
     assert ratio < 20, ratio
