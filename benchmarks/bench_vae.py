@@ -230,7 +230,7 @@ def main():
                                config={"batch_size": B}, extra=("floor", "torch_floor"))
         steps = -(-TRAIN // B)
         print(f"seconds per epoch ({steps} steps): "
-              + ", ".join(f"{n} {t * steps:.1f}" for n, t in times.items() if n != "floor"))
+              + ", ".join(f"{n} {t * steps:.1f}" for n, t in times.items() if n not in ("floor", "torch_floor")))
 
 
 if __name__ == "__main__":

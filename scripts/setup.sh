@@ -15,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGET=.
+if [ $# -gt 1 ]; then echo "error: one option at most, got $# ($*) (usage: bash scripts/setup.sh [--dev])" >&2; exit 2; fi
 case "${1:-}" in
     "") ;;
     --dev) TARGET=".[dev]" ;;

@@ -225,4 +225,6 @@ def test_setup_installs_the_dev_extra_only_with_dev_and_refuses_an_unknown_optio
     Path(env["STUB_LOG"]).write_text("")
     r = subprocess.run(["bash", project / "scripts" / "setup.sh", "--devv"], env=env, capture_output=True, text=True)
     assert r.returncode == 2 and "unknown option '--devv'" in r.stderr
-    assert Path(env["STUB_LOG"]).read_text() == ""  # refused before running anything
+    r = subprocess.run(["bash", project / "scripts" / "setup.sh", "--dev", "x"], env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "one option at most" in r.stderr
+    assert Path(env["STUB_LOG"]).read_text() == ""  # both refused before running anything

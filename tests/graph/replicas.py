@@ -30,3 +30,11 @@ def replica_stats(build, params, builds=2, **kw):
     each parameter in ``params`` has the replica axis first."""
     stats = gradient_stats(build, params, builds, **kw)
     return GradientStats([s.reshape((-1,) + s.shape[2:]) for s in stats.samples])
+
+
+def warm_up(build, steps=20):
+    """A stateful baseline learns as in training: ``steps`` surrogates from ``build()`` (which
+    applies the previous one's statistic with ``estimator.update()``). Measurements record
+    nothing, so a moving average not warmed up would be measured at 0, as plain score function."""
+    for _ in range(steps):
+        build().surrogate()

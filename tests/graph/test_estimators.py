@@ -12,7 +12,7 @@ import scg
 import scg.distributions as D
 from scg.diagnostics import exact_gradient
 
-from replicas import REP, copies, replica_stats
+from replicas import REP, copies, replica_stats, warm_up
 
 L0 = 0.4  # logit
 F0, F1 = 0.04, 0.64  # f(b) = (b - 0.2)^2 at b = 0 and 1
@@ -60,8 +60,7 @@ def test_score_function_estimators_are_unbiased(make, n):
     est = make()
     build = bernoulli_graph(logit, est, n)
     if isinstance(est.baseline, scg.MovingAverageBaseline):  # learns as in training, then measured fixed
-        for _ in range(20):
-            build().surrogate()
+        warm_up(build)
         assert est.baseline.average.value("b") > 0.1  # costs are 0.04 and 0.64: a baseline that is not 0
     stats = replica_stats(build, [logit])
     assert within(stats, exact_dE_dl())

@@ -18,7 +18,7 @@ import scg
 import scg.distributions as D
 
 from brute import FixedUniform
-from replicas import REP, copies, replica_stats
+from replicas import REP, copies, replica_stats, warm_up
 
 
 def sigmoid(x):
@@ -135,8 +135,7 @@ def test_disarm_has_lower_variance_than_arm_and_the_moving_average_score_functio
                            ("score-ma", scg.ScoreFunction(scg.MovingAverageBaseline(0.9)), offsets)]:
         build = joint_graph(logits, est, n=2, offset=off)
         if name == "score-ma":  # the running average learns as in training; measured with it fixed
-            for _ in range(30):
-                build().surrogate()
+            warm_up(build, 30)
             assert est.baseline.average.value("z") != 0
         scg.manual_seed(21)  # the same uniforms for DisARM and ARM: a paired comparison
         stats = replica_stats(build, [logits])

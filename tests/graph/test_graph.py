@@ -10,7 +10,7 @@ import scg
 import scg.distributions as D
 from scg.diagnostics import gradient_stats
 
-from replicas import REP, copies, replica_stats
+from replicas import REP, copies, replica_stats, warm_up
 
 
 class NonReparamNormal(D.Normal):
@@ -65,8 +65,7 @@ def test_gradient_of_expected_square(make_estimator, n):
     est = make_estimator()
     build = quadratic_graph(mu, sigma, est, n)
     if isinstance(getattr(est, "baseline", None), scg.MovingAverageBaseline):
-        for _ in range(20):  # learns as in training (a measurement records nothing), then measured fixed
-            build().surrogate()
+        warm_up(build)  # then measured fixed
         assert est.baseline.average.value("z") > 0.5  # E[z^2] = 1.25: a baseline that is not 0
     stats = replica_stats(build, [mu, sigma])
     assert_close_stat(stats, [2.0, 1.0])

@@ -17,7 +17,7 @@ import test_estimators as te
 import test_estimators_discrete as td
 import test_estimators_multisample as tm
 import test_graph as tg
-from replicas import copies
+from replicas import copies, warm_up
 from scg import context
 
 R = 7
@@ -79,8 +79,7 @@ def warmed(est, build, seed=5):
     """A moving average that has learned from 20 surrogates, as in training (the checks run
     inside a measurement, which records nothing: the warm-up steps out of it)."""
     with context.switched("warm-up", measuring=False, generator=np.random.default_rng(seed)):
-        for _ in range(20):
-            build().surrogate()
+        warm_up(build)
         est.update()
     assert est.baseline.average.state  # it has applied statistics
     return est

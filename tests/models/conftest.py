@@ -1,14 +1,13 @@
 """Fixtures the model tests share: smaller copies of the data set for runs that only need a
 few hundred images, and the data files read once per module by in-process runs."""
 
-import gzip
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from models import data
+from test_data import write_idx
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +21,7 @@ def small_data(request, tmp_path_factory):
     d = tmp_path_factory.mktemp("small-data")
     system = Path(data.SYSTEM_DIRS["fashion-mnist"])
     for key, f in data.FILES.items():
-        x = data.read_idx(system / f)[:n_train if key.startswith("train") else n_test]
-        header = bytes([0, 0, 8, x.ndim]) + np.array(x.shape, ">i4").tobytes()
-        (d / f).write_bytes(gzip.compress(header + x.tobytes(), compresslevel=1))
+        write_idx(d / f, data.read_idx(system / f)[:n_train if key.startswith("train") else n_test], compresslevel=1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SCG_DATA", str(d))
         yield d

@@ -70,13 +70,6 @@ def temp_files(out):
     return sorted(p.name for p in Path(out).iterdir() if p.name.startswith("."))
 
 
-def write_idx(path, array):
-    import gzip
-
-    header = bytes([0, 0, 8, array.ndim]) + np.array(array.shape, ">i4").tobytes()
-    path.write_bytes(gzip.compress(header + array.tobytes(), compresslevel=1))
-
-
 # The first 5,500 training and 500 test images (conftest.py's small_data): every run here uses
 # --limit 300 (300 training, 100 validation, 200 test images, the validation ones drawn from
 # 5,000 held out). A test about the size of the real set passes SCG_DATA="" (FULL_DATA).

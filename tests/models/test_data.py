@@ -9,12 +9,14 @@ import pytest
 from models import data
 
 
-def write_idx(path, array, gz=True, truncate=0, magic=b"\x00\x00\x08"):
+def write_idx(path, array, gz=True, truncate=0, magic=b"\x00\x00\x08", compresslevel=9):
+    """``array`` as an IDX file of unsigned bytes (gzipped when ``gz``), optionally damaged:
+    ``truncate`` bytes cut off the end, another ``magic``. Also conftest.py's writer."""
     body = magic + bytes([array.ndim]) + b"".join(struct.pack(">i", n) for n in array.shape)
     body += array.astype(np.uint8).tobytes()
     if truncate:
         body = body[:-truncate]
-    with (gzip.open if gz else open)(path, "wb") as f:
+    with (gzip.open(path, "wb", compresslevel=compresslevel) if gz else open(path, "wb")) as f:
         f.write(body)
 
 
