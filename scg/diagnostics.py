@@ -9,7 +9,6 @@ differentiate with respect to.
 import contextlib
 import itertools
 import math
-import pickle
 
 import numpy as np
 
@@ -79,7 +78,7 @@ def gradient_stats(build, params, n, objective="surrogate", progress=False, seed
                                  progress=progress)
     if failures:  # the first chunk's error, as the runs would have raised it unchunked
         first = next(iter(failures.values()))
-        if isinstance(first.exception, pickle.PicklingError) or "pickle" in str(first.exception).lower():
+        if first.unpicklable:
             raise TypeError(f"gradient_stats: {first.error}") from first.exception
         raise first.exception
     parts = [results[i] for i in range(chunks)]

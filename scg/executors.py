@@ -119,7 +119,9 @@ class JobFailed:
     def __init__(self, key, exception, trace):
         self.key, self.exception, self.trace = key, exception, trace
         self.error = f"{type(exception).__name__}: {exception}"
-        if isinstance(exception, pickle.PicklingError) or "pickle" in str(exception).lower():
+        # the job (or its result) could not be sent between processes
+        self.unpicklable = isinstance(exception, pickle.PicklingError) or "pickle" in str(exception).lower()
+        if self.unpicklable:
             self.error += (" (a job sent to another process must pickle: use a function defined at module level, "
                            "or functools.partial of one, not a lambda or a nested function)")
 
