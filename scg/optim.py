@@ -17,6 +17,7 @@ from numbers import Real
 
 import numpy as np
 
+from . import kernels
 from .context import state
 from .parallel import MIN_SIZE, run, threads
 
@@ -326,6 +327,8 @@ class Adam(Optimizer):
             p, m, v, tmp = self.params[i].data, state_m[i], state_v[i], scratch[i]
             if sl is not None:
                 p, m, v, tmp = p[sl], m[sl], v[sl], tmp[sl]
+            if kernels.adam(p, g, m, v, b1, b2, step_size, eps_hat, wd):
+                return  # one fused pass (scg/_kernels.c), rounding as the passes below
             if wd:
                 g = g + wd * p
             # All in place: no temporaries the size of the parameter.

@@ -45,13 +45,15 @@ def run(tasks):
             f.result()
 
 
-def rows(f, x, out):
-    """``f(x[a:b], out[a:b])`` for row ranges that cover ``x`` (which ``f`` must treat
-    elementwise), on ``threads()`` workers when ``x`` is large; returns ``out``."""
-    n = threads() if x.size >= MIN_SIZE else 1
+def rows(f, x, out, *more, min_size=MIN_SIZE):
+    """``f(x[a:b], *[m[a:b] for m in more], out[a:b])`` for row ranges that cover ``x`` (which
+    ``f`` must treat elementwise; ``more`` are further inputs of x's shape), on ``threads()``
+    workers when ``x`` has ``min_size`` elements or more; returns ``out``."""
+    n = threads() if x.size >= min_size else 1
     if n < 2 or x.ndim == 0 or x.shape[0] < n:
-        f(x, out)
+        f(x, *more, out)
         return out
     cuts = [x.shape[0] * k // n for k in range(n + 1)]
-    run([lambda a=a, b=b: f(x[a:b], out[a:b]) for a, b in zip(cuts[:-1], cuts[1:])])
+    run([lambda a=a, b=b: f(x[a:b], *[m[a:b] for m in more], out[a:b])
+         for a, b in zip(cuts[:-1], cuts[1:])])
     return out

@@ -75,7 +75,7 @@ class Bernoulli(Distribution):
         if self._given == "logits" and np.isfinite(self._param.data).all():
             # x l - softplus(l): log sigmoid(l) at x = 1, log sigmoid(-l) at x = 0, one pass
             # (at l = +-inf that is inf - inf: such logits take the branch below)
-            lp = x * self._param - ops.softplus(self._param)
+            lp = ops.bernoulli_log_prob(x, self._param)
         else:
             log_p, log_q = self._log_p()
             lp = ops.where(one, log_p, log_q)  # the mask is recorded: lp depends on x

@@ -37,6 +37,8 @@ USES = {
     "tan": lambda x: ops.tan(x) + x,
     "sigmoid": lambda x: ops.sigmoid(x) + x,
     "softplus": lambda x: ops.softplus(x) + x,
+    "bernoulli_log_prob": lambda x: ops.bernoulli_log_prob(x, x) + x,  # x both value and logits
+    "bernoulli_score": lambda x: ops.bernoulli_score(x, x) * x,
     "relu": lambda x: ops.relu(x) + x,
     "abs": lambda x: ops.abs(x) + x,
     "digamma": lambda x: ops.digamma(x) + x,

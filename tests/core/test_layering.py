@@ -15,7 +15,7 @@ import scg
 from scg import autodiff, ops
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE = ["context", "parallel", "random", "tensor", "autodiff", "ops"]  # lowest layer first
+CORE = ["context", "parallel", "kernels", "random", "tensor", "autodiff", "ops"]  # lowest layer first
 
 
 def scg_imports(source, module):
