@@ -22,9 +22,11 @@ import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 
 import numpy as np
 from scipy.special import expit
@@ -36,6 +38,7 @@ LIBS = ["-lmvec", "-lm"]
 
 _lib = None
 _state = None  # None: not tried yet; else the status line
+_loading = threading.Lock()  # the optimizer's worker threads may ask at once
 
 
 def _cpu_id():
@@ -61,7 +64,11 @@ def _cache_dir():
 def _build():
     """Compile (or find in the cache) the shared library; return (path, None) or (None, why)."""
     cc = os.environ.get("CC") or "cc"
-    cc_path = shutil.which(cc)
+    try:
+        cc_args = shlex.split(cc)  # CC="ccache gcc" or "gcc -m64", as make reads it
+    except ValueError as e:
+        return None, f"cannot read CC={cc!r}: {e}"
+    cc_path = shutil.which(cc_args[0]) if cc_args else None
     if cc_path is None:
         return None, f"no C compiler ({cc!r} not found; install gcc, or set CC)"
     try:
@@ -70,7 +77,7 @@ def _build():
     except OSError as e:
         return None, f"cannot read {SOURCE}: {e.strerror}"
     real = os.path.realpath(cc_path)
-    key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS + LIBS).encode(), real.encode(),
+    key = hashlib.sha256(b"\0".join([source, " ".join(cc_args[1:] + FLAGS + LIBS).encode(), real.encode(),
                                      str(os.stat(real).st_mtime_ns).encode(), _cpu_id().encode(),
                                      platform.libc_ver()[1].encode()])).hexdigest()[:16]
     for d in (_cache_dir(), os.path.join(tempfile.gettempdir(), f"scg-kernels-{os.getuid()}")):
@@ -84,11 +91,11 @@ def _build():
         except OSError:
             continue  # not writable: try the next place
         try:
-            r = subprocess.run([cc_path, *FLAGS, SOURCE, "-o", tmp, *LIBS], capture_output=True,
+            r = subprocess.run([cc_path, *cc_args[1:], *FLAGS, SOURCE, "-o", tmp, *LIBS], capture_output=True,
                                text=True, timeout=300)
             if r.returncode != 0:
-                first = (r.stderr.strip().splitlines() or ["(no message)"])[0]
-                return None, f"compiling {os.path.basename(SOURCE)} failed: {first}"
+                first = (r.stderr.strip().splitlines() or ["no message"])[0]
+                return None, f"compiling {os.path.basename(SOURCE)} failed (exit status {r.returncode}): {first}"
             os.replace(tmp, path)  # atomic: a neighbour building at once sees all or nothing
             return path, None
         except (OSError, subprocess.TimeoutExpired) as e:
@@ -123,32 +130,51 @@ def _load():
     for name, T in (("adam_f32", ctypes.c_float), ("adam_f64", ctypes.c_double)):
         getattr(lib, name).argtypes = [P, P, P, P, N] + [T] * 7
         getattr(lib, name).restype = None
-    _lib, _state = lib, f"compiled ({path})"
-    problem = _self_check()
+    problem = _self_check(lib)
     if problem:
-        _lib, _state = None, f"numpy (the compiled loops disagree with numpy: {problem})"
+        _state = f"numpy (the compiled loops disagree with numpy: {problem})"
+        return
+    _lib = lib
+    _state = f"compiled ({path})"  # last: lib() returns without the lock once this is set
 
 
-def _self_check():
-    """A broken compiler or vector math library must not give wrong numbers: compare with
-    numpy on a few values spanning the ranges that matter, before any caller uses the loops."""
+def _self_check(k):
+    """A broken compiler or vector math library must not give wrong numbers: compare every loop
+    with numpy on values spanning the ranges that matter, before any caller uses them."""
     x = np.array([-1e4, -88.0, -20.0, -1.5, -1e-8, 0.0, 1e-8, 0.3, 2.0, 20.0, 88.0, 1e4], np.float32)
+    y = (np.arange(x.size) % 2).astype(np.float32)
+    x64 = x.astype(np.float64)
+    softplus = np.logaddexp(0.0, x64)
+    sigmoid = expit(x64)
     out = np.empty_like(x)
-    softplus(x, out)
-    ref = np.logaddexp(0.0, x.astype(np.float64))
-    if not np.allclose(out, ref, rtol=1e-6, atol=1e-30):
-        return f"softplus {out} vs {ref}"
-    sigmoid(x, out)
-    ref = expit(x.astype(np.float64))
-    if not np.allclose(out, ref, rtol=1e-6, atol=1e-30):
-        return f"sigmoid {out} vs {ref}"
+    for name, args, ref, scale in [("softplus_f32", (x,), softplus, softplus),
+                                   ("sigmoid_f32", (x,), sigmoid, sigmoid),
+                                   ("bernoulli_log_prob_f32", (y, x), y * x64 - softplus, softplus),
+                                   ("bernoulli_score_f32", (y, x), y - sigmoid, sigmoid)]:
+        getattr(k, name)(*[_ptr(a) for a in args], _ptr(out), x.size)
+        if not np.all(np.abs(out - ref) <= 1e-6 * scale):  # a few ulps of the terms
+            return f"{name[:-4]} gives {out} for {ref}"
+    for T, name in ((np.float32, "adam_f32"), (np.float64, "adam_f64")):
+        p, g = x.astype(T), (x * 0.1 - 3).astype(T)
+        m, v = g * T(0.5), g * g
+        mine = [p.copy(), m.copy(), v.copy()]
+        getattr(k, name)(*[_ptr(a) for a in (mine[0], g, mine[1], mine[2])], x.size,
+                         *[T(c) for c in (0.9, 1 - 0.9, 0.999, 1 - 0.999, 1e-3, 1e-8, 1e-2)])
+        g = g + T(1e-2) * p  # numpy's passes, as scg.optim.Adam runs them
+        m = m * T(0.9) + g * T(1 - 0.9)
+        v = v * T(0.999) + (g * g) * T(1 - 0.999)
+        p = p - (m / (np.sqrt(v) + T(1e-8))) * T(1e-3)
+        if not all(np.array_equal(a, b) for a, b in zip(mine, (p, m, v))):
+            return f"{name} rounds otherwise than numpy"
     return None
 
 
 def lib():
     """The loaded library, or None when numpy does the work (built on the first call)."""
     if _state is None:
-        _load()
+        with _loading:
+            if _state is None:
+                _load()
     return _lib
 
 

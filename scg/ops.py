@@ -209,13 +209,18 @@ def _same(x, y):
 
 
 def _bernoulli_log_prob_into(x, l, out):
+    # (on one block of rows: the numpy passes run here, not through _softplus, which would
+    # hand work to the thread pool from inside one of its tasks)
     if not kernels.bernoulli_log_prob(x, l, out):
-        np.multiply(x, l, out=out)
-        out -= _softplus(l)
+        _softplus_into(l, out)
+        np.subtract(x * l, out, out=out)
 
 
 def _bernoulli_log_prob(x, l):
-    """``x l - softplus(l)`` (log sigmoid(l) at x = 1, log sigmoid(-l) at x = 0), broadcast."""
+    """``x l - softplus(l)`` (log sigmoid(l) at x = 1, log sigmoid(-l) at x = 0), broadcast. NaN
+    at l = +-inf (inf - inf; Bernoulli.log_prob takes another form there). The fused and the
+    numpy paths differ by a few ulps of softplus(l), not of the result, where the two terms
+    cancel."""
     if _same(x, l):
         return _rows(_bernoulli_log_prob_into, x, np.empty_like(l), l)
     return x * l - _softplus(l)
@@ -227,11 +232,13 @@ _bernoulli_log_prob.into = lambda x, l, out: _rows(_bernoulli_log_prob_into, x, 
 
 def _bernoulli_score_into(x, l, out):
     if not kernels.bernoulli_score(x, l, out):
-        np.subtract(x, _sigmoid(l), out=out)
+        _sigmoid_into(l, out)
+        np.subtract(x, out, out=out)
 
 
 def _bernoulli_score(x, l):
-    """``x - sigmoid(l)``, broadcast: d/dl of ``bernoulli_log_prob(x, l)``."""
+    """``x - sigmoid(l)``, broadcast: d/dl of ``bernoulli_log_prob(x, l)`` (the paths differ by a
+    few ulps of sigmoid(l))."""
     if _same(x, l):
         return _rows(_bernoulli_score_into, x, np.empty_like(l), l)
     return x - _sigmoid(l)

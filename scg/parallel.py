@@ -10,6 +10,7 @@ on one thread (a hand-off costs ~10-20 us).
 """
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 MIN_SIZE = 1 << 16  # elements below which one thread is faster
@@ -28,21 +29,35 @@ def threads():
     return _CORES
 
 
+_inside = threading.local()  # .on: this thread is running a task of run()
+
+
 def run(tasks):
     """Call every function in ``tasks`` (no arguments), the first on this thread and the rest
-    on the pool, and return when all are done (re-raising the first error)."""
+    on the pool, and return when all are done (re-raising the first error). Called from inside
+    a task, it runs them in turn on this thread: a task waiting for the pool's only worker,
+    which waits for the pool, would never return."""
     global _pool
-    if len(tasks) == 1:
-        tasks[0]()
+    if len(tasks) == 1 or getattr(_inside, "on", False):
+        for t in tasks:
+            t()
         return
     if _pool is None or _pool._max_workers < len(tasks) - 1:
         _pool = ThreadPoolExecutor(len(tasks) - 1, thread_name_prefix="scg")
-    futures = [_pool.submit(t) for t in tasks[1:]]
+    futures = [_pool.submit(_marked, t) for t in tasks[1:]]
     try:
-        tasks[0]()
+        _marked(tasks[0])
     finally:
         for f in futures:
             f.result()
+
+
+def _marked(task):
+    _inside.on = True
+    try:
+        task()
+    finally:
+        _inside.on = False
 
 
 def rows(f, x, out, *more, min_size=MIN_SIZE):

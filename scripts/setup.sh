@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian/Ubuntu machine for scg:
 #   * system packages through apt-get (as root or with sudo): Graphviz's `dot`, Debian's
-#     Fashion-MNIST files, and python3-venv when this Python cannot make a virtual environment;
+#     Fashion-MNIST files, a C compiler (gcc, libc6-dev: scg compiles its fused loops, scg/_kernels.c,
+#     for this CPU; without one it runs numpy's slower passes), and python3-venv when this Python
+#     cannot make a virtual environment;
 #   * the project, installed editable (`pip install -e .`) into a virtual environment: the
 #     active one if there is one, else the project's own `.venv`. With `--dev`, its dev extra as
 #     well (`pip install -e '.[dev]'`: pytest, hypothesis, Jupyter's kernel, Dask's distributed),
@@ -25,7 +27,7 @@ esac
 
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
-SYSTEM_PACKAGES="graphviz dataset-fashion-mnist"
+SYSTEM_PACKAGES="graphviz dataset-fashion-mnist gcc libc6-dev"
 
 if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else SUDO="none"; fi
 can_apt() { command -v apt-get >/dev/null && [ "$SUDO" != none ]; }
@@ -88,4 +90,6 @@ fi
 
 "$VENV_PYTHON" -m pip install -q --upgrade pip
 "$VENV_PYTHON" -m pip install -q -e "$TARGET"
+# Compile the fused loops now (else the first run does, ~1 s) and say whether they are in use.
+"$VENV_PYTHON" -c 'import scg.kernels as k; print("scg kernels:", k.status())'
 echo "scg is installed in $("$VENV_PYTHON" -c 'import sys; print(sys.prefix)'): run it as .venv/bin/python, .venv/bin/scg-vae"
