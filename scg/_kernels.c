@@ -66,8 +66,11 @@ BLOCKED(sigmoid_f32, 1.0f / (1.0f + expf(-a)))
 
 /* The Bernoulli log-likelihood of a = x from logits b = l, x l - softplus(l) (log sigmoid(l) at
    x = 1, log sigmoid(-l) at x = 0), and its derivative in l, x - sigmoid(l): one pass each where
-   numpy makes three and, for the backward pass, five. */
-BLOCKED2(bernoulli_log_prob_f32, a * b - ((b > 0.0f ? b : 0.0f) + log1pf(expf(-fabsf(b)))))
+   numpy makes three and, for the backward pass, five. With softplus(l) = max(l, 0) + log1p(e),
+   e = exp(-|l|), the log-likelihood is (x - [l > 0]) l - log1p(e): at x in {0, 1} the first term
+   is exactly 0 where the outcome is the likely one, so log p = -log1p(e) keeps its digits (at
+   l = 20, -2.06e-9, where x l - softplus(l) cancels to 0). */
+BLOCKED2(bernoulli_log_prob_f32, (a - (b > 0.0f ? 1.0f : 0.0f)) * b - log1pf(expf(-fabsf(b))))
 BLOCKED2(bernoulli_score_f32, a - 1.0f / (1.0f + expf(-b)))
 
 /* One Adam update (scg.optim.Adam.step), in the order of numpy's in-place passes there, so the

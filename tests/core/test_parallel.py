@@ -1,6 +1,8 @@
 """scg/parallel.py: work split over threads must give exactly the one-thread result,
 cover every row once, and report a worker's error."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -50,3 +52,45 @@ def test_thread_count_from_environment(monkeypatch):
     assert parallel.threads() == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "junk")
     assert 1 <= parallel.threads() <= 2
+
+
+def _finishes(f, seconds=30):
+    """Run f on a daemon thread; True if it returned within the time (a deadlock never does)."""
+    done = threading.Event()
+    threading.Thread(target=lambda: (f(), done.set()), daemon=True).start()
+    return done.wait(seconds)
+
+
+def test_rows_inside_a_task_of_rows_runs_in_turn_instead_of_waiting_forever(monkeypatch):
+    # The pool has one worker on two threads: a task that handed work to the pool and waited
+    # would wait for itself.
+    monkeypatch.setenv("SCG_NUM_THREADS", "2")
+    x = np.arange(8 * 1000, dtype=np.float64).reshape(8, -1)
+    out = np.empty_like(x)
+
+    def outer(a, o):
+        parallel.rows(lambda b, p: np.multiply(b, 2, out=p), a, o, min_size=1)
+
+    assert _finishes(lambda: parallel.rows(outer, x, out, min_size=1)), "nested parallel.rows deadlocked"
+    np.testing.assert_array_equal(out, 2 * x)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bernoulli_log_prob_on_the_numpy_path_splits_over_threads_without_deadlock(monkeypatch, dtype):
+    # float64 (and float32 without the fused loops) run softplus's numpy passes on each block.
+    from scg import kernels
+    monkeypatch.setenv("SCG_NUM_THREADS", "2")
+    monkeypatch.setattr(kernels, "_lib", None)
+    monkeypatch.setattr(kernels, "_state", "numpy (forced by a test)")
+    rng = np.random.default_rng(1)
+    logits = (rng.standard_normal((512, 784)) * 3).astype(dtype)
+    x = (rng.random((512, 784)) < 0.4).astype(dtype)
+    got = {}
+    d = scg.distributions.Bernoulli(logits=scg.Tensor(logits))
+    assert _finishes(lambda: got.update(lp=d.log_prob(x).data,
+                                        score=scg.ops.bernoulli_score(scg.Tensor(x), scg.Tensor(logits)).data))
+    l64 = logits.astype(np.float64)
+    ref = np.where(x == 1, -np.logaddexp(0, -l64), -np.logaddexp(0, l64))
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    np.testing.assert_allclose(got["lp"], ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(got["score"], x - 1 / (1 + np.exp(-l64)), rtol=tol, atol=tol)
