@@ -73,6 +73,10 @@ BLOCKED(sigmoid_f32, 1.0f / (1.0f + expf(-a)))
 BLOCKED2(bernoulli_log_prob_f32, (a - (b > 0.0f ? 1.0f : 0.0f)) * b - log1pf(expf(-fabsf(b))))
 BLOCKED2(bernoulli_score_f32, a - 1.0f / (1.0f + expf(-b)))
 
+/* relu's backward pass: g (a) where x (b) > 0, else 0, as np.where(x > 0, g, 0) (a NaN or inf in
+   g stays where x > 0, and is dropped elsewhere). One pass where numpy makes four. */
+BLOCKED2(relu_grad_f32, b > 0.0f ? a : 0.0f)
+
 /* One Adam update (scg.optim.Adam.step), in the order of numpy's in-place passes there, so the
    result is the same to the bit:
      g' = g + wd p (when wd != 0)

@@ -1,5 +1,5 @@
 """Fused C loops for the hot elementwise passes (softplus, sigmoid, the Bernoulli log-likelihood
-from logits and its derivative, Adam), with numpy as fallback.
+from logits and its derivative, relu's backward pass, Adam), with numpy as fallback.
 
 numpy runs a composite such as softplus ``max(x, 0) + log1p(exp(-|x|))`` as five or six passes
 over memory, and Adam's update as ten; on the VAE step these passes cost more than PyTorch's
@@ -124,7 +124,7 @@ def _load():
     for name in ("softplus_f32", "sigmoid_f32"):
         getattr(lib, name).argtypes = [P, P, N]
         getattr(lib, name).restype = None
-    for name in ("bernoulli_log_prob_f32", "bernoulli_score_f32"):
+    for name in ("bernoulli_log_prob_f32", "bernoulli_score_f32", "relu_grad_f32"):
         getattr(lib, name).argtypes = [P, P, P, N]
         getattr(lib, name).restype = None
     for name, T in (("adam_f32", ctypes.c_float), ("adam_f64", ctypes.c_double)):
@@ -154,6 +154,9 @@ def _self_check(k):
         getattr(k, name)(*[_ptr(a) for a in args], _ptr(out), x.size)
         if not np.all(np.abs(out - ref) <= 1e-6 * scale):  # a few ulps of the terms
             return f"{name[:-4]} gives {out} for {ref}"
+    k.relu_grad_f32(_ptr(y), _ptr(x), _ptr(out), x.size)
+    if not np.array_equal(out, np.where(x > 0, y, 0)):
+        return f"relu_grad gives {out}"
     for T, name in ((np.float32, "adam_f32"), (np.float64, "adam_f64")):
         p, g = x.astype(T), (x * 0.1 - 3).astype(T)
         m, v = g * T(0.5), g * g
@@ -234,6 +237,15 @@ def bernoulli_score(x, logits, out):
     if k is None or not _fits(_F32, x, out) or not _fits(_F32, logits, out):
         return False
     k.bernoulli_score_f32(_ptr(x), _ptr(logits), _ptr(out), x.size)
+    return True
+
+
+def relu_grad(g, x, out):
+    """``out[...] = g where x > 0 else 0`` for float32 arrays of one shape; True if done here."""
+    k = lib()
+    if k is None or not _fits(_F32, g, out) or not _fits(_F32, x, out):
+        return False
+    k.relu_grad_f32(_ptr(g), _ptr(x), _ptr(out), g.size)
     return True
 
 

@@ -277,7 +277,24 @@ def _relu(x):
 
 
 _relu.into = lambda x, out: np.maximum(x, 0, out=out)
-relu = primitive("relu", _relu, lambda g, ans, x: where(x.data > 0, g, 0))
+def _relu_grad_into(g, x, out):
+    if not kernels.relu_grad(g, x, out):
+        np.copyto(out, _where(g, np.zeros((), g.dtype), x > 0))
+
+
+def _relu_grad(g, x):
+    """``g`` where ``x > 0``, else 0: relu's backward pass (the gradient at 0 taken as 0), one
+    fused pass for float32 arrays of one shape (scg.kernels) where numpy's where makes four."""
+    if _same(g, x):
+        return _rows(_relu_grad_into, g, np.empty_like(g), x)
+    return _where(g, np.zeros((), g.dtype), x > 0)
+
+
+_relu_grad.into = lambda g, x, out: _rows(_relu_grad_into, g, out, x) if _same(g, x) else \
+    np.copyto(out, _relu_grad(g, x))
+# The mask carries no gradient: d/dg is the mask again, d/dx is 0 almost everywhere.
+relu_grad = primitive("relu_grad", _relu_grad, lambda gg, ans, g, x: relu_grad(gg, x), lambda gg, ans, g, x: None)
+relu = primitive("relu", _relu, lambda g, ans, x: relu_grad(g, x))
 abs = primitive("abs", np.abs, lambda g, ans, x: g * np.sign(x.data))
 
 

@@ -40,6 +40,7 @@ USES = {
     "bernoulli_log_prob": lambda x: ops.bernoulli_log_prob(x, x) + x,  # x both value and logits
     "bernoulli_score": lambda x: ops.bernoulli_score(x, x) * x,
     "relu": lambda x: ops.relu(x) + x,
+    "relu_grad": lambda x: ops.relu_grad(x, x - 1.5) * x,
     "abs": lambda x: ops.abs(x) + x,
     "digamma": lambda x: ops.digamma(x) + x,
     "polygamma_": lambda x: ops.polygamma(1, x) + x,

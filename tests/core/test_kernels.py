@@ -767,3 +767,33 @@ def test_the_ops_are_right_on_inputs_the_loops_decline(kind, path):
     assert np.max(_ulps(sg, _sigmoid_ref(l), dtype)) <= B["sigmoid"]
     assert np.max(_log_prob_ulps(lp, x, l, dtype)) <= B["log_prob"]
     assert np.max(_score_ulps(sc, x, l, dtype)) <= B["score"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(), (1,), (17,), (65, 67), (600, 784)])
+def test_relu_backward_is_numpy_where_bit_for_bit(path, dtype, shape):
+    """relu's gradient is g where x > 0 else 0, exactly as np.where gives it: inf and NaN in g
+    kept where x > 0 and dropped elsewhere, a NaN input gets 0, the gradient at 0 is 0."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 2, shape).astype(dtype)
+    g = rng.normal(0, 1, shape).astype(dtype)
+    if x.size >= 8:
+        x.flat[:8] = [0.0, -0.0, np.nan, 1.0, -1.0, 2.0, -2.0, np.inf]
+        g.flat[:8] = [5.0, 5.0, 5.0, np.inf, np.inf, np.nan, np.nan, 3.0]
+    xt = scg.Tensor(x, requires_grad=True)
+    (got,) = scg.grad(ops.relu(xt), [xt], grad_outputs=g)
+    assert type(got.data) is np.ndarray and got.dtype == dtype and got.shape == x.shape
+    np.testing.assert_array_equal(got.data, np.where(x > 0, g, 0).astype(dtype))
+    # transposed (non-contiguous) arrays take the numpy path with the same result
+    if x.ndim == 2:
+        xt2 = scg.Tensor(x.T, requires_grad=True)
+        (got2,) = scg.grad(ops.relu(xt2), [xt2], grad_outputs=g.T)
+        np.testing.assert_array_equal(got2.data, np.where(x.T > 0, g.T, 0))
+
+
+def test_relu_second_derivative_is_the_mask_applied_again():
+    x = scg.Tensor(np.array([-1.0, 0.5, 2.0], F32), requires_grad=True)
+    (g,) = scg.grad((ops.relu(x) * x).sum(), [x], create_graph=True)  # d/dx x relu(x) = 2x [x > 0]
+    np.testing.assert_array_equal(g.data, [0.0, 1.0, 4.0])
+    (h,) = scg.grad(g.sum(), [x])
+    np.testing.assert_array_equal(h.data, [0.0, 2.0, 2.0])
