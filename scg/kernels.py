@@ -61,8 +61,21 @@ def _cache_dir():
     return d
 
 
-def _build():
-    """Compile (or find in the cache) the shared library; return (path, None) or (None, why)."""
+def _private_dir(d):
+    """Make ``d`` (mode 0700) if need be; True if this user owns it and nobody else may write
+    to it. For the shared temporary directory: another user who made the directory first could
+    otherwise put a library there for this process to load."""
+    try:
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        st = os.stat(d)
+    except OSError:
+        return False
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def _build(rebuild=False):
+    """Compile (or find in the cache) the shared library; return (path, None) or (None, why).
+    ``rebuild``: compile even if the cache holds a file of that name (it failed to load)."""
     cc = os.environ.get("CC") or "cc"
     try:
         cc_args = shlex.split(cc)  # CC="ccache gcc" or "gcc -m64", as make reads it
@@ -80,9 +93,12 @@ def _build():
     key = hashlib.sha256(b"\0".join([source, " ".join(cc_args[1:] + FLAGS + LIBS).encode(), real.encode(),
                                      str(os.stat(real).st_mtime_ns).encode(), _cpu_id().encode(),
                                      platform.libc_ver()[1].encode()])).hexdigest()[:16]
-    for d in (_cache_dir(), os.path.join(tempfile.gettempdir(), f"scg-kernels-{os.getuid()}")):
+    shared_tmp = os.path.join(tempfile.gettempdir(), f"scg-kernels-{os.getuid()}")
+    for d in (_cache_dir(), shared_tmp):
+        if d == shared_tmp and not _private_dir(d):
+            continue
         path = os.path.join(d, f"kernels-{key}.so")
-        if os.path.exists(path):
+        if os.path.exists(path) and not rebuild:
             return path, None
         try:
             os.makedirs(d, exist_ok=True)
@@ -96,6 +112,9 @@ def _build():
             if r.returncode != 0:
                 first = (r.stderr.strip().splitlines() or ["no message"])[0]
                 return None, f"compiling {os.path.basename(SOURCE)} failed (exit status {r.returncode}): {first}"
+            os.chmod(tmp, 0o755)  # mkstemp made it 0600: others sharing the cache could not load it
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())  # on disk before it gets its name: a torn library crashes dlopen
             os.replace(tmp, path)  # atomic: a neighbour building at once sees all or nothing
             return path, None
         except (OSError, subprocess.TimeoutExpired) as e:
@@ -103,7 +122,29 @@ def _build():
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
-    return None, f"no writable cache directory ({_cache_dir()} or the temporary directory)"
+    return None, f"no writable cache directory ({_cache_dir()} or {shared_tmp})"
+
+
+_SIGNATURES = {  # name -> argument types after the pointers and the length
+    "softplus_f32": 2, "sigmoid_f32": 2, "bernoulli_log_prob_f32": 3, "bernoulli_score_f32": 3,
+    "relu_grad_f32": 3, "adam_f32": 4, "adam_f64": 4,
+}
+
+
+def _open(path):
+    """Load the library and declare its functions; return (lib, None) or (None, why)."""
+    try:
+        lib = ctypes.CDLL(path)
+        P, N = ctypes.c_void_p, ctypes.c_size_t
+        for name, pointers in _SIGNATURES.items():
+            f = getattr(lib, name)  # AttributeError: a library of another version
+            f.argtypes = [P] * pointers + [N]
+            if name.startswith("adam"):
+                f.argtypes += [ctypes.c_float if name.endswith("32") else ctypes.c_double] * 7
+            f.restype = None
+    except (OSError, AttributeError) as e:
+        return None, f"cannot load {path}: {e}"
+    return lib, None
 
 
 def _load():
@@ -112,24 +153,18 @@ def _load():
         _state = "numpy (SCG_KERNELS=numpy)"
         return
     path, why = _build()
-    if path is None:
+    lib = None
+    if path is not None:
+        lib, why = _open(path)
+        if lib is None:  # a cached file that does not load (damaged, or made by another build): once more
+            path, why2 = _build(rebuild=True)
+            if path is not None:
+                lib, why = _open(path)
+            else:
+                why = f"{why}; rebuilding: {why2}"
+    if lib is None:
         _state = f"numpy ({why})"
         return
-    try:
-        lib = ctypes.CDLL(path)
-    except OSError as e:
-        _state = f"numpy (cannot load {path}: {e})"
-        return
-    P, N = ctypes.c_void_p, ctypes.c_size_t
-    for name in ("softplus_f32", "sigmoid_f32"):
-        getattr(lib, name).argtypes = [P, P, N]
-        getattr(lib, name).restype = None
-    for name in ("bernoulli_log_prob_f32", "bernoulli_score_f32", "relu_grad_f32"):
-        getattr(lib, name).argtypes = [P, P, P, N]
-        getattr(lib, name).restype = None
-    for name, T in (("adam_f32", ctypes.c_float), ("adam_f64", ctypes.c_double)):
-        getattr(lib, name).argtypes = [P, P, P, P, N] + [T] * 7
-        getattr(lib, name).restype = None
     problem = _self_check(lib)
     if problem:
         _state = f"numpy (the compiled loops disagree with numpy: {problem})"
@@ -141,18 +176,22 @@ def _load():
 def _self_check(k):
     """A broken compiler or vector math library must not give wrong numbers: compare every loop
     with numpy on values spanning the ranges that matter, before any caller uses them."""
-    x = np.array([-1e4, -88.0, -20.0, -1.5, -1e-8, 0.0, 1e-8, 0.3, 2.0, 20.0, 88.0, 1e4], np.float32)
-    y = (np.arange(x.size) % 2).astype(np.float32)
+    # 37 values: two full blocks of the vector loops and a padded tail (the blocks are 16)
+    x = np.resize(np.array([-1e4, -88.0, -20.0, -1.5, -1e-8, 0.0, 1e-8, 0.3, 2.0, 20.0, 88.0, 1e4, -3.7],
+                           np.float32), 37)
+    y = (np.arange(x.size) % 2).astype(np.float32)  # every value with x = 0 and x = 1
     x64 = x.astype(np.float64)
     softplus = np.logaddexp(0.0, x64)
     sigmoid = expit(x64)
+    log_p = np.where(y == 1, -np.logaddexp(0.0, -x64), -np.logaddexp(0.0, x64))
     out = np.empty_like(x)
     for name, args, ref, scale in [("softplus_f32", (x,), softplus, softplus),
                                    ("sigmoid_f32", (x,), sigmoid, sigmoid),
-                                   ("bernoulli_log_prob_f32", (y, x), y * x64 - softplus, softplus),
-                                   ("bernoulli_score_f32", (y, x), y - sigmoid, sigmoid)]:
+                                   # relative to log p itself: the likely outcome must keep its digits
+                                   ("bernoulli_log_prob_f32", (y, x), log_p, np.abs(log_p)),
+                                   ("bernoulli_score_f32", (y, x), y - sigmoid, np.maximum(y, sigmoid))]:
         getattr(k, name)(*[_ptr(a) for a in args], _ptr(out), x.size)
-        if not np.all(np.abs(out - ref) <= 1e-6 * scale):  # a few ulps of the terms
+        if not np.all(np.abs(out - ref) <= 1e-6 * scale):  # a few ulps
             return f"{name[:-4]} gives {out} for {ref}"
     k.relu_grad_f32(_ptr(y), _ptr(x), _ptr(out), x.size)
     if not np.array_equal(out, np.where(x > 0, y, 0)):

@@ -697,6 +697,47 @@ def test_the_build_lands_in_the_cache_atomically_and_is_reused(tmp_path):
     assert [p.name for p in cache.iterdir()] == [os.path.basename(path)]
 
 
+def test_a_cached_file_that_does_not_load_is_built_again(tmp_path):
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler on this machine")
+    got, cache = _probe(tmp_path)
+    path = got["status"][len("compiled ("):-1]
+    with open(path, "w") as f:
+        f.write("not a shared library")  # damaged, or a stale file under the same name
+    again, _ = _probe(tmp_path)
+    assert again["status"] == got["status"]  # loaded after one rebuild, under the same name
+    with open(path, "rb") as f:
+        assert f.read(4) == b"\x7fELF"
+    assert os.stat(path).st_mode & 0o777 == 0o755  # others sharing the cache can load it too
+
+
+def test_a_library_without_the_loops_falls_back_to_numpy_and_says_why(tmp_path):
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc on this machine")
+    # hidden symbols: the library loads but has none of the functions (as one of another version)
+    got, _ = _probe(tmp_path, CC="gcc -fvisibility=hidden")
+    assert got["status"].startswith("numpy (cannot load") and "undefined symbol" in got["status"], got["status"]
+
+
+def test_a_temporary_directory_others_may_write_to_is_not_used(tmp_path):
+    """When the cache directory cannot be made, the shared temporary directory is the fallback,
+    but only a private one: another user could have put a library there for this process."""
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler on this machine")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    tmp = tmp_path / "tmp"
+    shared = tmp / f"scg-kernels-{os.getuid()}"
+    shared.mkdir(parents=True)
+    shared.chmod(0o777)
+    got, _ = _probe(tmp_path, SCG_KERNEL_CACHE=str(blocker / "cache"), TMPDIR=str(tmp))
+    assert got["status"].startswith("numpy (no writable cache directory"), got["status"]
+    assert list(shared.iterdir()) == []
+    shared.chmod(0o700)  # private: used
+    got, _ = _probe(tmp_path, SCG_KERNEL_CACHE=str(blocker / "cache"), TMPDIR=str(tmp))
+    assert got["status"].startswith(f"compiled ({shared}"), got["status"]
+
+
 # ---- inputs the loops do not take ------------------------------------------------------------
 
 
