@@ -210,6 +210,8 @@ def _same(x, y):
 
 def _bernoulli_log_prob_numpy(x, l):
     """(x - [l > 0]) l - log1p(exp(-|l|)), broadcast: see _bernoulli_log_prob."""
+    if x.dtype == bool:  # (bool - bool is not defined in numpy)
+        x = x.astype(np.result_type(l.dtype, np.float16))
     e = np.abs(l.reshape(-1))  # 1-d, so that the passes below can run in place (also for 0-d l)
     np.negative(e, out=e)
     np.exp(e, out=e)

@@ -838,3 +838,13 @@ def test_relu_second_derivative_is_the_mask_applied_again():
     np.testing.assert_array_equal(g.data, [0.0, 1.0, 4.0])
     (h,) = scg.grad(g.sum(), [x])
     np.testing.assert_array_equal(h.data, [0.0, 2.0, 2.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_boolean_observation_is_an_outcome_in_0_1(dtype):
+    x = np.array([True, False, True, False])
+    l = np.array([2.0, -1.0, -3.0, 30.0], dtype)
+    got = ops.bernoulli_log_prob(scg.Tensor(x), scg.Tensor(l)).data
+    ref = np.where(x, -np.logaddexp(0, -l.astype(np.float64)), -np.logaddexp(0, l.astype(np.float64)))
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, ref, rtol=4 * np.finfo(dtype).eps)
