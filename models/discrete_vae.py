@@ -46,9 +46,10 @@ variance and SNR of the encoder's gradient estimate on a fixed batch
 """
 
 if __name__ == "__main__":  # run as a program: Ctrl-C during the imports below ends in one line
-    from models.entry import guard_startup
+    from models.entry import guard_startup, quiet_blas_threads
 
     guard_startup()
+    quiet_blas_threads()
 
 import argparse
 import json

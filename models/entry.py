@@ -39,8 +39,21 @@ def guard_startup():
         signal.signal(signal.SIGINT, interrupted_while_starting)
 
 
+def quiet_blas_threads():
+    """Let OpenBLAS's idle threads sleep at once after a matrix product
+    (``OPENBLAS_THREAD_TIMEOUT=4``, unless the environment sets it), before numpy loads OpenBLAS.
+    By default they spin for a while, and on a 2-core machine the spinning thread holds the core
+    the next elementwise pass or the optimizer's second thread wants: the traced VAE step at
+    batch 128 measured 0.86x PyTorch eager with it and 1.02x without (`python3
+    benchmarks/bench_vae.py --batch 128 --threads`). The command lines own their process, so
+    they set it; the library does not (it would change the BLAS of the user's whole program,
+    and numpy is usually imported before scg anyway)."""
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+
 def _run(module):
     guard_startup()
+    quiet_blas_threads()
     return importlib.import_module(f"models.{module}").main()
 
 

@@ -29,9 +29,10 @@ The decoder's gradient is the standard one under every estimator.
 """
 
 if __name__ == "__main__":  # run as a program: Ctrl-C during the imports below ends in one line
-    from models.entry import guard_startup
+    from models.entry import guard_startup, quiet_blas_threads
 
     guard_startup()
+    quiet_blas_threads()
 
 import argparse
 import json

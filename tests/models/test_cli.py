@@ -719,6 +719,35 @@ def test_ctrl_c_during_the_imports_exits_130_with_one_line(start):
     assert r.stderr == "error: interrupted while starting; nothing was done\n"
 
 
+BLAS_AT_IMPORT = """
+import builtins, os, sys, runpy
+real = builtins.__import__
+def hook(name, *args, **kwargs):
+    if name == "numpy":  # what OpenBLAS will read when numpy loads it
+        print(os.environ.get("OPENBLAS_THREAD_TIMEOUT", "unset"), flush=True)
+        os._exit(0)
+    return real(name, *args, **kwargs)
+builtins.__import__ = hook
+sys.argv = ["scg", "--help"]
+{start}
+"""
+
+
+@pytest.mark.parametrize("start", ["runpy.run_module('models.vae', run_name='__main__', alter_sys=True)",
+                                   "runpy.run_module('models.discrete_vae', run_name='__main__', alter_sys=True)",
+                                   "from models.entry import vae; vae()", "from models.entry import dvae; dvae()",
+                                   "import models.vae"])
+@pytest.mark.parametrize("user", [None, "100"])
+def test_the_command_lines_let_idle_blas_threads_sleep_unless_the_user_says(start, user):
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if user:
+        env["OPENBLAS_THREAD_TIMEOUT"] = user
+    r = subprocess.run([sys.executable, "-c", BLAS_AT_IMPORT.format(start=start)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+    library = start == "import models.vae"  # imported as a library: the user's process, left alone
+    assert r.stdout.strip() == (user or ("unset" if library else "4")), r.stderr[-2000:]
+
+
 def test_importing_a_model_module_changes_no_signal_handler():
     code = "import signal, models.vae, models.discrete_vae; print(signal.getsignal(signal.SIGINT) is " \
            "signal.default_int_handler)"
