@@ -242,50 +242,39 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 
 
-def softplus(x, out):
-    """``out[...] = log(1 + exp(x))`` for float32 arrays; True if done here."""
+def _float32_loop(name, out, *inputs):
+    """Run the float32 loop ``name`` of ``_kernels.c`` over ``inputs`` into ``out`` when all are
+    float32, C-contiguous and of one size; True if it ran, False if the caller must."""
     k = lib()
-    if k is None or not _fits(_F32, x, out):
+    if k is None or not all(_fits(_F32, a, out) for a in inputs):
         return False
-    k.softplus_f32(_ptr(x), _ptr(out), x.size)
+    getattr(k, name)(*[_ptr(a) for a in inputs], _ptr(out), out.size)
     return True
+
+
+def softplus(x, out):
+    """``out[...] = log(1 + exp(x))``."""
+    return _float32_loop("softplus_f32", out, x)
 
 
 def sigmoid(x, out):
-    """``out[...] = 1 / (1 + exp(-x))`` for float32 arrays; True if done here."""
-    k = lib()
-    if k is None or not _fits(_F32, x, out):
-        return False
-    k.sigmoid_f32(_ptr(x), _ptr(out), x.size)
-    return True
+    """``out[...] = 1 / (1 + exp(-x))``."""
+    return _float32_loop("sigmoid_f32", out, x)
 
 
 def bernoulli_log_prob(x, logits, out):
-    """``out[...] = x logits - softplus(logits)`` for float32 arrays of one shape; True if done here."""
-    k = lib()
-    if k is None or not _fits(_F32, x, out) or not _fits(_F32, logits, out):
-        return False
-    k.bernoulli_log_prob_f32(_ptr(x), _ptr(logits), _ptr(out), x.size)
-    return True
+    """``out[...] = x logits - softplus(logits)`` (see ``scg.ops._bernoulli_log_prob``)."""
+    return _float32_loop("bernoulli_log_prob_f32", out, x, logits)
 
 
 def bernoulli_score(x, logits, out):
-    """``out[...] = x - sigmoid(logits)`` (d/dlogits of the above) for float32 arrays of one shape;
-    True if done here."""
-    k = lib()
-    if k is None or not _fits(_F32, x, out) or not _fits(_F32, logits, out):
-        return False
-    k.bernoulli_score_f32(_ptr(x), _ptr(logits), _ptr(out), x.size)
-    return True
+    """``out[...] = x - sigmoid(logits)``, d/dlogits of the above."""
+    return _float32_loop("bernoulli_score_f32", out, x, logits)
 
 
 def relu_grad(g, x, out):
-    """``out[...] = g where x > 0 else 0`` for float32 arrays of one shape; True if done here."""
-    k = lib()
-    if k is None or not _fits(_F32, g, out) or not _fits(_F32, x, out):
-        return False
-    k.relu_grad_f32(_ptr(g), _ptr(x), _ptr(out), g.size)
-    return True
+    """``out[...] = g where x > 0 else 0``."""
+    return _float32_loop("relu_grad_f32", out, g, x)
 
 
 def adam(p, g, m, v, b1, b2, step, eps_hat, wd):
