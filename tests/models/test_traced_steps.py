@@ -47,13 +47,32 @@ def _vae_maker(k, estimator="reparam", kl="analytic"):
     return make
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def loops(request, monkeypatch):
+    """Each step twice: on scg's fused loops (scg.kernels) and on the numpy passes they replace
+    (two code paths of the same primitives; a replay must equal eager on both)."""
+    from scg import kernels
+    if request.param == "compiled":
+        if kernels.lib() is None:
+            pytest.skip(f"the fused loops are not in use here: {kernels.status()}")
+        calls = []
+        real = kernels._float32_loop
+        monkeypatch.setattr(kernels, "_float32_loop", lambda *a: calls.append(a[0]) or real(*a))
+        yield request.param
+        assert "bernoulli_log_prob_f32" in calls or "relu_grad_f32" in calls  # the loops did run
+    else:
+        monkeypatch.setattr(kernels, "_lib", None)
+        monkeypatch.setattr(kernels, "_state", "numpy (forced by a test)")
+        yield request.param
+
+
 @pytest.mark.parametrize("k, estimator", [(1, "reparam"), (5, "reparam"), (5, "dreg")])
-def test_the_vae_and_iwae_steps_replay_bit_for_bit(k, estimator):
+def test_the_vae_and_iwae_steps_replay_bit_for_bit(k, estimator, loops):
     batches = [_images(16, s) for s in range(3)]
     _run(_vae_maker(k, estimator, kl="mc" if k > 1 else "analytic"), batches)
 
 
-def test_the_discrete_vae_step_with_disarm_replays_bit_for_bit():
+def test_the_discrete_vae_step_with_disarm_replays_bit_for_bit(loops):
     def make():
         model = discrete_vae.make_model("bernoulli", 6, 2, 32, rng=np.random.default_rng(0))
         estimator = discrete_vae.make_estimator("disarm", model)
