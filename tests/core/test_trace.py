@@ -735,7 +735,7 @@ def test_a_returned_parameter_or_untracked_array_is_never_a_frozen_value():
 
 
 def _recording_seconds(n):
-    """Seconds to record (the first call of) a step of ``n`` chained operations and its backward."""
+    """CPU seconds to record (the first call of) a step of ``n`` chained operations and its backward."""
     import time
 
     w = scg.tensor(np.ones(3), requires_grad=True)
@@ -749,17 +749,20 @@ def _recording_seconds(n):
         return loss
 
     traced = scg.trace(step)
-    t = time.perf_counter()
+    t = time.thread_time()  # this thread's CPU time: a neighbour taking the core does not count
     traced()
-    return time.perf_counter() - t
+    return time.thread_time() - t
 
 
 def test_recording_is_linear_in_the_length_of_the_step():
-    """500 and 4,000 chained operations: the linear recorder took 9-12x as long for the longer
-    step (measured on a loaded 2-core machine), the quadratic one it replaced (a scan of every
-    value per recorded call) 34x; 20 leaves room for noise, and one retry for a burst of work."""
-    for attempt in range(2):
-        ratio = min(_recording_seconds(4000) for _ in range(2)) / min(_recording_seconds(500) for _ in range(2))
-        if ratio < 20:
+    """1,000 and 8,000 chained operations: a linear recorder takes ~8-12x as long for the longer
+    step, the quadratic one it replaced (a scan of every value per recorded call) took 34x at
+    500 vs 4,000 and would take ~64x here. Timed in this thread's CPU time, not wall time (20.9x
+    was seen at 500 vs 4,000 in wall time under the full suite, where a short baseline is at the
+    mercy of a neighbour); 24, the best of three timings per side and three attempts leave room
+    for what remains (caches, allocator)."""
+    for attempt in range(3):
+        ratio = min(_recording_seconds(8000) for _ in range(3)) / min(_recording_seconds(1000) for _ in range(3))
+        if ratio < 24:
             break
-    assert ratio < 20, ratio
+    assert ratio < 24, ratio
