@@ -234,8 +234,8 @@ def _fits(dtype, *arrays):
     """numpy arrays, all of ``dtype``, C-contiguous, of one size; the first may be read-only, the
     rest are written."""
     n = getattr(arrays[0], "size", None)
-    return all(isinstance(a, np.ndarray) and a.dtype == dtype and a.flags.c_contiguous and a.size == n for a in arrays) and \
-        all(a.flags.writeable for a in arrays[1:])
+    return all(isinstance(a, np.ndarray) and a.dtype == dtype and a.flags.c_contiguous and a.size == n
+               for a in arrays) and all(a.flags.writeable for a in arrays[1:])
 
 
 _F32 = np.dtype(np.float32)

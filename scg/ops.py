@@ -198,15 +198,36 @@ _softplus.into = lambda x, out: _rows(_softplus_into, x, out)
 softplus = primitive("softplus", _softplus, lambda g, ans, x: g * sigmoid(x))
 
 
+def _same(x, y):
+    return x.shape == y.shape and x.ndim > 0 and x.dtype == y.dtype
+
+
+def _fused_pair(loop, on_rows, broadcast, doc):
+    """The forward (with ``.into`` for a traced step) of an elementwise primitive of two inputs:
+    the fused loop ``kernels.<loop>`` for float32 inputs of one shape, else ``on_rows(a, b, out)``,
+    both on blocks of rows (scg.parallel), and for inputs of other shapes or dtypes numpy's
+    broadcasting form ``broadcast(a, b)``. ``on_rows`` may run in a task of the thread pool, so it
+    must not hand work to the pool itself."""
+    def into_rows(a, b, out):
+        if not getattr(kernels, loop)(a, b, out):  # looked up per call: tests spy on it
+            on_rows(a, b, out)
+
+    def forward(a, b):
+        if _same(a, b):
+            return _rows(into_rows, a, np.empty_like(b), b)
+        return broadcast(a, b)
+
+    # the same arithmetic as the call, to the bit
+    forward.into = lambda a, b, out: _rows(into_rows, a, out, b) if _same(a, b) else \
+        np.copyto(out, broadcast(a, b))
+    forward.__doc__ = doc
+    return forward
+
+
 # The Bernoulli log-likelihood from logits, x l - softplus(l), and its derivative in l,
 # x - sigmoid(l), each one primitive: on a VAE's pixels these are the largest elementwise
 # passes of the step, and as one fused loop each (scg.kernels, float32 arrays of one shape)
 # they take a third of the time of the composite's eight numpy passes, forward and backward.
-# Elsewhere (broadcast shapes, mixed or other dtypes) the composite's numpy arithmetic.
-
-def _same(x, y):
-    return x.shape == y.shape and x.ndim > 0 and x.dtype == y.dtype
-
 
 def _bernoulli_log_prob_numpy(x, l):
     """(x - [l > 0]) l - log1p(exp(-|l|)), broadcast: see _bernoulli_log_prob."""
@@ -218,44 +239,25 @@ def _bernoulli_log_prob_numpy(x, l):
     return np.subtract((x - (l > 0)) * l, _log1p_unit(e).reshape(l.shape))
 
 
-def _bernoulli_log_prob_into(x, l, out):
-    # on one block of rows (so no thread hand-off in here: this may run in a task of the pool)
-    if not kernels.bernoulli_log_prob(x, l, out):
-        np.copyto(out, _bernoulli_log_prob_numpy(x, l))
+def _score_on_rows(x, l, out):
+    _sigmoid_into(l, out)  # numpy's passes on this block (_sigmoid would hand work to the pool)
+    np.subtract(x, out, out=out)
 
 
-def _bernoulli_log_prob(x, l):
+_bernoulli_log_prob = _fused_pair(
+    "bernoulli_log_prob", lambda x, l, out: np.copyto(out, _bernoulli_log_prob_numpy(x, l)),
+    _bernoulli_log_prob_numpy,
     """``x l - softplus(l)`` (log sigmoid(l) at x = 1, log sigmoid(-l) at x = 0), broadcast,
     computed as ``(x - [l > 0]) l - log1p(exp(-|l|))``: at x in {0, 1} the first term is exactly
     0 for the likely outcome, so a confident correct prediction keeps its digits (-2.06e-9 at
     l = 20 in float32, where the first form cancels to 0). At l = +-inf: -inf for the outcome the
-    logit rules out, NaN (0 inf) for the certain one (Bernoulli.log_prob takes another form there). The fused and the numpy paths differ by a few
-    ulps of max(|x l|, softplus(l)), not of the result, where the two terms cancel."""
-    if _same(x, l):
-        return _rows(_bernoulli_log_prob_into, x, np.empty_like(l), l)
-    return _bernoulli_log_prob_numpy(x, l)
-
-
-_bernoulli_log_prob.into = lambda x, l, out: _rows(_bernoulli_log_prob_into, x, out, l) if _same(x, l) \
-    else np.copyto(out, _bernoulli_log_prob_numpy(x, l))  # the same arithmetic as the call, to the bit
-
-
-def _bernoulli_score_into(x, l, out):
-    if not kernels.bernoulli_score(x, l, out):
-        _sigmoid_into(l, out)
-        np.subtract(x, out, out=out)
-
-
-def _bernoulli_score(x, l):
+    logit rules out, NaN (0 inf) for the certain one (Bernoulli.log_prob takes another form
+    there). The fused and the numpy paths differ by a few ulps of max(|x l|, softplus(l)), not of
+    the result, where the two terms cancel.""")
+_bernoulli_score = _fused_pair(
+    "bernoulli_score", _score_on_rows, lambda x, l: x - _sigmoid(l),
     """``x - sigmoid(l)``, broadcast: d/dl of ``bernoulli_log_prob(x, l)`` (the paths differ by a
-    few ulps of sigmoid(l))."""
-    if _same(x, l):
-        return _rows(_bernoulli_score_into, x, np.empty_like(l), l)
-    return x - _sigmoid(l)
-
-
-_bernoulli_score.into = lambda x, l, out: _rows(_bernoulli_score_into, x, out, l) if _same(x, l) \
-    else np.subtract(x, _sigmoid(l), out=out)
+    few ulps of sigmoid(l)).""")
 
 
 def _sigmoid_slope(l):
@@ -273,29 +275,27 @@ bernoulli_log_prob = primitive(
     lambda g, ans, x, l: unbroadcast(g * l, x.shape),
     lambda g, ans, x, l: unbroadcast(g * bernoulli_score(x, l), l.shape),
 )
+
+
 def _relu(x):
     """max(x, 0) elementwise (the gradient at 0 is taken as 0)."""
     return np.maximum(x, 0)
 
 
 _relu.into = lambda x, out: np.maximum(x, 0, out=out)
-def _relu_grad_into(g, x, out):
-    if not kernels.relu_grad(g, x, out):
-        np.copyto(out, _where(g, np.zeros((), g.dtype), x > 0))
 
 
-def _relu_grad(g, x):
-    """``g`` where ``x > 0``, else 0: relu's backward pass (the gradient at 0 taken as 0), one
-    fused pass for float32 arrays of one shape (scg.kernels) where numpy's where makes four."""
-    if _same(g, x):
-        return _rows(_relu_grad_into, g, np.empty_like(g), x)
+def _relu_grad_numpy(g, x):
     return _where(g, np.zeros((), g.dtype), x > 0)
 
 
-_relu_grad.into = lambda g, x, out: _rows(_relu_grad_into, g, out, x) if _same(g, x) else \
-    np.copyto(out, _relu_grad(g, x))
+_relu_grad = _fused_pair(
+    "relu_grad", lambda g, x, out: np.copyto(out, _relu_grad_numpy(g, x)), _relu_grad_numpy,
+    """``g`` where ``x > 0``, else 0: relu's backward pass (the gradient at 0 taken as 0), one
+    fused pass for float32 arrays of one shape (scg.kernels) where numpy's where makes four.""")
 # The mask carries no gradient: d/dg is the mask again, d/dx is 0 almost everywhere.
-relu_grad = primitive("relu_grad", _relu_grad, lambda gg, ans, g, x: relu_grad(gg, x), lambda gg, ans, g, x: None)
+relu_grad = primitive("relu_grad", _relu_grad, lambda gg, ans, g, x: relu_grad(gg, x),
+                      lambda gg, ans, g, x: None)
 relu = primitive("relu", _relu, lambda g, ans, x: relu_grad(g, x))
 abs = primitive("abs", np.abs, lambda g, ans, x: g * np.sign(x.data))
 
