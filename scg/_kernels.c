@@ -9,6 +9,7 @@
    -fno-math-errno lets the compiler vectorize them (the vector variants set no errno).
 
    Every function takes contiguous arrays of n elements; scg/kernels.py checks that. */
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 
@@ -73,6 +74,33 @@ BLOCKED(sigmoid_f32, 1.0f / (1.0f + expf(-a)))
 BLOCKED2(bernoulli_log_prob_f32, (a - (b > 0.0f ? 1.0f : 0.0f)) * b - log1pf(expf(-fabsf(b))))
 BLOCKED2(bernoulli_score_f32, a - 1.0f / (1.0f + expf(-b)))
 
+/* g (x - sigmoid(l)): the log-likelihood's backward pass with the incoming gradient g multiplied
+   in, one pass where the product would make another. g is an array of n (c = g[i]), or one
+   number spread over the array (a sum's seed, after a negation: c = g[0]). */
+#define SCORE_TIMES(NAME, C)                                                                       \
+static inline void NAME##_block(const float *restrict x, const float *restrict y,                 \
+                                const float *restrict g, float *restrict out) {                    \
+    _Pragma("omp simd")                                                                            \
+    for (int i = 0; i < W; i++) { float a = x[i], b = y[i], c = (C); out[i] = c * (a - 1.0f / (1.0f + expf(-b))); } \
+}                                                                                                  \
+void NAME(const float *restrict x, const float *restrict y, const float *restrict g,              \
+          float *restrict out, size_t n) {                                                         \
+    size_t i = 0;                                                                                  \
+    for (; i + W <= n; i += W) NAME##_block(x + i, y + i, g + (g_all ? i : 0), out + i);          \
+    if (i < n) {                                                                                   \
+        float xb[W] = {0}, yb[W] = {0}, gb[W] = {0}, ob[W];                                        \
+        for (size_t j = 0; j < n - i; j++) { xb[j] = x[i + j]; yb[j] = y[i + j]; gb[j] = g[g_all ? i + j : 0]; } \
+        NAME##_block(xb, yb, gb, ob);                                                              \
+        for (size_t j = 0; j < n - i; j++) out[i + j] = ob[j];                                     \
+    }                                                                                              \
+}
+#define g_all 1
+SCORE_TIMES(bernoulli_score_times_f32, g[i])
+#undef g_all
+#define g_all 0
+SCORE_TIMES(bernoulli_score_scaled_f32, g[0])
+#undef g_all
+
 /* relu's backward pass: g (a) where x (b) > 0, else 0, as np.where(x > 0, g, 0) (a NaN or inf in
    g stays where x > 0, and is dropped elsewhere). One pass where numpy makes four. */
 BLOCKED2(relu_grad_f32, b > 0.0f ? a : 0.0f)
@@ -107,3 +135,21 @@ void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, size
 }
 ADAM(adam_f32, float, sqrtf)
 ADAM(adam_f64, double, sqrt)
+
+/* Whole-array tests for the validation checks (observed data with a NaN, logits that are not all
+   finite, a Bernoulli value that is not 0 or 1): one read pass where numpy writes a boolean array
+   and reads it back, and no early exit (the checks pass in the common case, and a branch per
+   element would stop the vector loop). Each returns 1 if some element fails the test. */
+#define TEST(NAME, T, FAILS)                                                                       \
+int NAME(const T *restrict x, size_t n) {                                                         \
+    int bad = 0;                                                                                   \
+    _Pragma("omp simd reduction(|:bad)")                                                           \
+    for (size_t i = 0; i < n; i++) { T a = x[i]; bad |= (FAILS); }                                 \
+    return bad;                                                                                    \
+}
+TEST(any_nan_f32, float, a != a)
+TEST(any_nan_f64, double, a != a)
+TEST(any_nonfinite_f32, float, !(fabsf(a) <= FLT_MAX))
+TEST(any_nonfinite_f64, double, !(fabs(a) <= DBL_MAX))
+TEST(any_nonbinary_f32, float, (a != 0.0f) & (a != 1.0f))
+TEST(any_nonbinary_f64, double, (a != 0.0) & (a != 1.0))

@@ -413,7 +413,7 @@ def _matrix_function(x, xs, infos, static, strict):
 
 ELEMENTWISE = (
     "add subtract multiply divide negative power maximum minimum exp log log1p expm1 sqrt tanh "
-    "sigmoid softplus bernoulli_log_prob bernoulli_score relu relu_grad abs polygamma digamma lgamma where astype "
+    "sigmoid softplus bernoulli_log_prob bernoulli_score bernoulli_score_times relu relu_grad abs polygamma digamma lgamma where astype "
     "stop_gradient broadcast_to "
     "less less_equal greater greater_equal equal not_equal logical_and logical_or logical_not isfinite floor "
     "standard_gamma log_standard_gamma xlogy arctan tan gammainc gammaincc cos sin i0e i1e von_mises_angle erf erfinv ndtr ndtri"

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import context, ops
+from . import context, kernels, ops
 from .axes import ANY, AxisError, Dim, Info, Tracker, bit_indices
 from .nodes import CostNode, InputNode, StochasticNode
 from .estimators import Reparam, ScoreFunction
@@ -461,7 +461,7 @@ class Graph:
         if not hasattr(dist, "log_prob") or not hasattr(dist, "batch_shape"):
             raise TypeError(f"observe '{name}': expected a distribution, got {type(dist).__name__}")
         data = value if isinstance(value, Tensor) else Tensor(np.asarray(value, dtype=dist.dtype))
-        if data.dtype.kind in "fc" and np.isnan(data.data).any():
+        if kernels.has_nan(data.data):
             raise ValueError(f"observe '{name}': the observed value contains NaN")
         what = f"observe '{name}' (batch_shape {dist.batch_shape}, data of shape {data.shape})"
         if self._plates:
@@ -765,7 +765,7 @@ def _check_support(what, dist, value):
             f"{what} is outside the support of {type(dist).__name__} "
             f"({getattr(dist, 'support', 'its support')}): {e}"
         ) from None
-    if not np.isfinite(log_prob.data).all():
+    if not kernels.all_finite(log_prob.data):
         where = np.argwhere(~np.isfinite(np.broadcast_to(log_prob.data, log_prob.shape)))[0]
         raise ValueError(
             f"{what} is outside the support of {type(dist).__name__} "

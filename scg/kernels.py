@@ -19,7 +19,9 @@ the loops do not take): callers keep one numpy implementation beside one kernel 
 """
 
 import ctypes
+import functools
 import hashlib
+import itertools
 import os
 import platform
 import shlex
@@ -127,7 +129,8 @@ def _build(rebuild=False):
 
 _SIGNATURES = {  # name -> argument types after the pointers and the length
     "softplus_f32": 2, "sigmoid_f32": 2, "bernoulli_log_prob_f32": 3, "bernoulli_score_f32": 3,
-    "relu_grad_f32": 3, "adam_f32": 4, "adam_f64": 4,
+    "bernoulli_score_times_f32": 4, "bernoulli_score_scaled_f32": 4, "relu_grad_f32": 3, "adam_f32": 4, "adam_f64": 4,
+    **{f"{t}_{d}": 1 for t in ("any_nan", "any_nonfinite", "any_nonbinary") for d in ("f32", "f64")},
 }
 
 
@@ -141,7 +144,7 @@ def _open(path):
             f.argtypes = [P] * pointers + [N]
             if name.startswith("adam"):
                 f.argtypes += [ctypes.c_float if name.endswith("32") else ctypes.c_double] * 7
-            f.restype = None
+            f.restype = ctypes.c_int if name.startswith("any_") else None
     except (OSError, AttributeError) as e:
         return None, f"cannot load {path}: {e}"
     return lib, None
@@ -193,9 +196,24 @@ def _self_check(k):
         getattr(k, name)(*[_ptr(a) for a in args], _ptr(out), x.size)
         if not np.all(np.abs(out - ref) <= 1e-6 * scale):  # a few ulps
             return f"{name[:-4]} gives {out} for {ref}"
+    g = np.resize(np.array([-2.5, 0.0, 1e-3, 3.0], np.float32), x.size)
+    for name, gs in (("bernoulli_score_times_f32", g), ("bernoulli_score_scaled_f32", g[3:4])):
+        getattr(k, name)(_ptr(y), _ptr(x), _ptr(gs), _ptr(out), x.size)
+        ref = np.broadcast_to(gs, x.shape) * (y - sigmoid)
+        tol = 1e-6 * np.abs(np.broadcast_to(gs, x.shape)) * np.maximum(y, sigmoid) + np.finfo(np.float32).tiny
+        if not np.all(np.abs(out - ref) <= tol):  # (tiny: a product rounded to a subnormal)
+            return f"{name[:-4]} gives {out} for {ref}"
     k.relu_grad_f32(_ptr(y), _ptr(x), _ptr(out), x.size)
     if not np.array_equal(out, np.where(x > 0, y, 0)):
         return f"relu_grad gives {out}"
+    for T, d in ((np.float32, "f32"), (np.float64, "f64")):
+        for test, numpy_test in _TESTS.items():
+            for fill, odd in itertools.product((0, 1), (0, 1, 2, np.inf, -np.inf, np.nan, -0.0, 1e-300)):
+                for i in range(37):  # one odd element in every place: the blocks and the tail
+                    a = np.full(37, fill, T)
+                    a[i] = odd
+                    if bool(getattr(k, f"{test}_{d}")(_ptr(a), a.size)) != numpy_test(a):
+                        return f"{test}_{d} gives the wrong answer for {a}"
     for T, name in ((np.float32, "adam_f32"), (np.float64, "adam_f64")):
         p, g = x.astype(T), (x * 0.1 - 3).astype(T)
         m, v = g * T(0.5), g * g
@@ -272,6 +290,21 @@ def bernoulli_score(x, logits, out):
     return _float32_loop("bernoulli_score_f32", out, x, logits)
 
 
+def bernoulli_score_times(g, x, logits, out):
+    """``out[...] = g (x - sigmoid(logits))``, where ``g`` has the size of ``x`` or is one float32
+    number spread over it (strides all 0, as ``np.broadcast_to`` makes)."""
+    k = lib()
+    if k is None or not (_fits(_F32, x, out) and _fits(_F32, logits, out)) or g.dtype != _F32:
+        return False
+    if g.size == out.size and not any(g.strides) and g.size:
+        k.bernoulli_score_scaled_f32(_ptr(x), _ptr(logits), _ptr(g), _ptr(out), out.size)
+        return True
+    if not _fits(_F32, g, out):
+        return False
+    k.bernoulli_score_times_f32(_ptr(x), _ptr(logits), _ptr(g), _ptr(out), out.size)
+    return True
+
+
 def relu_grad(g, x, out):
     """``out[...] = g where x > 0 else 0``."""
     return _float32_loop("relu_grad_f32", out, g, x)
@@ -293,3 +326,48 @@ def adam(p, g, m, v, b1, b2, step, eps_hat, wd):
     f(_ptr(p), _ptr(g), _ptr(m), _ptr(v), p.size, T(b1), T(1 - b1), T(b2), T(1 - b2), T(step),
       T(eps_hat), T(wd))
     return True
+
+
+# ---- whole-array tests, for validation checks ----------------------------------------------------
+
+_TESTS = {  # loop name -> the same test in numpy, for the fallback and the self-check
+    "any_nan": lambda a: a.dtype.kind in "fc" and bool(np.isnan(a).any()),
+    "any_nonfinite": lambda a: a.dtype.kind in "fc" and not bool(np.isfinite(a).all()),
+    "any_nonbinary": lambda a: not bool(((a == 0) | (a == 1)).all()),
+}
+
+
+def _test(loop, a):
+    """Whether some element of ``a`` fails the test ``loop`` (a Python bool).
+
+    On a value of a traced step being recorded (``scg.trace``'s ``TracedArray``), the test is
+    recorded as one guard through the value's ``_escape``, as ``bool()`` on it would be: a replay
+    runs it again and, when the answer changed, runs the call eagerly (where the check raises).
+    Called on a plain array, the loop is invisible to a recording, which is why this is the one
+    way in."""
+    escape = getattr(a, "_escape", None)
+    if escape is not None:
+        return escape(_ON_PLAIN[loop], loop)  # one function per test: two recordings compare them
+    a = a if isinstance(a, np.ndarray) else np.asarray(a)
+    k = lib()
+    if k is not None and a.size and a.dtype in (_F32, _F64) and a.flags.c_contiguous:
+        return bool(getattr(k, f"{loop}_{'f32' if a.dtype == _F32 else 'f64'}")(_ptr(a), a.size))
+    return _TESTS[loop](a)
+
+
+_ON_PLAIN = {loop: functools.partial(_test, loop) for loop in _TESTS}
+
+
+def has_nan(a):
+    """Whether the array ``a`` holds a NaN (never for integer or boolean arrays); one read pass."""
+    return _test("any_nan", a)
+
+
+def all_finite(a):
+    """Whether every element of ``a`` is finite (no NaN, no infinity); one read pass."""
+    return not _test("any_nonfinite", a)
+
+
+def all_binary(a):
+    """Whether every element of ``a`` is 0 or 1 (a NaN is neither); one read pass."""
+    return not _test("any_nonbinary", a)

@@ -59,7 +59,19 @@ divide = primitive(
     lambda g, ans, x, y: unbroadcast(g / y, x.shape),
     lambda g, ans, x, y: unbroadcast(-g * ans / y, y.shape),
 )
-negative = primitive("negative", np.negative, lambda g, ans, x: -g)
+
+
+def _negative(x):
+    """-x. A broadcast of one value (what a sum's gradient is: its seed spread over the summed
+    array) stays a broadcast: the gradient of a negated cost, -log p(x | z) over a batch of
+    images, is then one number and not a pass writing B x 784 of them."""
+    if x.ndim and x.size and not builtins.any(x.strides):
+        return np.broadcast_to(np.negative(x[(0,) * x.ndim]), x.shape)
+    return np.negative(x)
+
+
+_negative.into = lambda x, out: np.negative(x, out=out)
+negative = primitive("negative", _negative, lambda g, ans, x: -g)
 
 
 def _power_vjp_base(g, ans, x, y):
@@ -260,6 +272,28 @@ _bernoulli_score = _fused_pair(
     few ulps of sigmoid(l)).""")
 
 
+def _score_times_on_rows(x, l, g, out):
+    if not kernels.bernoulli_score_times(g, x, l, out):
+        _sigmoid_into(l, out)  # numpy's passes on this block (not _sigmoid: see _fused_pair)
+        np.subtract(x, out, out=out)
+        np.multiply(g, out, out=out)
+
+
+def _bernoulli_score_times(g, x, l):
+    """``g (x - sigmoid(l))``, broadcast: the backward pass of ``bernoulli_log_prob`` in l with its
+    incoming gradient multiplied in. For float32 arrays of one shape one fused pass (scg.kernels),
+    g of that shape or one number spread over it (a sum's seed): the product is not a pass of its
+    own. The paths differ by a few ulps of g sigmoid(l)."""
+    if _same(x, l) and g.shape == l.shape and g.dtype == l.dtype:
+        return _rows(_score_times_on_rows, x, np.empty_like(l), l, g)
+    return g * (x - _sigmoid(l))
+
+
+# the same arithmetic as the call, to the bit
+_bernoulli_score_times.into = lambda g, x, l, out: _rows(_score_times_on_rows, x, out, l, g) \
+    if _same(x, l) and g.shape == l.shape and g.dtype == l.dtype else np.copyto(out, g * (x - _sigmoid(l)))
+
+
 def _sigmoid_slope(l):
     s = sigmoid(l)
     return s * (1 - s)
@@ -270,10 +304,16 @@ bernoulli_score = primitive(
     lambda g, ans, x, l: unbroadcast(g, x.shape),
     lambda g, ans, x, l: unbroadcast(-g * _sigmoid_slope(l), l.shape),
 )
+bernoulli_score_times = primitive(
+    "bernoulli_score_times", _bernoulli_score_times,
+    lambda gg, ans, g, x, l: unbroadcast(gg * bernoulli_score(x, l), g.shape),
+    lambda gg, ans, g, x, l: unbroadcast(gg * g, x.shape),
+    lambda gg, ans, g, x, l: unbroadcast(-gg * g * _sigmoid_slope(l), l.shape),
+)
 bernoulli_log_prob = primitive(
     "bernoulli_log_prob", _bernoulli_log_prob,
     lambda g, ans, x, l: unbroadcast(g * l, x.shape),
-    lambda g, ans, x, l: unbroadcast(g * bernoulli_score(x, l), l.shape),
+    lambda g, ans, x, l: unbroadcast(bernoulli_score_times(g, x, l), l.shape),
 )
 
 
@@ -360,7 +400,7 @@ def _where(x, y, cond):
     if cond.dtype == bool:
         for a, b, first in ((x, y, True), (y, x, False)):
             if b.ndim == 0 and b == 0 and a.dtype.kind == "f" and a.size >= 1024:
-                if np.isfinite(a).all():
+                if kernels.all_finite(a):
                     out = a * (cond if first else ~cond)
                     if out.dtype == a.dtype:  # a broadcast against cond may still be promoted
                         return out
@@ -803,7 +843,7 @@ def logsumexp(x, axis=None, keepdims=False):
     if empty:
         is_empty = equal(m, -np.inf)
         x = where(is_empty, 0, x)
-    if not np.isfinite(m.data).all():
+    if not kernels.all_finite(m.data):
         m = where(less(abs(m), np.inf), m, 0)
     out = log(sum(exp(x - m), axis=axis, keepdims=True)) + m
     if empty:

@@ -256,7 +256,7 @@ class _Site:
     __repr__ = __str__
 
 
-_SKIP = ("/numpy/", "/scg/trace.py", "/scg/autodiff.py", "/scg/tensor.py")
+_SKIP = ("/numpy/", "/scg/trace.py", "/scg/autodiff.py", "/scg/tensor.py", "/scg/kernels.py")
 
 
 _FILE_KIND = {}  # a code object's file name -> "" (skipped), "scg" or "user": a site is asked for per recorded call

@@ -5,7 +5,7 @@ log p(x) = x log p + (1 - x) log(1 - p); from logits that is x l - softplus(l).
 
 import numpy as np
 
-from .. import ops
+from .. import kernels, ops
 from . import constraints
 from .distribution import (
     Distribution, broadcast, check, outside_is_impossible, p_log_q, params, probs_or_logits, untyped,
@@ -70,16 +70,17 @@ class Bernoulli(Distribution):
 
     def log_prob(self, value):
         x = self._value(value)
-        one = x == 1
-        inside = self._support(x, one | (x == 0))
-        if self._given == "logits" and np.isfinite(self._param.data).all():
+        # Every value 0 or 1 (the common case, tested in one read pass): no support mask to
+        # compute, record or apply. Else the mask, recorded (x may be a sample).
+        inside = None if kernels.all_binary(x.data) else self._support(x, (x == 1) | (x == 0))
+        if self._given == "logits" and kernels.all_finite(self._param.data):
             # x l - softplus(l): log sigmoid(l) at x = 1, log sigmoid(-l) at x = 0, one pass
             # (at l = +-inf that is inf - inf: such logits take the branch below)
             lp = ops.bernoulli_log_prob(x, self._param)
         else:
             log_p, log_q = self._log_p()
-            lp = ops.where(one, log_p, log_q)  # the mask is recorded: lp depends on x
-        return outside_is_impossible(inside, lp)
+            lp = ops.where(x == 1, log_p, log_q)  # the mask is recorded: lp depends on x
+        return lp if inside is None else outside_is_impossible(inside, lp)
 
     def entropy(self):
         log_p, log_q = self._log_p()

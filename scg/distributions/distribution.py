@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 
-from .. import context, ops
+from .. import context, kernels, ops
 from ..autodiff import no_grad
 from . import constraints
 from .constraints import simplex_tolerance, sums_to_one  # (their home: the simplex constraint uses them)
@@ -169,7 +169,7 @@ class Distribution:
         if not isinstance(value, Tensor) and not (isinstance(value, np.ndarray) and value.dtype.kind == "f"):
             value = np.asarray(value, dtype=self.dtype)  # scalars, lists, integer/bool arrays
         value = value if isinstance(value, Tensor) else Tensor(value)
-        if self._validate and np.isnan(value.data).any():  # NaN is in no support
+        if self._validate and kernels.has_nan(value.data):  # NaN is in no support
             raise ValueError(
                 f"{type(self).__name__}.{method}: value contains NaN, which is outside the "
                 f"support, {self.support}"
@@ -302,7 +302,7 @@ def params(cls_name, **named):
             except (TypeError, ValueError):
                 raise ValueError(f"{cls_name}: parameter '{name}' is not numeric: {v!r}") from None
             v = Tensor(arr)
-        if np.isnan(v.data).any():
+        if kernels.has_nan(v.data):
             raise ValueError(f"{cls_name}: parameter '{name}' contains NaN")
         out.append(v)
     try:

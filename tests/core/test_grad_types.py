@@ -39,6 +39,7 @@ USES = {
     "softplus": lambda x: ops.softplus(x) + x,
     "bernoulli_log_prob": lambda x: ops.bernoulli_log_prob(x, x) + x,  # x both value and logits
     "bernoulli_score": lambda x: ops.bernoulli_score(x, x) * x,
+    "bernoulli_score_times": lambda x: ops.bernoulli_score_times(x, x, x - 0.5) * x,
     "relu": lambda x: ops.relu(x) + x,
     "relu_grad": lambda x: ops.relu_grad(x, x - 1.5) * x,
     "abs": lambda x: ops.abs(x) + x,
