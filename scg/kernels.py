@@ -1,5 +1,6 @@
 """Fused C loops for the hot elementwise passes (softplus, sigmoid, the Bernoulli log-likelihood
-from logits and its derivative, relu's backward pass, Adam), with numpy as fallback.
+from logits and its derivative, relu's backward pass, Adam) and for the validation checks on
+large arrays (has_nan, all_finite, all_binary), with numpy as fallback.
 
 numpy runs a composite such as softplus ``max(x, 0) + log1p(exp(-|x|))`` as five or six passes
 over memory, and Adam's update as ten; on the VAE step these passes cost more than PyTorch's
@@ -14,8 +15,9 @@ runs its numpy passes instead: the same results within float rounding (Adam: to 
 only slower. ``status()`` says which is in use and why (``python -c "import scg.kernels as k;
 print(k.status())"`` builds and prints it).
 
-Each wrapper returns True when it did the work, False when the caller must (a dtype or layout
-the loops do not take): callers keep one numpy implementation beside one kernel call.
+Each loop's wrapper returns True when it did the work, False when the caller must (a dtype or
+layout the loops do not take): callers keep one numpy implementation beside one kernel call. The
+checks answer themselves (numpy when the loops cannot), and are recorded by a traced step.
 """
 
 import ctypes
