@@ -251,10 +251,10 @@ def _ptr(a):
 
 
 def _fits(dtype, *arrays):
-    """numpy arrays, all of ``dtype``, C-contiguous, of one size; the first may be read-only, the
-    rest are written."""
+    """numpy arrays, all of ``dtype``, C-contiguous and aligned (the C loops read them as arrays of
+    their type), of one size; the first may be read-only, the rest are written."""
     n = getattr(arrays[0], "size", None)
-    return all(isinstance(a, np.ndarray) and a.dtype == dtype and a.flags.c_contiguous and a.size == n
+    return all(isinstance(a, np.ndarray) and a.dtype == dtype and a.flags.c_contiguous and a.flags.aligned and a.size == n
                for a in arrays) and all(a.flags.writeable for a in arrays[1:])
 
 
@@ -349,10 +349,11 @@ def _test(loop, a):
     way in."""
     escape = getattr(a, "_escape", None)
     if escape is not None:
-        return escape(_ON_PLAIN[loop], loop)  # one function per test: two recordings compare them
+        # one function per test (two recordings compare them); "bool (...)": a branch reads it
+        return escape(_ON_PLAIN[loop], f"bool ({loop})")
     a = a if isinstance(a, np.ndarray) else np.asarray(a)
     k = lib()
-    if k is not None and a.size and a.dtype in (_F32, _F64) and a.flags.c_contiguous:
+    if k is not None and a.size and a.dtype in (_F32, _F64) and a.flags.c_contiguous and a.flags.aligned:
         return bool(getattr(k, f"{loop}_{'f32' if a.dtype == _F32 else 'f64'}")(_ptr(a), a.size))
     return _TESTS[loop](a)
 

@@ -13,8 +13,9 @@ while recording every numpy call it makes on the values it computes:
 - random draws, through the generator that :func:`scg.random.resolve` hands out;
 - effects: a gradient stored in a leaf's ``.grad``, ``optimizer.zero_grad()`` and
   ``optimizer.step()`` (replayed by calling them: their Python bookkeeping is kept);
-- guards: a Python branch on a value (``bool()``) or a value leaving as a number
-  (``float()``, ``int()``, ``item()``) records the value seen.
+- guards: a Python branch on a value (``bool()``, or the answer of a one-pass validation check,
+  ``scg.kernels.has_nan`` and the like) or a value leaving as a number (``float()``, ``int()``,
+  ``item()``) records the value seen.
 
 Two consecutive recordings that agree (same calls, same wiring, and the same constants:
 an array made outside the recording, such as a Python scalar lifted to an array, must have
@@ -718,11 +719,18 @@ def _structure(x):
 _ESCAPES = ("bool", "float", "int", "index", "item", "tolist", "state")
 
 
+def _is_branch(step):
+    """A guard on a value a Python branch reads: ``bool()``, or the answer of a validation check
+    (``scg.kernels.has_nan`` and the like record theirs as "bool (any_nan)"). Either may go the
+    other way between two calls: the calls after it decide."""
+    return step.kind == "guard" and (step.name == "bool" or step.name.startswith("bool ("))
+
+
 def _branch_before(old, new, n):
     """The last Python branch before step ``n`` that went different ways in two recordings."""
     for i in range(min(n, len(old.steps), len(new.steps)) - 1, -1, -1):
         a, b = old.steps[i], new.steps[i]
-        if a.kind == b.kind == "guard" and a.name == "bool" and not _same(a.extra, b.extra):
+        if _is_branch(a) and _is_branch(b) and not _same(a.extra, b.extra):
             return b
     return None
 
@@ -768,7 +776,7 @@ def _differ(old, new):
             return f"the draw ({b.name}) at {b.site} uses another generator each time: make the generator once, " \
                    f"outside the traced step"
         if a.kind == "guard" and not _same(a.extra, b.extra):
-            if a.name == "bool":
+            if _is_branch(a):
                 continue  # a branch that went the other way: the calls after it decide
             inside = "/scg/" in str(b.site or "")
             fix = ("scg takes this number itself (a statistic read as a Python float): run the step with "

@@ -768,3 +768,45 @@ def test_recording_is_linear_in_the_length_of_the_step():
         if ratio < 24:
             break
     assert ratio < 24, ratio
+
+
+@pytest.mark.parametrize("flip", ["infinite logit", "value not 0 or 1"])
+def test_a_validation_check_that_flips_at_an_audit_is_a_branch_not_an_error(flip):
+    """The one-pass checks (scg.kernels.has_nan / all_finite / all_binary) are guards; when their
+    answer changes on the call that an audit records again (the 10th replay), the step takes the
+    other branch, as a bool() branch does, and is not refused as a changing Python number."""
+    import scg.distributions as D
+
+    def make():
+        w = scg.tensor(np.linspace(-1, 1, 6).astype(np.float32), requires_grad=True)
+
+        def step(x, shift):
+            loss = -D.Bernoulli(logits=w + scg.tensor(shift), validate_args=False).log_prob(x).sum()
+            w.grad = None
+            loss.backward()
+            return loss, w.grad.data.copy()
+        return step
+
+    eager, traced = make(), scg.trace(make())
+    b = np.array([0, 1, 1, 0, 1, 0], np.float32)
+    z = np.zeros(6, np.float32)
+    odd_x, odd_shift = b.copy(), z.copy()
+    if flip == "infinite logit":
+        odd_shift[1] = np.inf
+    else:
+        odd_x[2] = 0.5
+    calls = [(b, z)] * 11 + [(odd_x, odd_shift)] + [(b, z), (odd_x, odd_shift)] * 60
+    for i, (x, shift) in enumerate(calls):
+        (l1, g1), (l2, g2) = eager(x, shift), traced(x, shift)
+        assert np.array_equal(l1.data, l2.data) and np.array_equal(g1, g2, equal_nan=True), i
+    logits = np.linspace(-1, 1, 6) + odd_shift.astype(np.float64)  # the odd call, by brute force
+
+    def log_p(x, l):
+        if x not in (0, 1):
+            return -np.inf
+        if np.isinf(l):
+            return 0.0 if (l > 0) == (x == 1) else -np.inf
+        return x * l - np.logaddexp(0, l)
+    expected = -sum(log_p(x, l) for x, l in zip(odd_x, logits))
+    np.testing.assert_allclose(traced(odd_x, odd_shift)[0].data, expected, rtol=1e-6)
+    assert traced.stats["replayed"] > 100
