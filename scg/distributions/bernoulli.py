@@ -73,6 +73,8 @@ class Bernoulli(Distribution):
         # Every value 0 or 1 (the common case, tested in one read pass): no support mask to
         # compute, record or apply. Else the mask, recorded (x may be a sample).
         inside = None if kernels.all_binary(x.data) else self._support(x, (x == 1) | (x == 0))
+        if inside is not None:  # (validation off) outside values as 0 first: their -inf below then
+            x = ops.where(inside, x, 0)  # has gradient 0, not 0 * inf = NaN from x = inf or NaN
         if self._given == "logits" and kernels.all_finite(self._param.data):
             # x l - softplus(l): log sigmoid(l) at x = 1, log sigmoid(-l) at x = 0, one pass
             # (at l = +-inf that is inf - inf: such logits take the branch below)
