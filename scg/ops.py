@@ -743,14 +743,21 @@ def _matmul_forward(a, b):
             f"inner dimensions differ: {a.shape[-1]} (last of first) vs {b.shape[-2]} "
             f"(second-to-last of second)"
         )
-    return np.matmul(a, b)
+    out = np.matmul(a, b)
+    parallel.blas_ran()
+    return out
+
+
+def _matmul_into(a, b, out):
+    np.matmul(a, b, out=out)
+    parallel.blas_ran()
 
 
 def _mT(x):
     return transpose(x) if x.ndim == 2 else swapaxes(x, -1, -2)
 
 
-_matmul_forward.into = lambda a, b, out: np.matmul(a, b, out=out)
+_matmul_forward.into = _matmul_into
 _matmul = primitive(
     "matmul",
     _matmul_forward,

@@ -109,7 +109,7 @@ class Optimizer:
             if not getattr(p, "requires_grad", False):
                 raise ValueError(f"{type(self).__name__}: parameter {i} (shape {p.shape}) does not require grad")
         self.hyper = dict(defaults)
-        self._plan = None  # (threads, shapes) -> row blocks per worker, see _blocks
+        self._plans = {}  # (threads, shapes) -> row blocks per worker, see _blocks (threads vary: see parallel.blas_ran)
         self.step_count = 0
         self.param_steps = [0] * len(self.params)  # steps in which each parameter had a gradient
         self.state = {}  # name -> list of arrays, one per parameter
@@ -130,9 +130,10 @@ class Optimizer:
         """Call ``update(i, sl, g)`` for every row block ``sl`` of every parameter ``i`` that has
         a gradient, on ``threads()`` workers (see the module docstring)."""
         n = threads()
-        key = (n, [p.shape for p in self.params])
-        if self._plan is None or self._plan[0] != key:
-            self._plan = (key, _blocks(key[1], n))
+        shapes = tuple(p.shape for p in self.params)
+        plan = self._plans.get((n, shapes))
+        if plan is None:
+            plan = self._plans[n, shapes] = _blocks(shapes, n)
 
         def task(group):
             def go():
@@ -142,7 +143,7 @@ class Optimizer:
                         update(i, sl, g if sl is None else g[sl])
             return go
 
-        run([task(group) for group in self._plan[1]])
+        run([task(group) for group in plan])
 
     def state_dict(self):
         """Hyperparameters, step count and copies of the per-parameter state arrays."""

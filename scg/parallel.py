@@ -11,22 +11,52 @@ on one thread (a hand-off costs ~10-20 us).
 
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 MIN_SIZE = 1 << 16  # elements below which one thread is faster
 _CORES = min(2, os.cpu_count() or 1)  # read once: os.cpu_count() costs tens of microseconds
 _pool = None
+_blas_busy_until = 0.0  # perf_counter() time until which BLAS's idle threads may still spin
 
 
 def threads():
     """Workers to use: ``SCG_NUM_THREADS``, else ``OMP_NUM_THREADS`` (a user who limits BLAS
     to one thread wants no other threads either), else up to 2 (this project's machines
-    have 2 cores; more only adds memory traffic to a memory-bound pass)."""
+    have 2 cores; more only adds memory traffic to a memory-bound pass), but 1 shortly after
+    a matrix product (see :func:`blas_ran`)."""
     for var in ("SCG_NUM_THREADS", "OMP_NUM_THREADS"):
         v = os.environ.get(var, "")
         if v.isdigit() and int(v) > 0:
             return int(v)
+    if _blas_busy_until and time.perf_counter() < _blas_busy_until:
+        return 1
     return _CORES
+
+
+def _spin_seconds():
+    """How long OpenBLAS's idle threads spin after a product: 2^OPENBLAS_THREAD_TIMEOUT cycles
+    (OpenBLAS clamps it to 4..30; default 28, ~0.1 s), counted at 2 GHz to be safe; 0 when
+    BLAS runs on one thread (no idle threads)."""
+    if os.environ.get("OPENBLAS_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "")) == "1":
+        return 0.0
+    t = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "")
+    return 2.0 ** (min(max(int(t), 4), 30) if t.isdigit() else 28) / 2e9
+
+
+_SPIN = _spin_seconds()  # OpenBLAS reads the variables once, when numpy loads it: so do we
+
+
+def blas_ran():
+    """Note that a matrix product just ran (scg.ops.matmul calls this). BLAS's idle threads then
+    spin on the other core for a while (OpenBLAS: ~0.1 s by default), and a pass split onto
+    that core waits for the spinner: measured in the VAE step at batch 512 (401,408 pixel
+    logits, right after the decoder's product), the Bernoulli log-likelihood took 610-645 us on
+    two threads and 440-465 us on one, Adam 730-780 us and 560-590 us. So until then,
+    ``threads()`` is 1. Results do not depend on it: every split gives the same bits."""
+    global _blas_busy_until
+    if _SPIN:
+        _blas_busy_until = time.perf_counter() + _SPIN
 
 
 _inside = threading.local()  # .on: this thread is running a task of run()

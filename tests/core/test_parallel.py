@@ -94,3 +94,64 @@ def test_bernoulli_log_prob_on_the_numpy_path_splits_over_threads_without_deadlo
     tol = 1e-12 if dtype == np.float64 else 2e-6
     np.testing.assert_allclose(got["lp"], ref, rtol=tol, atol=tol)
     np.testing.assert_allclose(got["score"], x - 1 / (1 + np.exp(-l64)), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("env, seconds", [({}, 2.0 ** 28 / 2e9), ({"OPENBLAS_THREAD_TIMEOUT": "4"}, 16 / 2e9),
+                                          ({"OPENBLAS_THREAD_TIMEOUT": "40"}, 2.0 ** 30 / 2e9),
+                                          ({"OPENBLAS_NUM_THREADS": "1"}, 0.0), ({"OMP_NUM_THREADS": "1"}, 0.0),
+                                          ({"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, 2.0 ** 28 / 2e9)])
+def test_how_long_blas_threads_spin_is_read_as_openblas_reads_it(monkeypatch, env, seconds):
+    for var in ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert parallel._spin_seconds() == seconds
+
+
+def test_right_after_a_matrix_product_passes_stay_on_one_thread(monkeypatch):
+    """BLAS's idle threads spin on the other core after a product: threads() is 1 until they
+    stop, then the cores again; the matmul primitive (call and traced .into) says when it ran."""
+    for var in ("SCG_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(parallel, "_CORES", 2)
+    monkeypatch.setattr(parallel, "_SPIN", 0.3)
+    monkeypatch.setattr(parallel, "_blas_busy_until", 0.0)
+    assert parallel.threads() == 2
+    a = np.ones((3, 4), np.float32)
+    for product in (lambda: scg.ops.matmul(scg.tensor(a), scg.tensor(a.T)),
+                    lambda: scg.ops._matmul_forward.into(a, a.T, out=np.empty((3, 3), np.float32))):
+        monkeypatch.setattr(parallel, "_blas_busy_until", 0.0)
+        product()
+        assert parallel.threads() == 1
+        monkeypatch.setenv("SCG_NUM_THREADS", "2")  # a user's explicit choice still holds
+        assert parallel.threads() == 2
+        monkeypatch.delenv("SCG_NUM_THREADS")
+        parallel._blas_busy_until -= 0.31  # the spin is over
+        assert parallel.threads() == 2
+    monkeypatch.setattr(parallel, "_SPIN", 0.0)  # BLAS on one thread: nothing spins
+    monkeypatch.setattr(parallel, "_blas_busy_until", 0.0)
+    scg.ops.matmul(scg.tensor(a), scg.tensor(a.T))
+    assert parallel.threads() == 2
+
+
+def test_adam_gives_the_same_bits_whether_a_product_just_ran_or_not(monkeypatch):
+    """Adam's update is dealt to threads() workers, which now changes within a run (1 right after
+    a product, else 2): both plans give the plain loop's bits, and each plan is kept."""
+    monkeypatch.delenv("SCG_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(parallel, "_CORES", 2)
+    results = []
+    for spin in (0.0, 10.0):
+        monkeypatch.setattr(parallel, "_SPIN", spin)
+        monkeypatch.setattr(parallel, "_blas_busy_until", 0.0)
+        rng = np.random.default_rng(0)
+        p = scg.nn.Parameter(rng.standard_normal((600, 300)), dtype=np.float32)
+        opt = scg.optim.Adam([p], lr=1e-2)
+        for _ in range(3):
+            loss = (scg.ops.matmul(p, scg.tensor(np.ones((300, 1), np.float32))) ** 2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert list(opt._plans)[0][0] == (1 if spin else 2)
+        results.append(p.data.copy())
+    assert np.array_equal(results[0], results[1])
