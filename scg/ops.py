@@ -744,13 +744,18 @@ def _matmul_forward(a, b):
             f"(second-to-last of second)"
         )
     out = np.matmul(a, b)
-    parallel.blas_ran()
+    if out.size * a.shape[-1] >= _THREADED_PRODUCT:
+        parallel.blas_ran()
     return out
+
+
+_THREADED_PRODUCT = 1 << 18  # multiply-adds from which OpenBLAS hands a product to its threads
 
 
 def _matmul_into(a, b, out):
     np.matmul(a, b, out=out)
-    parallel.blas_ran()
+    if out.size * a.shape[-1] >= _THREADED_PRODUCT:
+        parallel.blas_ran()
 
 
 def _mT(x):

@@ -131,9 +131,10 @@ class Optimizer:
         a gradient, on ``threads()`` workers (see the module docstring)."""
         n = threads()
         shapes = tuple(p.shape for p in self.params)
-        plan = self._plans.get((n, shapes))
+        plans = self.__dict__.setdefault("_plans", {})  # (an optimizer pickled before it had them)
+        plan = plans.get((n, shapes))
         if plan is None:
-            plan = self._plans[n, shapes] = _blocks(shapes, n)
+            plan = plans[n, shapes] = _blocks(shapes, n)
 
         def task(group):
             def go():

@@ -10,6 +10,7 @@ on one thread (a hand-off costs ~10-20 us).
 """
 
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,21 +35,30 @@ def threads():
     return _CORES
 
 
+def _atoi(s):
+    """C's atoi, as OpenBLAS reads its variables: leading blanks, a sign, ASCII digits; else 0."""
+    m = re.match(r"[ \t\n\v\f\r]*([+-]?[0-9]+)", s or "")
+    return int(m.group(1)) if m else 0
+
+
 def _spin_seconds():
     """How long OpenBLAS's idle threads spin after a product: 2^OPENBLAS_THREAD_TIMEOUT cycles
-    (OpenBLAS clamps it to 4..30; default 28, ~0.1 s), counted at 2 GHz to be safe; 0 when
-    BLAS runs on one thread (no idle threads)."""
-    if os.environ.get("OPENBLAS_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "")) == "1":
+    (a value <= 0 means its default, 28, ~0.1 s; clamped to 4..30), counted at 2 GHz to be safe;
+    0 when BLAS runs on one thread (OPENBLAS_NUM_THREADS, else GOTO_NUM_THREADS, else
+    OMP_NUM_THREADS: the first above 0), which has no idle threads."""
+    counts = [_atoi(os.environ.get(v)) for v in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")]
+    if next((n for n in counts if n > 0), 0) == 1:
         return 0.0
-    t = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "")
-    return 2.0 ** (min(max(int(t), 4), 30) if t.isdigit() else 28) / 2e9
+    t = _atoi(os.environ.get("OPENBLAS_THREAD_TIMEOUT"))
+    return 2.0 ** (28 if t <= 0 else min(max(t, 4), 30)) / 2e9
 
 
-_SPIN = _spin_seconds()  # OpenBLAS reads the variables once, when numpy loads it: so do we
+_SPIN = _spin_seconds()  # OpenBLAS reads the variables once, when it loads (with numpy, before scg): so do we
 
 
 def blas_ran():
-    """Note that a matrix product just ran (scg.ops.matmul calls this). BLAS's idle threads then
+    """Note that a matrix product just ran (scg.ops.matmul calls this for products of at least
+    2^18 multiply-adds, where OpenBLAS starts using its threads). BLAS's idle threads then
     spin on the other core for a while (OpenBLAS: ~0.1 s by default), and a pass split onto
     that core waits for the spinner: measured in the VAE step at batch 512 (401,408 pixel
     logits, right after the decoder's product), the Bernoulli log-likelihood took 610-645 us on

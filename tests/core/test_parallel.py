@@ -96,12 +96,23 @@ def test_bernoulli_log_prob_on_the_numpy_path_splits_over_threads_without_deadlo
     np.testing.assert_allclose(got["score"], x - 1 / (1 + np.exp(-l64)), rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("env, seconds", [({}, 2.0 ** 28 / 2e9), ({"OPENBLAS_THREAD_TIMEOUT": "4"}, 16 / 2e9),
-                                          ({"OPENBLAS_THREAD_TIMEOUT": "40"}, 2.0 ** 30 / 2e9),
-                                          ({"OPENBLAS_NUM_THREADS": "1"}, 0.0), ({"OMP_NUM_THREADS": "1"}, 0.0),
-                                          ({"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, 2.0 ** 28 / 2e9)])
+DEFAULT_SPIN = 2.0 ** 28 / 2e9
+
+
+@pytest.mark.parametrize("env, seconds", [
+    ({}, DEFAULT_SPIN), ({"OPENBLAS_THREAD_TIMEOUT": "4"}, 16 / 2e9), ({"OPENBLAS_THREAD_TIMEOUT": "40"}, 2.0 ** 30 / 2e9),
+    # read with C's atoi, as OpenBLAS does: <= 0 (or no digits) is its default, 28
+    ({"OPENBLAS_THREAD_TIMEOUT": "0"}, DEFAULT_SPIN), ({"OPENBLAS_THREAD_TIMEOUT": "-3"}, DEFAULT_SPIN),
+    ({"OPENBLAS_THREAD_TIMEOUT": "\u00b2"}, DEFAULT_SPIN), ({"OPENBLAS_THREAD_TIMEOUT": "\u0664"}, DEFAULT_SPIN),
+    ({"OPENBLAS_THREAD_TIMEOUT": " 4"}, 16 / 2e9), ({"OPENBLAS_THREAD_TIMEOUT": "4x"}, 16 / 2e9),
+    ({"OPENBLAS_THREAD_TIMEOUT": "+5"}, 32 / 2e9), ({"OPENBLAS_THREAD_TIMEOUT": "2"}, 16 / 2e9),
+    # BLAS on one thread: nothing spins (the first of the three variables above 0 decides)
+    ({"OPENBLAS_NUM_THREADS": "1"}, 0.0), ({"OMP_NUM_THREADS": "1"}, 0.0), ({"GOTO_NUM_THREADS": "1"}, 0.0),
+    ({"OPENBLAS_NUM_THREADS": " 01"}, 0.0), ({"OPENBLAS_NUM_THREADS": "0", "OMP_NUM_THREADS": "1"}, 0.0),
+    ({"OPENBLAS_NUM_THREADS": "", "OMP_NUM_THREADS": "1"}, 0.0),
+    ({"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, DEFAULT_SPIN)])
 def test_how_long_blas_threads_spin_is_read_as_openblas_reads_it(monkeypatch, env, seconds):
-    for var in ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+    for var in ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
         monkeypatch.delenv(var, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -117,9 +128,13 @@ def test_right_after_a_matrix_product_passes_stay_on_one_thread(monkeypatch):
     monkeypatch.setattr(parallel, "_SPIN", 0.3)
     monkeypatch.setattr(parallel, "_blas_busy_until", 0.0)
     assert parallel.threads() == 2
-    a = np.ones((3, 4), np.float32)
+    small = np.ones((8, 8), np.float32)  # below 2^18 multiply-adds OpenBLAS keeps a product on one thread
+    scg.ops.matmul(scg.tensor(small), scg.tensor(small))
+    scg.ops._matmul_forward.into(small, small, out=np.empty((8, 8), np.float32))
+    assert parallel.threads() == 2
+    a = np.ones((64, 64), np.float32)  # 2^18 multiply-adds
     for product in (lambda: scg.ops.matmul(scg.tensor(a), scg.tensor(a.T)),
-                    lambda: scg.ops._matmul_forward.into(a, a.T, out=np.empty((3, 3), np.float32))):
+                    lambda: scg.ops._matmul_forward.into(a, a.T, out=np.empty((64, 64), np.float32))):
         monkeypatch.setattr(parallel, "_blas_busy_until", 0.0)
         product()
         assert parallel.threads() == 1
@@ -148,10 +163,25 @@ def test_adam_gives_the_same_bits_whether_a_product_just_ran_or_not(monkeypatch)
         p = scg.nn.Parameter(rng.standard_normal((600, 300)), dtype=np.float32)
         opt = scg.optim.Adam([p], lr=1e-2)
         for _ in range(3):
-            loss = (scg.ops.matmul(p, scg.tensor(np.ones((300, 1), np.float32))) ** 2).sum()
+            loss = (scg.ops.matmul(p, scg.tensor(np.ones((300, 8), np.float32))) ** 2).sum()  # 2^20 multiply-adds
             opt.zero_grad()
             loss.backward()
             opt.step()
         assert list(opt._plans)[0][0] == (1 if spin else 2)
         results.append(p.data.copy())
     assert np.array_equal(results[0], results[1])
+
+
+def test_an_optimizer_pickled_before_it_kept_plans_still_steps():
+    """An Adam pickled by an earlier version holds ``_plan``, not ``_plans``: its first step
+    must still update the parameter (and count one step)."""
+    import pickle
+
+    p = scg.tensor(np.ones((4, 3), np.float32), requires_grad=True)
+    opt = scg.optim.Adam([p], lr=0.1)
+    del opt._plans
+    opt._plan = None
+    p, opt = pickle.loads(pickle.dumps((p, opt)))
+    p.grad = scg.Tensor(np.ones((4, 3), np.float32))
+    opt.step()
+    np.testing.assert_allclose(p.data, 1 - 0.1, rtol=1e-6)  # Adam's first step moves by lr
