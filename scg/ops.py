@@ -214,24 +214,31 @@ def _same(x, y):
     return x.shape == y.shape and x.ndim > 0 and x.dtype == y.dtype
 
 
-def _fused_pair(loop, on_rows, broadcast, doc):
-    """The forward (with ``.into`` for a traced step) of an elementwise primitive of two inputs:
-    the fused loop ``kernels.<loop>`` for float32 inputs of one shape, else ``on_rows(a, b, out)``,
-    both on blocks of rows (scg.parallel), and for inputs of other shapes or dtypes numpy's
-    broadcasting form ``broadcast(a, b)``. ``on_rows`` may run in a task of the thread pool, so it
-    must not hand work to the pool itself."""
-    def into_rows(a, b, out):
-        if not getattr(kernels, loop)(a, b, out):  # looked up per call: tests spy on it
-            on_rows(a, b, out)
+def _fused(loop, on_rows, broadcast, doc):
+    """The forward (with ``.into`` for a traced step) of an elementwise primitive of several
+    inputs: the fused loop ``kernels.<loop>`` for float32 inputs of one shape, else
+    ``on_rows(*inputs, out)``, both on blocks of rows (scg.parallel), and for inputs of other
+    shapes or dtypes numpy's broadcasting form ``broadcast(*inputs)``. ``on_rows`` may run in a
+    task of the thread pool, so it must not hand work to the pool itself."""
+    def into_rows(*blocks):  # the inputs' blocks, then out's
+        if not getattr(kernels, loop)(*blocks):  # looked up per call: tests spy on it
+            on_rows(*blocks)
 
-    def forward(a, b):
-        if _same(a, b):
-            return _rows(into_rows, a, np.empty_like(b), b)
-        return broadcast(a, b)
+    def fits(xs):
+        return builtins.all(_same(x, xs[-1]) for x in xs[:-1])  # (ops.all is the primitive)
 
-    # the same arithmetic as the call, to the bit
-    forward.into = lambda a, b, out: _rows(into_rows, a, out, b) if _same(a, b) else \
-        np.copyto(out, broadcast(a, b))
+    def forward(*xs):
+        if fits(xs):
+            return _rows(into_rows, xs[0], np.empty_like(xs[-1]), *xs[1:])
+        return broadcast(*xs)
+
+    def into(*xs, out):  # the same arithmetic as the call, to the bit
+        if fits(xs):
+            _rows(into_rows, xs[0], out, *xs[1:])
+        else:
+            np.copyto(out, broadcast(*xs))
+
+    forward.into = into
     forward.__doc__ = doc
     return forward
 
@@ -256,7 +263,7 @@ def _score_on_rows(x, l, out):
     np.subtract(x, out, out=out)
 
 
-_bernoulli_log_prob = _fused_pair(
+_bernoulli_log_prob = _fused(
     "bernoulli_log_prob", lambda x, l, out: np.copyto(out, _bernoulli_log_prob_numpy(x, l)),
     _bernoulli_log_prob_numpy,
     """``x l - softplus(l)`` (log sigmoid(l) at x = 1, log sigmoid(-l) at x = 0), broadcast,
@@ -266,32 +273,24 @@ _bernoulli_log_prob = _fused_pair(
     logit rules out, NaN (0 inf) for the certain one (Bernoulli.log_prob takes another form
     there). The fused and the numpy paths differ by a few ulps of max(|x l|, softplus(l)), not of
     the result, where the two terms cancel.""")
-_bernoulli_score = _fused_pair(
+_bernoulli_score = _fused(
     "bernoulli_score", _score_on_rows, lambda x, l: x - _sigmoid(l),
     """``x - sigmoid(l)``, broadcast: d/dl of ``bernoulli_log_prob(x, l)`` (the paths differ by a
     few ulps of sigmoid(l)).""")
 
 
-def _score_times_on_rows(x, l, g, out):
-    if not kernels.bernoulli_score_times(g, x, l, out):
-        _sigmoid_into(l, out)  # numpy's passes on this block (not _sigmoid: see _fused_pair)
-        np.subtract(x, out, out=out)
-        np.multiply(g, out, out=out)
+def _score_times_on_rows(g, x, l, out):
+    _sigmoid_into(l, out)  # numpy's passes on this block (not _sigmoid: see _fused)
+    np.subtract(x, out, out=out)
+    np.multiply(g, out, out=out)
 
 
-def _bernoulli_score_times(g, x, l):
+_bernoulli_score_times = _fused(
+    "bernoulli_score_times", _score_times_on_rows, lambda g, x, l: g * (x - _sigmoid(l)),
     """``g (x - sigmoid(l))``, broadcast: the backward pass of ``bernoulli_log_prob`` in l with its
     incoming gradient multiplied in. For float32 arrays of one shape one fused pass (scg.kernels),
     g of that shape or one number spread over it (a sum's seed): the product is not a pass of its
-    own. The paths differ by a few ulps of g sigmoid(l)."""
-    if _same(x, l) and g.shape == l.shape and g.dtype == l.dtype:
-        return _rows(_score_times_on_rows, x, np.empty_like(l), l, g)
-    return g * (x - _sigmoid(l))
-
-
-# the same arithmetic as the call, to the bit
-_bernoulli_score_times.into = lambda g, x, l, out: _rows(_score_times_on_rows, x, out, l, g) \
-    if _same(x, l) and g.shape == l.shape and g.dtype == l.dtype else np.copyto(out, g * (x - _sigmoid(l)))
+    own. The paths differ by a few ulps of g sigmoid(l).""")
 
 
 def _sigmoid_slope(l):
@@ -329,7 +328,7 @@ def _relu_grad_numpy(g, x):
     return _where(g, np.zeros((), g.dtype), x > 0)
 
 
-_relu_grad = _fused_pair(
+_relu_grad = _fused(
     "relu_grad", lambda g, x, out: np.copyto(out, _relu_grad_numpy(g, x)), _relu_grad_numpy,
     """``g`` where ``x > 0``, else 0: relu's backward pass (the gradient at 0 taken as 0), one
     fused pass for float32 arrays of one shape (scg.kernels) where numpy's where makes four.""")
@@ -743,19 +742,17 @@ def _matmul_forward(a, b):
             f"inner dimensions differ: {a.shape[-1]} (last of first) vs {b.shape[-2]} "
             f"(second-to-last of second)"
         )
-    out = np.matmul(a, b)
-    if out.size * a.shape[-1] >= _THREADED_PRODUCT:
-        parallel.blas_ran()
-    return out
+    return _matmul_into(a, b, None)
 
 
 _THREADED_PRODUCT = 1 << 18  # multiply-adds from which OpenBLAS hands a product to its threads
 
 
 def _matmul_into(a, b, out):
-    np.matmul(a, b, out=out)
+    out = np.matmul(a, b, out=out)
     if out.size * a.shape[-1] >= _THREADED_PRODUCT:
         parallel.blas_ran()
+    return out
 
 
 def _mT(x):

@@ -131,10 +131,9 @@ class Optimizer:
         a gradient, on ``threads()`` workers (see the module docstring)."""
         n = threads()
         shapes = tuple(p.shape for p in self.params)
-        plans = self.__dict__.setdefault("_plans", {})  # (an optimizer pickled before it had them)
-        plan = plans.get((n, shapes))
+        plan = self._plans.get((n, shapes))
         if plan is None:
-            plan = plans[n, shapes] = _blocks(shapes, n)
+            plan = self._plans[n, shapes] = _blocks(shapes, n)
 
         def task(group):
             def go():
@@ -145,6 +144,10 @@ class Optimizer:
             return go
 
         run([task(group) for group in plan])
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_plans", {})  # an optimizer pickled before the plans were kept
 
     def state_dict(self):
         """Hyperparameters, step count and copies of the per-parameter state arrays."""

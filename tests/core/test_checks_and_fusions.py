@@ -410,6 +410,19 @@ def test_a_traced_bernoulli_step_replays_bit_for_bit():
     assert traced.stats["replayed"] == 6
 
 
+def _refused_as_eagerly(eager, traced, traced_params, args, text):
+    """The traced step raises the eager step's ValueError (which names ``text``) on ``args``, and
+    its optimizer takes no step."""
+    before = _copies(traced_params)
+    with pytest.raises(ValueError) as eager_error:
+        eager(*args)
+    with pytest.raises(ValueError) as traced_error:
+        traced(*args)
+    assert str(traced_error.value) == str(eager_error.value)
+    assert text in str(traced_error.value)
+    _assert_same(before, _copies(traced_params))  # no optimizer step
+
+
 @pytest.mark.parametrize("validate", [None, False], ids=["validated", "validate_args=False"])
 @pytest.mark.parametrize("data_dtype", [np.float32, np.float64], ids=["float32 data", "float64 data"])
 def test_nan_data_on_a_later_call_raises_the_eager_error_and_takes_no_step(validate, data_dtype):
@@ -427,14 +440,7 @@ def test_nan_data_on_a_later_call_raises_the_eager_error_and_takes_no_step(valid
     for position in ((0, 0), (2, 3), (4, 5)):
         z, x = data(10)
         x[position] = np.nan
-        before = _copies(tp)
-        with pytest.raises(ValueError) as eager_error:
-            es(z, x)
-        with pytest.raises(ValueError) as traced_error:
-            traced(z, x)
-        assert str(traced_error.value) == str(eager_error.value)
-        assert "NaN" in str(traced_error.value)
-        _assert_same(before, _copies(tp))  # no optimizer step
+        _refused_as_eagerly(es, traced, tp, (z, x), "NaN")
         _assert_same(_copies(ep), _copies(tp))
     # and it goes on as before
     for i in range(4, 8):
@@ -453,14 +459,7 @@ def test_non_binary_observed_data_raises_the_eager_error_in_a_replay(validate):
     for odd in (0.5, 2.0, -1.0):
         z, x = _binary_data(11)
         x[3, 2] = odd
-        before = _copies(tp)
-        with pytest.raises(ValueError) as eager_error:
-            es(z, x)
-        with pytest.raises(ValueError) as traced_error:
-            traced(z, x)
-        assert str(traced_error.value) == str(eager_error.value)
-        assert "outside the support" in str(traced_error.value)
-        _assert_same(before, _copies(tp))
+        _refused_as_eagerly(es, traced, tp, (z, x), "outside the support")
     _assert_same(es(*_binary_data(20)), traced(*_binary_data(20)))
     _assert_same(ep, tp)
 
