@@ -77,29 +77,25 @@ BLOCKED2(bernoulli_score_f32, a - 1.0f / (1.0f + expf(-b)))
 /* g (x - sigmoid(l)): the log-likelihood's backward pass with the incoming gradient g multiplied
    in, one pass where the product would make another. g is an array of n (c = g[i]), or one
    number spread over the array (a sum's seed, after a negation: c = g[0]). */
-#define SCORE_TIMES(NAME, C)                                                                       \
+#define SCORE_TIMES(NAME, STEP)                                                                    \
 static inline void NAME##_block(const float *restrict x, const float *restrict y,                 \
                                 const float *restrict g, float *restrict out) {                    \
     _Pragma("omp simd")                                                                            \
-    for (int i = 0; i < W; i++) { float a = x[i], b = y[i], c = (C); out[i] = c * (a - 1.0f / (1.0f + expf(-b))); } \
+    for (int i = 0; i < W; i++) { float a = x[i], b = y[i], c = g[i * STEP]; out[i] = c * (a - 1.0f / (1.0f + expf(-b))); } \
 }                                                                                                  \
 void NAME(const float *restrict x, const float *restrict y, const float *restrict g,              \
           float *restrict out, size_t n) {                                                         \
     size_t i = 0;                                                                                  \
-    for (; i + W <= n; i += W) NAME##_block(x + i, y + i, g + (g_all ? i : 0), out + i);          \
+    for (; i + W <= n; i += W) NAME##_block(x + i, y + i, g + i * STEP, out + i);                  \
     if (i < n) {                                                                                   \
         float xb[W] = {0}, yb[W] = {0}, gb[W] = {0}, ob[W];                                        \
-        for (size_t j = 0; j < n - i; j++) { xb[j] = x[i + j]; yb[j] = y[i + j]; gb[j] = g[g_all ? i + j : 0]; } \
+        for (size_t j = 0; j < n - i; j++) { xb[j] = x[i + j]; yb[j] = y[i + j]; gb[j] = g[(i + j) * STEP]; } \
         NAME##_block(xb, yb, gb, ob);                                                              \
         for (size_t j = 0; j < n - i; j++) out[i + j] = ob[j];                                     \
     }                                                                                              \
 }
-#define g_all 1
-SCORE_TIMES(bernoulli_score_times_f32, g[i])
-#undef g_all
-#define g_all 0
-SCORE_TIMES(bernoulli_score_scaled_f32, g[0])
-#undef g_all
+SCORE_TIMES(bernoulli_score_times_f32, 1)   /* g an array of n */
+SCORE_TIMES(bernoulli_score_scaled_f32, 0)  /* g one number */
 
 /* relu's backward pass: g (a) where x (b) > 0, else 0, as np.where(x > 0, g, 0) (a NaN or inf in
    g stays where x > 0, and is dropped elsewhere). One pass where numpy makes four. */
