@@ -73,6 +73,9 @@ BLOCKED(sigmoid_f32, 1.0f / (1.0f + expf(-a)))
    l = 20, -2.06e-9, where x l - softplus(l) cancels to 0). */
 BLOCKED2(bernoulli_log_prob_f32, (a - (b > 0.0f ? 1.0f : 0.0f)) * b - log1pf(expf(-fabsf(b))))
 BLOCKED2(bernoulli_score_f32, a - 1.0f / (1.0f + expf(-b)))
+/* Its negation, -log p: the cost graph.observe makes of it, in the same pass (a traced step fuses
+   the negation into the log-likelihood when nothing else reads the latter; negating is exact). */
+BLOCKED2(bernoulli_nll_f32, -((a - (b > 0.0f ? 1.0f : 0.0f)) * b - log1pf(expf(-fabsf(b)))))
 
 /* g (x - sigmoid(l)): the log-likelihood's backward pass with the incoming gradient g multiplied
    in, one pass where the product would make another. g is an array of n (c = g[i]), or one
@@ -100,6 +103,27 @@ SCORE_TIMES(bernoulli_score_scaled_f32, 0)  /* g one number */
 /* relu's backward pass: g (a) where x (b) > 0, else 0, as np.where(x > 0, g, 0) (a NaN or inf in
    g stays where x > 0, and is dropped elsewhere). One pass where numpy makes four. */
 BLOCKED2(relu_grad_f32, b > 0.0f ? a : 0.0f)
+
+/* relu as np.maximum(x, 0) computes it, to the bit: x where x > 0 or x is NaN (the same NaN), else
+   +0 (so -0 gives +0). One vectorized pass, about twice numpy's NaN-propagating maximum. */
+#define RELU(v) ((v) > 0.0f || (v) != (v) ? (v) : 0.0f)
+void relu_f32(const float *restrict x, float *restrict out, size_t n) {
+    #pragma omp simd
+    for (size_t i = 0; i < n; i++) { float a = x[i]; out[i] = RELU(a); }
+}
+
+/* relu(x + b) for x of rows x cols and b of cols (a dense layer's bias added to its product,
+   then its activation): one pass where numpy makes two, each element rounded as np.add then
+   np.maximum round it. A traced step fuses the pair when nothing else reads the sum. */
+void bias_relu_f32(const float *restrict x, const float *restrict b, float *restrict out, size_t rows,
+                   size_t cols) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *restrict xr = x + r * cols;
+        float *restrict o = out + r * cols;
+        #pragma omp simd
+        for (size_t j = 0; j < cols; j++) { float a = xr[j] + b[j]; o[j] = RELU(a); }
+    }
+}
 
 /* One Adam update (scg.optim.Adam.step), in the order of numpy's in-place passes there, so the
    result is the same to the bit:

@@ -131,7 +131,8 @@ def _build(rebuild=False):
 
 _SIGNATURES = {  # name -> argument types after the pointers and the length
     "softplus_f32": 2, "sigmoid_f32": 2, "bernoulli_log_prob_f32": 3, "bernoulli_score_f32": 3,
-    "bernoulli_score_times_f32": 4, "bernoulli_score_scaled_f32": 4, "relu_grad_f32": 3, "adam_f32": 4, "adam_f64": 4,
+    "bernoulli_nll_f32": 3, "bernoulli_score_times_f32": 4, "bernoulli_score_scaled_f32": 4, "relu_grad_f32": 3,
+    "relu_f32": 2, "bias_relu_f32": 3, "adam_f32": 4, "adam_f64": 4,
     **{f"{t}_{d}": 1 for t in ("any_nan", "any_nonfinite", "any_nonbinary") for d in ("f32", "f64")},
 }
 
@@ -143,7 +144,7 @@ def _open(path):
         P, N = ctypes.c_void_p, ctypes.c_size_t
         for name, pointers in _SIGNATURES.items():
             f = getattr(lib, name)  # AttributeError: a library of another version
-            f.argtypes = [P] * pointers + [N]
+            f.argtypes = [P] * pointers + [N] * (2 if name == "bias_relu_f32" else 1)  # (rows, cols)
             if name.startswith("adam"):
                 f.argtypes += [ctypes.c_float if name.endswith("32") else ctypes.c_double] * 7
             f.restype = ctypes.c_int if name.startswith("any_") else None
@@ -208,6 +209,22 @@ def _self_check(k):
     k.relu_grad_f32(_ptr(y), _ptr(x), _ptr(out), x.size)
     if not np.array_equal(out, np.where(x > 0, y, 0)):
         return f"relu_grad gives {out}"
+    k.bernoulli_nll_f32(_ptr(y), _ptr(x), _ptr(out), x.size)
+    if not np.all(np.abs(out + log_p) <= 1e-6 * np.abs(log_p)):
+        return f"bernoulli_nll gives {out} for {-log_p}"
+    # relu to the bit, signs of zeros and NaN payloads included (compared as integers)
+    r = np.concatenate([x, np.array([-0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-45, -1e-45], np.float32)])
+    r[-3] = np.frombuffer(np.uint32(0x7FC00123).tobytes(), np.float32)[0]  # a NaN with a payload
+    rout = np.empty_like(r)
+    k.relu_f32(_ptr(r), _ptr(rout), r.size)
+    if not np.array_equal(rout.view(np.uint32), np.maximum(r, 0).view(np.uint32)):
+        return f"relu gives {rout}"
+    rows = r[:42].reshape(6, 7)  # bias_relu: each row plus the bias, then relu
+    bias = r[-7:].copy()
+    rout = np.empty_like(rows)
+    k.bias_relu_f32(_ptr(rows), _ptr(bias), _ptr(rout), 6, 7)
+    if not np.array_equal(rout.view(np.uint32), np.maximum(rows + bias, 0).view(np.uint32)):
+        return f"bias_relu gives {rout}"
     for T, d in ((np.float32, "f32"), (np.float64, "f64")):
         for test, numpy_test in _TESTS.items():
             for fill, odd in itertools.product((0, 1), (0, 1, 0.5, 2, np.inf, -np.inf, np.nan, -0.0, 1e-40, 3e38)):
@@ -310,6 +327,26 @@ def bernoulli_score_times(g, x, logits, out):
 def relu_grad(g, x, out):
     """``out[...] = g where x > 0 else 0``."""
     return _float32_loop("relu_grad_f32", out, g, x)
+
+
+def relu(x, out):
+    """``out[...] = np.maximum(x, 0)``, to the bit."""
+    return _float32_loop("relu_f32", out, x)
+
+
+def bias_relu(x, b, out):
+    """``out[...] = np.maximum(x + b, 0)``, to the bit, for ``x`` of shape (rows, cols) and ``b`` of
+    shape (cols,)."""
+    k = lib()
+    if k is None or x.ndim != 2 or b.shape != x.shape[1:] or not (_fits(_F32, x, out) and _fits(_F32, b)):
+        return False
+    k.bias_relu_f32(_ptr(x), _ptr(b), _ptr(out), x.shape[0], x.shape[1])
+    return True
+
+
+def bernoulli_nll(x, logits, out):
+    """``out[...] = -(x logits - softplus(logits))``, the negation of ``bernoulli_log_prob``'s loop."""
+    return _float32_loop("bernoulli_nll_f32", out, x, logits)
 
 
 def adam(p, g, m, v, b1, b2, step, eps_hat, wd):

@@ -52,6 +52,7 @@ import warnings
 
 import numpy as np
 
+from . import ops
 from .context import pop, push, state
 from .tensor import Tensor
 
@@ -719,6 +720,12 @@ def _structure(x):
 _ESCAPES = ("bool", "float", "int", "index", "item", "tolist", "state")
 
 
+# The whole-array checks of scg.kernels, as their guards are named, by strength: a value with no
+# element outside {0, 1} has none that is infinite or NaN, and a finite one has no NaN.
+_CHECK_STRENGTH = {"bool (any_nan)": 1, "bool (any_nonfinite)": 2, "bool (any_nonbinary)": 3}
+_SIGN_BLIND = ("bool (any_nan)", "bool (any_nonfinite)")  # the same answer for -x as for x
+
+
 def _is_branch(step):
     """A guard on a value a Python branch reads: ``bool()``, or the answer of a validation check
     (``scg.kernels.has_nan`` and the like record theirs as "bool (any_nan)"). Either may go the
@@ -838,6 +845,8 @@ class _Program:
         self.persistent = self._persistent_slots(steps)  # slots whose memory outlives the call
         self.grad_saved = []  # (leaf, its .grad before a store of this replay): undone on a miss
         alias = self._elide_copies(steps, out_template)
+        self._fuse(steps, out_template)
+        self._merge_checks(steps)
         self.calls, self.call_steps = [], []  # the closures, and the step each replays
         for step in steps:
             if step is None:
@@ -883,6 +892,107 @@ class _Program:
                     alias[step.out] = src
                     steps[n] = None
         return alias
+
+    def _fuse(self, steps, out_template):
+        """Run ``add(x, b)`` then ``relu`` of the sum as one call (``ops._bias_relu``: a dense layer
+        and its activation, one pass over memory instead of two, the sum never written) where the
+        two are consecutive, relu is the sum's only reader, ``x`` is (rows, cols) and ``b`` (cols,),
+        all of one float dtype. Each element is rounded as the pair rounds it."""
+        reads = {}
+        for step in steps:
+            if step is not None:
+                for i in self._slots((step.args, step.kwargs), []):
+                    reads[i] = reads.get(i, 0) + 1
+        for i in self._slots(out_template, []):
+            reads[i] = reads.get(i, 0) + 1
+        live = [n for n, step in enumerate(steps) if step is not None]
+        for m, n in zip(live, live[1:]):
+            first, second = steps[m], steps[n]
+            if not (first.kind == second.kind == "call" and first.fn is np.add and first.ufunc
+                    and second.fn is ops._relu and not first.kwargs and not second.kwargs
+                    and first.err is None and second.err is None and type(first.out) is int
+                    and type(second.out) is int and second.args == (_S(first.out),)
+                    and reads.get(first.out) == 1 and first.out not in self.persistent
+                    and len(first.args) == 2 and all(type(a) is _S for a in first.args)):
+                continue
+            x, b, total = (self.values[i] for i in (first.args[0].i, first.args[1].i, first.out))
+            if x.ndim == 2 and b.ndim == 1 and b.shape == x.shape[1:] and x.dtype.kind == "f" and (
+                    x.dtype == b.dtype == total.dtype == self.values[second.out].dtype):
+                steps[m] = None
+                steps[n] = _Step("call", ops._bias_relu, first.args, {}, second.out, name="bias_relu",
+                                 site=second.site)
+        for m in live:
+            self._fuse_negation(steps, m, reads)
+
+    def _fuse_negation(self, steps, m, reads):
+        """Run ``bernoulli_log_prob`` then its negation (graph.observe's cost) as one call
+        (``ops._bernoulli_nll``) where nothing but the negation and sign-blind checks read the
+        log-likelihood in between: the checks then read the cost (a value is finite, or NaN,
+        exactly when its negation is)."""
+        first = steps[m]
+        if first is None or first.kind != "call" or first.fn is not ops._bernoulli_log_prob or first.kwargs or \
+                type(first.out) is not int or first.out in self.persistent or \
+                len(first.args) != 2 or not all(type(a) is _S for a in first.args):
+            return
+        lp = first.out
+        checks = []
+        for n in range(m + 1, len(steps)):
+            step = steps[n]
+            if step is None:
+                continue
+            if step.kind == "guard" and step.name in _SIGN_BLIND and step.args == (_S(lp),):
+                checks.append(n)
+                continue
+            break
+        else:
+            return
+        neg = steps[n]
+        if not (neg.kind == "call" and (neg.fn is ops._negative or neg.fn is np.negative and neg.ufunc) and not neg.kwargs
+                and neg.err is None and neg.args == (_S(lp),) and type(neg.out) is int
+                and reads.get(lp) == 1 + len(checks)):
+            return
+        x, l, v, c = (self.values[i] for i in (first.args[0].i, first.args[1].i, lp, neg.out))
+        if x.shape == l.shape == v.shape == c.shape and x.ndim and x.dtype == l.dtype == v.dtype == c.dtype:
+            steps[m] = _Step("call", ops._bernoulli_nll, first.args, {}, neg.out, name="bernoulli_nll",
+                             site=neg.site)
+            steps[m].err = first.err  # (numpy's error handling of the log-likelihood: a negation raises none)
+            for k in checks:  # the same test, on the cost
+                old = steps[k]
+                steps[k] = _Step("guard", old.fn, (_S(neg.out),), {}, None, name=old.name, site=old.site,
+                                 extra=old.extra)
+            steps[n] = None
+
+    def _merge_checks(self, steps):
+        """Run each whole-array validation check (``scg.kernels.has_nan``, ``all_finite``,
+        ``all_binary``, recorded as guards) on a value at most once while the value is unchanged,
+        as the strongest of them: a value found all 0 or 1 is finite, and a finite one has no NaN.
+        Observed data is checked three times on its way into a Bernoulli log-likelihood (observe,
+        the support check, the 0/1 test), logits twice. Only checks that passed when recorded are
+        merged: the stronger one then runs where the first ran, and a value it refuses stops the
+        replay there instead of a few calls later (the call runs eagerly, as before)."""
+        first = {}  # slot -> the step number of the first check on it still in force
+        for n, step in enumerate(steps):
+            if step is None:
+                continue
+            if step.kind == "guard" and step.name in _CHECK_STRENGTH and step.extra[1] is False:
+                s = step.args[0].i
+                k = first.get(s)
+                if k is None:
+                    first[s] = n
+                    continue
+                if _CHECK_STRENGTH[step.name] > _CHECK_STRENGTH[steps[k].name]:
+                    steps[k] = step  # the stronger check, where the first one ran
+                steps[n] = None
+            elif step.kind in ("effect", "assign"):
+                first.clear()  # an optimizer's step or a store may write any array
+            elif step.kind == "call" and first:
+                outs = step.out if type(step.out) is tuple else (step.out,)
+                targets = [o for o in outs if o is not None] + self._slots(step.kwargs.get("out"), [])
+                if step.fn is _setitem:
+                    targets += self._slots(step.args[:1], [])
+                for s in [s for s in first if any(
+                        t == s or np.may_share_memory(self.values[t], self.values[s]) for t in targets)]:
+                    del first[s]  # written in place (or through a view): checked afresh
 
     def _persistent_slots(self, steps):
         """Slots holding memory that outlives the call: a leaf's array (a parameter), an array

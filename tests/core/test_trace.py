@@ -393,6 +393,8 @@ def test_every_forward_written_into_a_buffer_gives_the_same_bits(name, size, dty
         calls[key := "bernoulli"] = lambda g: g((x > 0).astype(dtype), x)
     if "score_times" in name:  # (gradient: one number spread, as a sum's seed; value; logits)
         calls[key := "score_times"] = lambda g: g(np.broadcast_to(dtype(-0.25), x.shape), (x > 0).astype(dtype), x)
+    if "bias_relu" in name:  # (a product's rows, a bias of one row)
+        calls[key := "bias_relu"] = lambda g: g(x, x[1] * 3)
     if "relu_grad" in name:  # (gradient, input of relu)
         calls[key := "relu_grad"] = lambda g: g(x * 3, x)
     run = calls[key] if key else (lambda g: g(x))
