@@ -845,7 +845,7 @@ class _Program:
         self.persistent = self._persistent_slots(steps)  # slots whose memory outlives the call
         self.grad_saved = []  # (leaf, its .grad before a store of this replay): undone on a miss
         alias = self._elide_copies(steps, out_template)
-        self._fuse(steps, out_template)
+        self._fuse(steps, out_template, alias)
         self._merge_checks(steps)
         self.calls, self.call_steps = [], []  # the closures, and the step each replays
         for step in steps:
@@ -893,7 +893,7 @@ class _Program:
                     steps[n] = None
         return alias
 
-    def _fuse(self, steps, out_template):
+    def _fuse(self, steps, out_template, alias):
         """Run ``add(x, b)`` then ``relu`` of the sum as one call (``ops._bias_relu``: a dense layer
         and its activation, one pass over memory instead of two, the sum never written) where the
         two are consecutive, relu is the sum's only reader, ``x`` is (rows, cols) and ``b`` (cols,),
@@ -903,6 +903,8 @@ class _Program:
             if step is not None:
                 for i in self._slots((step.args, step.kwargs), []):
                     reads[i] = reads.get(i, 0) + 1
+                    if i in alias:  # a .grad store reading a dropped copy reads its source
+                        reads[alias[i]] = reads.get(alias[i], 0) + 1
         for i in self._slots(out_template, []):
             reads[i] = reads.get(i, 0) + 1
         live = [n for n, step in enumerate(steps) if step is not None]
@@ -988,8 +990,8 @@ class _Program:
             elif step.kind == "call" and first:
                 outs = step.out if type(step.out) is tuple else (step.out,)
                 targets = [o for o in outs if o is not None] + self._slots(step.kwargs.get("out"), [])
-                if step.fn is _setitem:
-                    targets += self._slots(step.args[:1], [])
+                if step.fn is _setitem or step.out is None:  # (a call returning nothing, np.copyto
+                    targets += self._slots((step.args, step.kwargs), [])  # or ufunc.at: it writes an input)
                 for s in [s for s in first if any(
                         t == s or np.may_share_memory(self.values[t], self.values[s]) for t in targets)]:
                     del first[s]  # written in place (or through a view): checked afresh
