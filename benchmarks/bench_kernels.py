@@ -1,7 +1,9 @@
 """The fused loops of scg/_kernels.c against the numpy passes they replace (scg.kernels), on the
 VAE step's elementwise work: softplus, sigmoid, the Bernoulli log-likelihood from logits
 forward and backward (alone, and with its incoming gradient multiplied in), the validation
-checks on the pixels (a NaN in the data, logits not finite, values not 0 or 1), and Adam over
+checks on the pixels (a NaN in the data, logits not finite, values not 0 or 1), relu and the
+fusions a traced step makes (a bias add with relu over the hidden layer's batch x 400; the
+log-likelihood with its negation), and Adam over
 the VAE's 652,824 parameters. Both sides are scg's own
 code paths (the fallback forced as SCG_KERNELS=numpy would), timed in one process, rounds
 interleaved, through the same ops functions the step calls (so on scg's worker threads where
@@ -63,12 +65,17 @@ def main():
         logits = (rng.standard_normal((batch, 784)) * 4).astype(np.float32)
         out = np.empty_like(logits)
         seed = np.broadcast_to(np.float32(-1 / batch), logits.shape)  # a sum's gradient, negated
+        pre = (rng.standard_normal((batch, 400)) * 2).astype(np.float32)  # a hidden layer's product
+        bias, hidden = rng.standard_normal(400).astype(np.float32), np.empty_like(pre)
         work = {
             "softplus": lambda: ops._softplus.into(logits, out=out),
             "sigmoid": lambda: ops._sigmoid.into(logits, out=out),
             "Bernoulli log-lik": lambda: ops._bernoulli_log_prob.into(x, logits, out=out),
             "its d/dlogits": lambda: ops._bernoulli_score.into(x, logits, out=out),
             "  times g (one number)": lambda: ops._bernoulli_score_times.into(seed, x, logits, out=out),
+            "-log-lik (fused neg.)": lambda: ops._bernoulli_nll.into(x, logits, out=out),
+            "relu (batch x 400)": lambda: ops._relu.into(pre, out=hidden),
+            "bias add + relu": lambda: ops._bias_relu.into(pre, bias, out=hidden),
             "NaN check": lambda: kernels.has_nan(x),
             "finite check": lambda: kernels.all_finite(logits),
             "0/1 check": lambda: kernels.all_binary(x),
