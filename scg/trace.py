@@ -831,7 +831,10 @@ class _Program:
     a buffer that every replay rewrites in place is the same view every time, so the one
     made while recording is kept; and the copy the backward pass makes of a gradient before
     storing it in ``.grad`` (so that ``.grad`` aliases nothing) is not needed when nothing
-    reads its source afterwards, since the source is the step's own buffer."""
+    reads its source afterwards, since the source is the step's own buffer. It then fuses pairs
+    of calls whose intermediate has no other reader (``_fuse``) and runs repeated validation
+    checks on an unchanged value once (``_merge_checks``); each keeps the bits of the calls it
+    replaces."""
 
     def __init__(self, rec, out_template):
         self.rec = rec
