@@ -114,15 +114,23 @@ void relu_f32(const float *restrict x, float *restrict out, size_t n) {
 
 /* relu(x + b) for x of rows x cols and b of cols (a dense layer's bias added to its product,
    then its activation): one pass where numpy makes two, each element rounded as np.add then
-   np.maximum round it. A traced step fuses the pair when nothing else reads the sum. */
-void bias_relu_f32(const float *restrict x, const float *restrict b, float *restrict out, size_t rows,
-                   size_t cols) {
+   np.maximum round it. A traced step fuses the pair when nothing else reads the sum. Returns 1
+   if a sum is not finite (an overflow, inf - inf, a NaN): the caller then redoes the pair with
+   numpy, whose add reports it as np.errstate says and picks a NaN's bits as it does. */
+int bias_relu_f32(const float *restrict x, const float *restrict b, float *restrict out, size_t rows,
+                  size_t cols) {
+    int odd = 0;
     for (size_t r = 0; r < rows; r++) {
         const float *restrict xr = x + r * cols;
         float *restrict o = out + r * cols;
-        #pragma omp simd
-        for (size_t j = 0; j < cols; j++) { float a = xr[j] + b[j]; o[j] = RELU(a); }
+        #pragma omp simd reduction(|:odd)
+        for (size_t j = 0; j < cols; j++) {
+            float a = xr[j] + b[j];
+            o[j] = RELU(a);
+            odd |= !(fabsf(a) <= FLT_MAX);
+        }
     }
+    return odd;
 }
 
 /* One Adam update (scg.optim.Adam.step), in the order of numpy's in-place passes there, so the

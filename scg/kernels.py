@@ -147,7 +147,7 @@ def _open(path):
             f.argtypes = [P] * pointers + [N] * (2 if name == "bias_relu_f32" else 1)  # (rows, cols)
             if name.startswith("adam"):
                 f.argtypes += [ctypes.c_float if name.endswith("32") else ctypes.c_double] * 7
-            f.restype = ctypes.c_int if name.startswith("any_") else None
+            f.restype = ctypes.c_int if name.startswith("any_") or name == "bias_relu_f32" else None
     except (OSError, AttributeError) as e:
         return None, f"cannot load {path}: {e}"
     return lib, None
@@ -209,9 +209,11 @@ def _self_check(k):
     k.relu_grad_f32(_ptr(y), _ptr(x), _ptr(out), x.size)
     if not np.array_equal(out, np.where(x > 0, y, 0)):
         return f"relu_grad gives {out}"
-    k.bernoulli_nll_f32(_ptr(y), _ptr(x), _ptr(out), x.size)
-    if not np.all(np.abs(out + log_p) <= 1e-6 * np.abs(log_p)):
-        return f"bernoulli_nll gives {out} for {-log_p}"
+    k.bernoulli_log_prob_f32(_ptr(y), _ptr(x), _ptr(out), x.size)
+    nll = np.empty_like(x)
+    k.bernoulli_nll_f32(_ptr(y), _ptr(x), _ptr(nll), x.size)
+    if not np.array_equal(nll.view(np.uint32), np.negative(out).view(np.uint32)):  # to the bit, zeros' signs too
+        return f"bernoulli_nll gives {nll} where -bernoulli_log_prob gives {-out}"
     # relu to the bit, signs of zeros and NaN payloads included (compared as integers)
     r = np.concatenate([x, np.array([-0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-45, -1e-45], np.float32)])
     r[-3] = np.frombuffer(np.uint32(0x7FC00123).tobytes(), np.float32)[0]  # a NaN with a payload
@@ -219,12 +221,17 @@ def _self_check(k):
     k.relu_f32(_ptr(r), _ptr(rout), r.size)
     if not np.array_equal(rout.view(np.uint32), np.maximum(r, 0).view(np.uint32)):
         return f"relu gives {rout}"
-    rows = r[:42].reshape(6, 7)  # bias_relu: each row plus the bias, then relu
-    bias = r[-7:].copy()
+    rows = x[:35].reshape(5, 7).copy()  # bias_relu: each row plus the bias, then relu; finite sums
+    bias = np.array([-0.0, 0.0, 1e-45, -3.0, 20.0, -1e-8, 5e3], np.float32)
     rout = np.empty_like(rows)
-    k.bias_relu_f32(_ptr(rows), _ptr(bias), _ptr(rout), 6, 7)
-    if not np.array_equal(rout.view(np.uint32), np.maximum(rows + bias, 0).view(np.uint32)):
+    if k.bias_relu_f32(_ptr(rows), _ptr(bias), _ptr(rout), 5, 7) or not np.array_equal(
+            rout.view(np.uint32), np.maximum(rows + bias, 0).view(np.uint32)):
         return f"bias_relu gives {rout}"
+    for odd in (np.inf, -np.inf, np.nan, 3e38):  # a sum that is not finite (3e38 + 3e38 overflows) is reported
+        bias[3] = odd
+        rows[4, 3] = odd
+        if not k.bias_relu_f32(_ptr(rows), _ptr(bias), _ptr(rout), 5, 7):
+            return f"bias_relu does not report the sum {odd} + {odd}"
     for T, d in ((np.float32, "f32"), (np.float64, "f64")):
         for test, numpy_test in _TESTS.items():
             for fill, odd in itertools.product((0, 1), (0, 1, 0.5, 2, np.inf, -np.inf, np.nan, -0.0, 1e-40, 3e38)):
@@ -336,12 +343,13 @@ def relu(x, out):
 
 def bias_relu(x, b, out):
     """``out[...] = np.maximum(x + b, 0)``, to the bit, for ``x`` of shape (rows, cols) and ``b`` of
-    shape (cols,)."""
+    shape (cols,). False also when a sum is not finite: the caller redoes it with numpy, whose
+    add warns or raises as ``np.errstate`` says (the loop sets no flag numpy reads) and gives a
+    NaN the bits numpy gives it."""
     k = lib()
     if k is None or x.ndim != 2 or b.shape != x.shape[1:] or not (_fits(_F32, x, out) and _fits(_F32, b)):
         return False
-    k.bias_relu_f32(_ptr(x), _ptr(b), _ptr(out), x.shape[0], x.shape[1])
-    return True
+    return not k.bias_relu_f32(_ptr(x), _ptr(b), _ptr(out), x.shape[0], x.shape[1])
 
 
 def bernoulli_nll(x, logits, out):

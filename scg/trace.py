@@ -990,11 +990,12 @@ class _Program:
                 steps[n] = None
             elif step.kind in ("effect", "assign"):
                 first.clear()  # an optimizer's step or a store may write any array
-            elif step.kind == "call" and first:
+            elif step.kind in ("call", "guard") and first:
                 outs = step.out if type(step.out) is tuple else (step.out,)
                 targets = [o for o in outs if o is not None] + self._slots(step.kwargs.get("out"), [])
-                if step.fn is _setitem or step.out is None:  # (a call returning nothing, np.copyto
-                    targets += self._slots((step.args, step.kwargs), [])  # or ufunc.at: it writes an input)
+                if step.fn is _setitem or step.out is None:  # a call returning nothing (np.copyto,
+                    # np.putmask, ufunc.at: recorded as a guard on its None) may write an input
+                    targets += self._slots((step.args, step.kwargs), [])
                 for s in [s for s in first if any(
                         t == s or np.may_share_memory(self.values[t], self.values[s]) for t in targets)]:
                     del first[s]  # written in place (or through a view): checked afresh
