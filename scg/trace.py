@@ -726,6 +726,10 @@ _CHECK_STRENGTH = {"bool (any_nan)": 1, "bool (any_nonfinite)": 2, "bool (any_no
 _SIGN_BLIND = ("bool (any_nan)", "bool (any_nonfinite)")  # the same answer for -x as for x
 
 
+def _bytes(a):
+    return np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+
+
 def _is_branch(step):
     """A guard on a value a Python branch reads: ``bool()``, or the answer of a validation check
     (``scg.kernels.has_nan`` and the like record theirs as "bool (any_nan)"). Either may go the
@@ -831,12 +835,13 @@ class _Program:
     a buffer that every replay rewrites in place is the same view every time, so the one
     made while recording is kept; and the copy the backward pass makes of a gradient before
     storing it in ``.grad`` (so that ``.grad`` aliases nothing) is not needed when nothing
-    reads its source afterwards, since the source is the step's own buffer. It then fuses pairs
+    reads its source afterwards, since the source is the step's own buffer. It then drops calls
+    and checks that read only constants the step made itself (``_fold_constants``), fuses pairs
     of calls whose intermediate has no other reader (``_fuse``) and runs repeated validation
     checks on an unchanged value once (``_merge_checks``); each keeps the bits of the calls it
     replaces."""
 
-    def __init__(self, rec, out_template):
+    def __init__(self, rec, out_template, previous=None):
         self.rec = rec
         self.values = list(rec.values)
         self.inputs = rec.inputs
@@ -848,6 +853,8 @@ class _Program:
         self.persistent = self._persistent_slots(steps)  # slots whose memory outlives the call
         self.grad_saved = []  # (leaf, its .grad before a store of this replay): undone on a miss
         alias = self._elide_copies(steps, out_template)
+        if previous is not None:
+            self._fold_constants(steps, previous)
         self._fuse(steps, out_template, alias)
         self._merge_checks(steps)
         self.calls, self.call_steps = [], []  # the closures, and the step each replays
@@ -895,6 +902,60 @@ class _Program:
                     alias[step.out] = src
                     steps[n] = None
         return alias
+
+    def _fold_constants(self, steps, previous):
+        """Drop what every replay would compute alike. A Tensor made in the step from an array the
+        step made (a standard-normal prior's zeros and ones) is a constant: the two agreeing
+        recordings (this one and ``previous``) found its values equal, each in an array of its own,
+        so no code outside can change it in place (an array from outside, or a view of one, is
+        the same memory in both and is not folded: eager calls would see it change). A numpy
+        call reading only such constants then gives the value it gave when recorded, and a check
+        on them (the distribution's parameter validation) the same answer. Nothing is folded when
+        some call writes into a constant; a call that raises a floating-point warning (replayed, it
+        would warn again) stays."""
+        assigned = {id(s.extra) for s in steps if s is not None and s.kind == "assign"}
+        const, dropped = set(), []
+        for n, step in enumerate(steps):
+            if step is None:
+                continue
+            if step.kind == "read" and id(step.extra) in self.rec.fresh and id(step.extra) not in assigned:
+                old = previous.values[previous.steps[n].out]
+                if old is not self.values[step.out] and not np.may_share_memory(old, self.values[step.out]):
+                    const.add(step.out)
+                    dropped.append(n)
+                continue
+            ins = self._slots((step.args, step.kwargs), [])
+            if not ins or any(i not in const for i in ins):
+                continue
+            if step.kind == "guard" and step.fn is not _grad_is_none:
+                dropped.append(n)  # the same answer every time
+            elif step.kind == "call" and type(step.out) is int and step.fn is not _setitem and \
+                    "out" not in step.kwargs and self._recomputes(step):
+                const.add(step.out)
+                dropped.append(n)
+        if not const:
+            return
+        for step in steps:
+            if step is not None and step.kind == "call" and (step.fn is _setitem or step.kwargs.get("out") is not None
+                                                             or step.out is None):
+                written = self._slots((step.args, step.kwargs), [])
+                if any(i == c or np.may_share_memory(self.values[i], self.values[c]) for i in written for c in const):
+                    return  # a constant written in place: keep every call as recorded
+        for n in dropped:
+            steps[n] = None
+
+    def _recomputes(self, step):
+        """Whether ``step``'s call, run again on its recorded inputs, gives its recorded value to
+        the bit and raises no floating-point warning."""
+        try:
+            with np.errstate(all="raise"):
+                r = step.fn(*self.rec.fill(step.args, self.values), **self.rec.fill(step.kwargs, self.values))
+        except Exception:  # noqa: BLE001  (then it is not folded)
+            return False
+        v = self.values[step.out]
+        r = np.asarray(r) if isinstance(r, np.generic) else r  # (a reduction's scalar: a 0-d array when recorded)
+        return isinstance(r, np.ndarray) and r.shape == v.shape and r.dtype == v.dtype and \
+            r.dtype.kind in "biuf" and np.array_equal(_bytes(r), _bytes(v))  # (NaN included)
 
     def _fuse(self, steps, out_template, alias):
         """Run ``add(x, b)`` then ``relu`` of the sum as one call (``ops._bias_relu``: a dense layer
@@ -1406,7 +1467,7 @@ class Traced:
                     del entry["candidates"][self.KEEP:]
                     return plain
                 entry["candidates"].remove(last)
-                entry["programs"].insert(0, _Program(rec, out_template))
+                entry["programs"].insert(0, _Program(rec, out_template, last))
                 del entry["programs"][self.KEEP:]
                 entry["misses"] = entry["coincide"] = 0
                 return plain

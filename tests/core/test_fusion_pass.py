@@ -1002,3 +1002,130 @@ def test_an_overflow_in_the_fused_bias_add_is_reported_as_numpy_reports_it(err):
         assert e[:2] == ("raise", FloatingPointError)
     elif err in (None, "warn"):
         assert e[0] == "value" and any("overflow" in m for m in ew)
+
+
+# ---- 8. constant folding: what only a Tensor made in the step from its own arrays reads ----------------
+
+
+def _prior_step(make_prior):
+    """A step whose cost reads a distribution made in the step (its parameter checks are recorded)."""
+    w = scg.tensor(np.array([[0.5, -1.0], [2.0, 0.25]], F32), requires_grad=True)
+    opt = scg.optim.SGD([w], lr=0.01)
+
+    def step(x):
+        z = scg.tensor(x) @ w
+        prior = make_prior()
+        loss = -prior.log_prob(z).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+    return step, w
+
+
+def _run_prior(make_prior, inputs, between=lambda i: None):
+    eager, ew = _prior_step(make_prior)
+    fn, tw = _prior_step(make_prior)
+    traced = scg.trace(fn)
+    for i, x in enumerate(inputs):
+        between(i)
+        _assert_bits(eager(x), traced(x), f"call {i}")
+        between(i)  # (the eager and the traced step each see the same state)
+        _assert_bits(ew.data, tw.data, f"parameters after call {i}")
+    return traced
+
+
+def _inputs(n=6):
+    rng = np.random.default_rng(3)
+    return [rng.standard_normal((4, 2)).astype(F32) for _ in range(n)]
+
+
+def test_a_prior_made_in_the_step_has_its_checks_folded_and_equals_eager():
+    traced = _run_prior(lambda: D.Normal(np.zeros((4, 2), F32), np.ones((4, 2), F32)), _inputs())
+    assert traced.stats["replayed"] == 4
+    prog = _program(traced)
+    recorded = [s.name for s in prog.rec.steps]
+    replayed = [s.name for s in prog.call_steps]
+    # the recording checks the prior's loc and scale (NaN, > 0, finite: greater, isfinite, all, bool);
+    # none of them reads anything but the two constant arrays, so none is replayed
+    assert recorded.count("greater") >= 1 and recorded.count("all") >= 2
+    assert replayed.count("greater") == 0 and replayed.count("all") == 0 and replayed.count("isfinite") == 0
+    assert sum(1 for s in prog.call_steps if s.kind == "read") < sum(1 for s in prog.rec.steps if s.kind == "read")
+
+
+def test_an_array_from_outside_changed_in_place_between_calls_is_not_folded():
+    """A Tensor made in the step from a captured array (or a view of one) reads memory code outside
+    the step can change: eager calls see the change, so a replay must too."""
+    scale = np.ones((4, 2), F32)
+    for wrap in (lambda: scale, lambda: scale[:, :]):
+        scale[...] = 1.0
+
+        def change(i):
+            scale[...] = 1.0 + 0.5 * i  # (set twice per call: the same value both times)
+        traced = _run_prior(lambda: D.Normal(np.zeros((4, 2), F32), wrap()), _inputs(8), change)
+        assert traced.stats["replayed"] == 6
+        assert "greater" in [s.name for s in _program(traced).call_steps]  # the scale's check still runs
+
+
+def test_a_constant_whose_computation_warns_is_not_folded():
+    import warnings
+
+    def step(x):
+        c = scg.tensor(-np.ones(3))
+        return scg.tensor(x) + scg.sqrt(c)  # sqrt(-1): numpy warns "invalid value" on every eager call
+
+    traced = scg.trace(step)
+    x = np.ones(3)
+    for i in range(5):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            e = step(x)
+            n_eager = len(seen)
+            t = traced(x)
+        assert n_eager >= 1 and len(seen) == 2 * n_eager, (i, [str(w.message) for w in seen])
+        _assert_bits(e, t)
+    assert traced.stats["replayed"] == 3
+
+
+def test_a_constant_written_in_place_later_keeps_every_call():
+    def step(x):
+        c = scg.tensor(np.arange(3.0))
+        d = c.data
+        if kernels.has_nan(d):
+            raise ValueError("NaN before")
+        d[1:] = x[1:]  # the constant is written with a value of the step
+        if kernels.has_nan(d):
+            raise ValueError("NaN after")
+        return scg.tensor(x) * c
+
+    traced = scg.trace(step)
+    x = np.array([1.0, 2.0, 3.0])  # (the same each call: the written constant must agree to be trusted)
+    for i in range(4):
+        _assert_bits(step(x), traced(x))
+    assert traced.stats["replayed"] == 2
+    assert [s.name for s in _checks(_program(traced).call_steps)] == ["bool (any_nan)"] * 2
+    bad = np.array([1.0, np.nan, 2.0])
+    e, t = _outcome(step, bad), _outcome(traced, bad)
+    # eager raises at the second check; the replay must not go on without it: it raises the same,
+    # or refuses because the write into the Tensor's array cannot be undone to rerun eagerly
+    assert e[:2] == ("raise", ValueError) and "after" in e[2]
+    assert _same_outcome(e, t) or (t[:2] == ("raise", scg.TraceError) and "cannot be undone" in t[2]), (e, t)
+
+
+def test_a_python_branch_on_a_constant_is_folded_and_a_branch_on_the_input_is_not():
+    def step(x):
+        c = scg.tensor(np.array([2.0, 3.0]))
+        if (c.data > 0).all():  # always true: the recording's answer
+            y = scg.tensor(x) * c
+        else:
+            y = scg.tensor(x) - c
+        if (y.data.sum() > 0):  # depends on the input: kept
+            return y * 2.0
+        return y
+
+    traced = scg.trace(step)
+    for v in (1.0, 2.0, 3.0, 4.0, -1.0, -2.0, 5.0):
+        x = np.full(2, v)
+        _assert_bits(step(x), traced(x), f"x = {v}")
+    names = [s.name for s in _program(traced).call_steps]
+    assert names.count("bool") == 1, names
