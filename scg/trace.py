@@ -348,6 +348,7 @@ class _Recording:
         self.watched = []  # (object, copy of its hyperparameters when the call began): see effect
         self.reads = {}  # id(Tensor) -> (Tensor, its plain array, the traced view): leaves read
         self.fresh = {}  # id -> Tensor: the Tensors made during the recording
+        self.initial = {}  # slot -> a copy of the array of such a Tensor when first read
         self.assigned = []  # Tensors whose .data the step assigned
         self.out_consts = []  # arrays returned that are not values of the recording
         self.base_err = np.geterr()
@@ -544,6 +545,8 @@ class _Recording:
         s = self.new_slot(d)
         traced = self.wrap(d, s)
         self.reads[id(t)] = (t, d, traced)
+        if id(t) in self.fresh:
+            self.initial[s] = d.copy()  # (the step may write into it: see _Program.restore)
         self.steps.append(_Step("read", None, (), {}, s, name="read", extra=t, site=_site(),
                                 consts=[(d.shape, d.dtype)]))
         return traced
@@ -720,6 +723,10 @@ def _structure(x):
 _ESCAPES = ("bool", "float", "int", "index", "item", "tolist", "state")
 
 
+# Constants a folded call may take besides the step's own constants: numbers and the like, which
+# nothing can change in place (an array or a function from outside could change between calls).
+_IMMUTABLE = (int, float, complex, bool, str, bytes, type(None), slice, type, np.dtype, np.generic)
+
 # The whole-array checks of scg.kernels, as their guards are named, by strength: a value with no
 # element outside {0, 1} has none that is infinite or NaN, and a finite one has no NaN.
 _CHECK_STRENGTH = {"bool (any_nan)": 1, "bool (any_nonfinite)": 2, "bool (any_nonbinary)": 3}
@@ -853,7 +860,9 @@ class _Program:
         self.persistent = self._persistent_slots(steps)  # slots whose memory outlives the call
         self.grad_saved = []  # (leaf, its .grad before a store of this replay): undone on a miss
         alias = self._elide_copies(steps, out_template)
+        self.restore = {}  # read slot -> the value its array must start from at every replay
         if previous is not None:
+            self._restore_made_arrays(steps, previous)
             self._fold_constants(steps, previous)
         self._fuse(steps, out_template, alias)
         self._merge_checks(steps)
@@ -909,52 +918,86 @@ class _Program:
         recordings (this one and ``previous``) found its values equal, each in an array of its own,
         so no code outside can change it in place (an array from outside, or a view of one, is
         the same memory in both and is not folded: eager calls would see it change). A numpy
-        call reading only such constants then gives the value it gave when recorded, and a check
+        call reading only such constants and numbers (no array or function from outside, which
+        could change) then gives the value it gave when recorded, and a Python branch or a check
         on them (the distribution's parameter validation) the same answer. Nothing is folded when
-        some call writes into a constant; a call that raises a floating-point warning (replayed, it
-        would warn again) stays."""
+        some call writes into a constant; a call that warns (replayed, it would warn again) stays."""
         assigned = {id(s.extra) for s in steps if s is not None and s.kind == "assign"}
         const, dropped = set(), []
         for n, step in enumerate(steps):
             if step is None:
                 continue
-            if step.kind == "read" and id(step.extra) in self.rec.fresh and id(step.extra) not in assigned:
-                old = previous.values[previous.steps[n].out]
-                if old is not self.values[step.out] and not np.may_share_memory(old, self.values[step.out]):
+            if step.kind == "read":
+                if self._made_by_step(n, previous, assigned):
                     const.add(step.out)
                     dropped.append(n)
                 continue
             ins = self._slots((step.args, step.kwargs), [])
-            if not ins or any(i not in const for i in ins):
+            if not ins or any(i not in const for i in ins) or not all(isinstance(c, _IMMUTABLE) for c in step.consts):
                 continue
-            if step.kind == "guard" and step.fn is not _grad_is_none:
-                dropped.append(n)  # the same answer every time
+            if step.kind == "guard" and step.fn is not _grad_is_none and step.extra[0] != "value":
+                dropped.append(n)  # a branch or a number taken: the same every time
             elif step.kind == "call" and type(step.out) is int and step.fn is not _setitem and \
                     "out" not in step.kwargs and self._recomputes(step):
                 const.add(step.out)
                 dropped.append(n)
-        if not const:
-            return
-        for step in steps:
-            if step is not None and step.kind == "call" and (step.fn is _setitem or step.kwargs.get("out") is not None
-                                                             or step.out is None):
-                written = self._slots((step.args, step.kwargs), [])
-                if any(i == c or np.may_share_memory(self.values[i], self.values[c]) for i in written for c in const):
-                    return  # a constant written in place: keep every call as recorded
-        for n in dropped:
-            steps[n] = None
+        if const and not any(self._writes_into(step, const) for step in steps if step is not None):
+            for n in dropped:
+                steps[n] = None
+
+    def _restore_made_arrays(self, steps, previous):
+        """A Tensor made in the step from an array the step made, and written in place by the step
+        (``c = scg.tensor(np.zeros(3)); c.data += x``): every eager call starts from a new array of
+        the first value, while a replay reads the same array, which the last replay wrote. So its
+        read restores the value the recording first read."""
+        assigned = {id(s.extra) for s in steps if s is not None and s.kind == "assign"}
+        for n, step in enumerate(steps):
+            if step is not None and step.kind == "read" and step.out in self.rec.initial and \
+                    self._made_by_step(n, previous, assigned) and \
+                    any(self._writes_into(w, (step.out,)) for w in steps if w is not None):
+                self.restore[step.out] = self.rec.initial[step.out]
+
+    def _made_by_step(self, n, previous, assigned):
+        """Whether read step ``n`` reads a Tensor made during the step, never assigned, from an array
+        the step made itself (the two agreeing recordings' arrays are distinct memory)."""
+        step = self.rec.steps[n]
+        if id(step.extra) not in self.rec.fresh or id(step.extra) in assigned:
+            return False
+        old, new = previous.values[previous.steps[n].out], self.values[step.out]
+        return old is not new and not np.may_share_memory(old, new)
+
+    def _writes(self, step):
+        """The slots whose arrays ``step`` may write into, its own new output aside."""
+        if step.kind == "call":
+            ins = self._slots((step.args, step.kwargs), [])
+            if step.fn is _setitem or step.out is None:
+                return ins
+            outs = step.out if type(step.out) is tuple else (step.out,)
+            # an output that is one of the inputs: written in place (out= given by position or by
+            # name), or returned as it was (np.asarray; counted too, to be safe)
+            return [o for o in outs if o in ins]
+        if step.kind == "guard" and step.extra[0] == "value":
+            # a numpy call that returned no array (np.copyto, np.putmask, ufunc.at): it writes an input
+            return self._slots((step.args, step.kwargs), [])
+        return []
+
+    def _writes_into(self, step, slots):
+        """Whether ``step`` may write into one of ``slots``' arrays (directly or through a view)."""
+        return any(t == s or np.may_share_memory(self.values[t], self.values[s])
+                   for t in self._writes(step) for s in slots)
 
     def _recomputes(self, step):
         """Whether ``step``'s call, run again on its recorded inputs, gives its recorded value to
-        the bit and raises no floating-point warning."""
+        the bit, with no floating-point error and no warning."""
         try:
-            with np.errstate(all="raise"):
+            with warnings.catch_warnings(record=True) as seen, np.errstate(all="raise"):
+                warnings.simplefilter("always")
                 r = step.fn(*self.rec.fill(step.args, self.values), **self.rec.fill(step.kwargs, self.values))
         except Exception:  # noqa: BLE001  (then it is not folded)
             return False
         v = self.values[step.out]
         r = np.asarray(r) if isinstance(r, np.generic) else r  # (a reduction's scalar: a 0-d array when recorded)
-        return isinstance(r, np.ndarray) and r.shape == v.shape and r.dtype == v.dtype and \
+        return not seen and isinstance(r, np.ndarray) and r.shape == v.shape and r.dtype == v.dtype and \
             r.dtype.kind in "biuf" and np.array_equal(_bytes(r), _bytes(v))  # (NaN included)
 
     def _fuse(self, steps, out_template, alias):
@@ -1051,14 +1094,8 @@ class _Program:
                 steps[n] = None
             elif step.kind in ("effect", "assign"):
                 first.clear()  # an optimizer's step or a store may write any array
-            elif step.kind in ("call", "guard") and first:
-                outs = step.out if type(step.out) is tuple else (step.out,)
-                targets = [o for o in outs if o is not None] + self._slots(step.kwargs.get("out"), [])
-                if step.fn is _setitem or step.out is None:  # a call returning nothing (np.copyto,
-                    # np.putmask, ufunc.at: recorded as a guard on its None) may write an input
-                    targets += self._slots((step.args, step.kwargs), [])
-                for s in [s for s in first if any(
-                        t == s or np.may_share_memory(self.values[t], self.values[s]) for t in targets)]:
+            elif first:
+                for s in [s for s in first if self._writes_into(step, (s,))]:
                     del first[s]  # written in place (or through a view): checked afresh
 
     def _persistent_slots(self, steps):
@@ -1180,10 +1217,14 @@ class _Program:
         if kind == "read":
             t, ((shape, dtype),) = step.extra, step.consts
 
+            initial = self.restore.get(out)
+
             def call():
                 d = t._data  # the leaf's array now: updated in place, or replaced
                 if d.shape != shape or d.dtype != dtype:
                     raise _Miss(step)
+                if initial is not None:
+                    np.copyto(d, initial)  # (made by the step and written by it: see _restore_made_arrays)
                 values[out] = d
             return call
         if kind == "assign":
