@@ -805,6 +805,30 @@ def test_the_compiled_relu_loop_is_in_use_and_is_np_maximum_to_the_bit(raw):
                 assert not np.signbit(out[x.view(np.uint32) == 0x80000000]).any()
 
 
+def test_relu_and_bias_relu_use_the_loop_from_the_cut_on_and_give_numpys_bits_on_both_sides(monkeypatch):
+    """Below ops._RELU_LOOP_FROM elements numpy is faster than a call into the loop: both sides of
+    the cut, through the forward and .into, give np.maximum's bits, and only the large side calls it."""
+    calls = []
+    for name in ("relu", "bias_relu"):
+        loop = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *a, _loop=loop, _name=name: calls.append(_name) or _loop(*a))
+    cut = ops._RELU_LOOP_FROM
+    for rows in (1, cut // 400, cut // 400 + 1, 3 * cut // 400):
+        x = _odd_values32(rows * 400, rows).reshape(rows, 400)
+        b = _odd_values32(400, rows + 1)
+        b[~np.isfinite(b)] = 0.5  # (finite sums: the loop's own path, not numpy's redo)
+        x[~np.isfinite(x)] = -0.0
+        big = x.size >= cut
+        calls.clear()
+        with np.errstate(all="ignore"):
+            _assert_bits(ops._relu(x), np.maximum(x, 0), f"relu rows={rows}")
+            out = np.full(x.shape, 7, F32)
+            ops._relu.into(x, out=out)
+            _assert_bits(out, np.maximum(x, 0), f"relu.into rows={rows}")
+            _assert_bits(ops._bias_relu(x, b), np.maximum(np.add(x, b), 0), f"bias_relu rows={rows}")
+        assert calls == (["relu", "relu", "bias_relu"] if big else []), (rows, calls)
+
+
 def test_relu_on_layouts_the_loop_does_not_take_falls_back_to_numpy():
     x = _odd_values32(60, 1).reshape(6, 10)
     x[np.abs(x) > 6e4] = 1.0  # (float16 below)
