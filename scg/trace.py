@@ -862,8 +862,9 @@ class _Program:
         alias = self._elide_copies(steps, out_template)
         self.restore = {}  # read slot -> the value its array must start from at every replay
         if previous is not None:
-            self._restore_made_arrays(steps, previous)
-            self._fold_constants(steps, previous)
+            made = self._made_by_step(steps, previous)
+            self._restore_made_arrays(steps, made)
+            self._fold_constants(steps, made)
         self._fuse(steps, out_template, alias)
         self._merge_checks(steps)
         self.calls, self.call_steps = [], []  # the closures, and the step each replays
@@ -912,23 +913,22 @@ class _Program:
                     steps[n] = None
         return alias
 
-    def _fold_constants(self, steps, previous):
+    def _fold_constants(self, steps, made):
         """Drop what every replay would compute alike. A Tensor made in the step from an array the
-        step made (a standard-normal prior's zeros and ones) is a constant: the two agreeing
-        recordings (this one and ``previous``) found its values equal, each in an array of its own,
+        step made (a standard-normal prior's zeros and ones; its read steps are ``made``) is a
+        constant: the two agreeing recordings found its values equal, each in an array of its own,
         so no code outside can change it in place (an array from outside, or a view of one, is
         the same memory in both and is not folded: eager calls would see it change). A numpy
         call reading only such constants and numbers (no array or function from outside, which
         could change) then gives the value it gave when recorded, and a Python branch or a check
         on them (the distribution's parameter validation) the same answer. Nothing is folded when
         some call writes into a constant; a call that warns (replayed, it would warn again) stays."""
-        assigned = {id(s.extra) for s in steps if s is not None and s.kind == "assign"}
         const, dropped = set(), []
         for n, step in enumerate(steps):
             if step is None:
                 continue
             if step.kind == "read":
-                if self._made_by_step(n, previous, assigned):
+                if n in made:
                     const.add(step.out)
                     dropped.append(n)
                 continue
@@ -945,26 +945,28 @@ class _Program:
             for n in dropped:
                 steps[n] = None
 
-    def _restore_made_arrays(self, steps, previous):
-        """A Tensor made in the step from an array the step made, and written in place by the step
-        (``c = scg.tensor(np.zeros(3)); c.data += x``): every eager call starts from a new array of
-        the first value, while a replay reads the same array, which the last replay wrote. So its
-        read restores the value the recording first read."""
-        assigned = {id(s.extra) for s in steps if s is not None and s.kind == "assign"}
-        for n, step in enumerate(steps):
-            if step is not None and step.kind == "read" and step.out in self.rec.initial and \
-                    self._made_by_step(n, previous, assigned) and \
-                    any(self._writes_into(w, (step.out,)) for w in steps if w is not None):
-                self.restore[step.out] = self.rec.initial[step.out]
+    def _restore_made_arrays(self, steps, made):
+        """A Tensor made in the step from an array the step made (its read steps are ``made``), and
+        written in place by the step (``c = scg.tensor(np.zeros(3)); c.data += x``): every eager
+        call starts from a new array of the first value, while a replay reads the same array, which
+        the last replay wrote. So its read restores the value the recording first read."""
+        for n in made:
+            out = steps[n].out
+            if any(self._writes_into(w, (out,)) for w in steps if w is not None):
+                self.restore[out] = self.rec.initial[out]
 
-    def _made_by_step(self, n, previous, assigned):
-        """Whether read step ``n`` reads a Tensor made during the step, never assigned, from an array
-        the step made itself (the two agreeing recordings' arrays are distinct memory)."""
-        step = self.rec.steps[n]
-        if id(step.extra) not in self.rec.fresh or id(step.extra) in assigned:
-            return False
-        old, new = previous.values[previous.steps[n].out], self.values[step.out]
-        return old is not new and not np.may_share_memory(old, new)
+    def _made_by_step(self, steps, previous):
+        """The read steps of Tensors made during the step, never assigned, from arrays the step made
+        itself: the two agreeing recordings (this one and ``previous``) hold distinct memory there."""
+        assigned = {id(s.extra) for s in steps if s is not None and s.kind == "assign"}
+        made = set()
+        for n, step in enumerate(steps):
+            if step is not None and step.kind == "read" and id(step.extra) in self.rec.fresh and \
+                    id(step.extra) not in assigned:
+                old, new = previous.values[previous.steps[n].out], self.values[step.out]
+                if old is not new and not np.may_share_memory(old, new):
+                    made.add(n)
+        return made
 
     def _writes(self, step):
         """The slots whose arrays ``step`` may write into, its own new output aside."""
